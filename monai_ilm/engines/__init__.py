@@ -1,0 +1,10 @@
+"""Engines: the MoCo trainer and its validation evaluator."""
+
+from __future__ import annotations
+
+from monai_ilm.engines.moco_evaluator import MoCoEvaluator
+from monai_ilm.engines.moco_trainer import MoCoTrainer
+from monai_ilm.engines.utils import VIEW_KEYS
+
+__all__ = ["MoCoEvaluator", "MoCoTrainer", "VIEW_KEYS"]
+

@@ -1,0 +1,9 @@
+"""MONAI/Ignite handlers: the public "import as MONAI handlers" surface of monai-ilm."""
+
+from __future__ import annotations
+
+from monai_ilm.handlers.intermediate_layer_loss import IntermediateLayerLossHandler
+from monai_ilm.handlers.loss_parts import LossPartsHandler
+from monai_ilm.handlers.momentum_update import MomentumUpdateHandler, momentum_at
+
+__all__ = ["IntermediateLayerLossHandler", "LossPartsHandler", "MomentumUpdateHandler", "momentum_at"]

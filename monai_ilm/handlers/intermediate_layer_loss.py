@@ -1,0 +1,64 @@
+"""Adds the intermediate-layer loss to a MoCo engine's loss."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from ignite.engine import Engine
+from monai.engines.utils import IterationEvents
+from monai.utils import CommonKeys as Keys
+
+from monai_ilm.networks.backbones import STAGE_NAMES
+
+__all__ = ["IntermediateLayerLossHandler"]
+
+
+class IntermediateLayerLossHandler:
+    """The intermediate-layer loss of Kaku et al. (NeurIPS 2021) as a MONAI handler.
+
+    On ``LOSS_COMPLETED`` of a :class:`~monai_ilm.engines.MoCoTrainer` (or ``MoCoEvaluator``) it
+    takes the stage outputs that the MoCo forward returned for the query encoder (view 1, with
+    gradient) and the key encoder (view 2, no gradient), selects ``layers``, computes
+    ``loss(q_feats, k_feats)`` and adds it to ``output["loss"]`` before the backward pass. Each
+    weighted term is also stored as ``output["loss_<layer>"]`` so StatsHandler and TensorBoard log
+    every part. Only the query encoder and the loss's own parameters (Barlow Twins projectors)
+    receive its gradient; the key encoder is changed by the momentum update alone (method_spec §5).
+    Pairing is query-vs-key and one direction, as the reference; a MoCo built with
+    ``symmetric=True`` returns both directions and the loss then averages them.
+
+    Args:
+        loss: an ``IntermediateMSELoss`` or ``IntermediateBarlowTwinsLoss`` (anything with
+            ``layer_losses(q_feats, k_feats)`` returning one term per layer).
+        layers: the stages compared, by name; the loss must have one term per layer.
+
+    Raises:
+        ValueError: for an unknown layer name, a repeated one, or a loss whose number of terms differs.
+    """
+
+    def __init__(self, loss: torch.nn.Module, layers: Sequence[str] = STAGE_NAMES) -> None:
+        layers = (layers,) if isinstance(layers, str) else tuple(layers)
+        unknown = [name for name in layers if name not in STAGE_NAMES]
+        if unknown or not layers or len(set(layers)) != len(layers):
+            raise ValueError(f"layers: expected distinct names from {list(STAGE_NAMES)}, got {list(layers)}.")
+        num_terms = getattr(loss, "num_layers", None)
+        if num_terms is not None and num_terms != len(layers):
+            raise ValueError(f"layers: {len(layers)} layers given but the loss has {num_terms} per-layer terms.")
+        self.loss = loss
+        self.layers = layers
+        self.indices = tuple(STAGE_NAMES.index(name) for name in layers)
+
+    def attach(self, engine: Engine) -> None:
+        self.loss.to(engine.state.device)
+        engine.add_event_handler(IterationEvents.LOSS_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        output = engine.state.output
+        pred = output[Keys.PRED]
+        q_feats = [pred["query_stages"][i] for i in self.indices]
+        k_feats = [pred["key_stages"][i] for i in self.indices]
+        self.loss.train(engine.network.training)
+        terms = self.loss.layer_losses(q_feats, k_feats)
+        for name, term in zip(self.layers, terms):
+            output[f"loss_{name}"] = term.detach()
+        output[Keys.LOSS] = output[Keys.LOSS] + torch.stack(terms).sum()

@@ -1,0 +1,134 @@
+"""Barlow Twins between projected stage outputs of the query and key encoders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn.modules.loss import _Loss
+
+from monai_ilm.losses.intermediate_mse import _check_pairs
+from monai_ilm.networks.backbones import global_pool
+from monai_ilm.utils import as_tuple
+
+__all__ = ["barlow_twins_loss", "barlow_twins_projector", "IntermediateBarlowTwinsLoss"]
+
+# the reference: λ = 5e-5 on both sums, times a scale s = 1/32 (method_spec §5.2)
+REFERENCE_WEIGHT = 5e-5
+REFERENCE_SCALE = 1.0 / 32
+
+
+def barlow_twins_loss(
+    z1: torch.Tensor, z2: torch.Tensor, lambda_diag: float = 1.0, lambda_offdiag: float = 5e-3, eps: float = 1e-5
+) -> torch.Tensor:
+    """Barlow Twins redundancy-reduction loss (Zbontar et al., ICML 2021).
+
+    Each embedding is standardised over the batch as BatchNorm does in training, ẑ = (z − mean) /
+    sqrt(var_biased + eps); the cross-correlation is C = ẑ₁ᵀẑ₂ / N and the loss is
+    lambda_diag · Σ_i (1 − C_ii)² + lambda_offdiag · Σ_{i≠j} C_ij².
+    Zbontar et al. use (1, 5e-3); Kaku et al. use 5e-5/32 on both terms (method_spec §10.3).
+
+    MONAI's ``BarlowTwinsLoss`` standardises with the unbiased standard deviation and no eps and
+    has a single off-diagonal weight, so it cannot reproduce the reference numbers; hence this function.
+
+    Args:
+        z1: (N, D) embeddings of the first branch.
+        z2: (N, D) embeddings of the second branch.
+        lambda_diag: weight of the on-diagonal sum.
+        lambda_offdiag: weight of the off-diagonal sum.
+        eps: added to the variance.
+
+    Raises:
+        ValueError: for shapes that differ or a batch of fewer than 2 samples (its variance is 0).
+    """
+    if z1.dim() != 2 or z1.shape != z2.shape:
+        raise ValueError(f"z1 and z2: expected two (N, D) tensors of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}.")
+    n = z1.shape[0]
+    if n < 2:
+        raise ValueError(f"batch size: Barlow Twins standardises over the batch and needs at least 2 samples, got {n}.")
+    z1n, z2n = _standardise(z1.float(), eps), _standardise(z2.float(), eps)
+    c = z1n.t() @ z2n / n
+    diagonal = torch.diagonal(c)
+    on = (1.0 - diagonal).pow(2).sum()
+    off = c.pow(2).sum() - diagonal.pow(2).sum()
+    return lambda_diag * on + lambda_offdiag * off
+
+
+def _standardise(z: torch.Tensor, eps: float) -> torch.Tensor:
+    var, mean = torch.var_mean(z, dim=0, unbiased=False)
+    return (z - mean) / torch.sqrt(var + eps)
+
+
+def barlow_twins_projector(in_dim: int, dims: Sequence[int] = (2048, 2048, 2048)) -> nn.Sequential:
+    """Bias-free Linear layers, each but the last followed by BatchNorm1d and ReLU (method_spec §5.2)."""
+    if not dims:
+        raise ValueError("projector_dims: expected at least one layer width.")
+    layers: list[nn.Module] = []
+    widths = [in_dim, *dims]
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b, bias=False))
+        if i < len(dims) - 1:
+            layers += [nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class IntermediateBarlowTwinsLoss(_Loss):
+    """The Barlow Twins intermediate-layer loss of Kaku et al. (NeurIPS 2021, method_spec §5.2).
+
+    Each stage output is globally average-pooled, passed through its own projector (shared by the
+    query and key branches, run separately on each so BatchNorm statistics are per view) and
+    compared with :func:`barlow_twins_loss`. Stage l gets
+    lambda_diag = weights[l] · scale and lambda_offdiag = weights[l] · scale · offdiag_weight.
+    The defaults are the reference's (5e-5 · 1/32 on both sums); ``weights=1, scale=1,
+    offdiag_weight=5e-3`` is the original Barlow Twins weighting. The projectors are trained with
+    the encoder and dropped after pretraining; put :meth:`parameters` in the optimiser.
+
+    Args:
+        in_channels: channels of each compared stage (256, 512, 1024, 2048 for ResNet-50).
+        weights: λ per stage, or one value for all.
+        scale: common factor s.
+        offdiag_weight: off-diagonal weight relative to the diagonal.
+        projector_dims: widths of the projector's Linear layers.
+
+    Raises:
+        ValueError: for mismatched lengths, a batch of 1, or feature shapes that disagree.
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int] = (256, 512, 1024, 2048),
+        weights: Sequence[float] | float = REFERENCE_WEIGHT,
+        scale: float = REFERENCE_SCALE,
+        offdiag_weight: float = 1.0,
+        projector_dims: Sequence[int] = (2048, 2048, 2048),
+    ) -> None:
+        super().__init__()
+        self.in_channels = tuple(in_channels)
+        self.weights = as_tuple(weights, len(self.in_channels), "weights")
+        self.scale = scale
+        self.offdiag_weight = offdiag_weight
+        self.projectors = nn.ModuleList(barlow_twins_projector(c, projector_dims) for c in self.in_channels)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.in_channels)
+
+    def layer_losses(self, q_feats: Sequence[torch.Tensor], k_feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The weighted term of every stage, in order."""
+        _check_pairs(q_feats, k_feats, self.num_layers)
+        losses = []
+        for i, (q, k, projector, weight) in enumerate(zip(q_feats, k_feats, self.projectors, self.weights)):
+            q, k = _pooled(q), _pooled(k)
+            if q.shape[1] != self.in_channels[i]:
+                raise ValueError(f"in_channels[{i}]: expected {self.in_channels[i]} channels, the features have {q.shape[1]}.")
+            lam = weight * self.scale
+            losses.append(barlow_twins_loss(projector(q), projector(k), lam, lam * self.offdiag_weight))
+        return losses
+
+    def forward(self, q_feats: Sequence[torch.Tensor], k_feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(self.layer_losses(q_feats, k_feats)).sum()
+
+
+def _pooled(feature: torch.Tensor) -> torch.Tensor:
+    return feature if feature.dim() == 2 else global_pool(feature)

@@ -1,0 +1,167 @@
+"""Backbones that expose the outputs of their four residual stages.
+
+The intermediate-layer loss of Kaku et al. (NeurIPS 2021) compares the outputs of the four ResNet
+stages (``layer1`` ... ``layer4``, post-ReLU outputs of the last block of each stage) between the
+query and the key encoder. The encoders here reuse the torchvision and MONAI ResNets unchanged and
+only run their modules stage by stage, so every weight name stays that of the library network.
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.nets import ResNetFeatures
+from torch import nn
+from torchvision import models
+
+__all__ = ["STAGE_NAMES", "StageEncoder", "TorchvisionResNetEncoder", "MonaiResNetEncoder", "resnet_encoder"]
+
+STAGE_NAMES: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
+
+_TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+_MONAI_RESNETS = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet200")
+
+
+def global_pool(feature: torch.Tensor) -> torch.Tensor:
+    """Average over every spatial axis: (N, C, *spatial) -> (N, C)."""
+    return feature.flatten(2).mean(dim=2)
+
+
+class StageEncoder(nn.Module):
+    """Base class of encoders that return the outputs of their stages.
+
+    Subclasses implement :meth:`forward_stages`. ``forward(x)`` returns the globally pooled output of
+    the last stage, the representation used by linear probes and fine-tuning (2048-d for ResNet-50).
+
+    Attributes:
+        stage_names: names of the stages, in order (``layer1`` ... ``layer4``).
+        stage_channels: number of channels of each stage output.
+    """
+
+    stage_names: tuple[str, ...] = STAGE_NAMES
+    stage_channels: tuple[int, ...] = ()
+
+    @property
+    def feature_dim(self) -> int:
+        """Size of the pooled representation returned by ``forward``."""
+        return self.stage_channels[-1]
+
+    def stage_index(self, name: str) -> int:
+        """Position of the stage called ``name``.
+
+        Raises:
+            ValueError: when ``name`` is not one of :attr:`stage_names`.
+        """
+        if name not in self.stage_names:
+            raise ValueError(f"layers: unknown layer name {name!r}; expected one of {list(self.stage_names)}.")
+        return self.stage_names.index(name)
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return global_pool(self.forward_stages(x)[-1])
+
+
+class TorchvisionResNetEncoder(StageEncoder):
+    """torchvision ResNet (v1.5), randomly initialised, returning its four stage outputs.
+
+    The paper's encoder is a randomly initialised ResNet-50 (no ImageNet weights). The reference
+    code built the MoCo+MSE and MoCo+BT encoders with ``zero_init_residual=True`` but the plain MoCo
+    baseline without it (method_spec D4); here the flag is one argument, the same for every method.
+
+    Args:
+        name: one of ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101``, ``resnet152``.
+        in_channels: channels of the input image; the stem convolution is rebuilt when it is not 3.
+        zero_init_residual: start each residual branch's last BatchNorm at zero (Goyal et al. 2017).
+
+    Raises:
+        ValueError: for an unknown ``name`` or a non-positive ``in_channels``.
+    """
+
+    def __init__(self, name: str = "resnet50", in_channels: int = 3, zero_init_residual: bool = False) -> None:
+        super().__init__()
+        if name not in _TORCHVISION_RESNETS:
+            raise ValueError(f"name: unknown torchvision ResNet {name!r}; expected one of {list(_TORCHVISION_RESNETS)}.")
+        if in_channels < 1:
+            raise ValueError(f"in_channels: expected a positive number of channels, got {in_channels}.")
+        net = getattr(models, name)(weights=None, zero_init_residual=zero_init_residual)
+        if in_channels != 3:
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        # the classifier is never used; removing it keeps DDP from seeing unused parameters
+        net.fc = nn.Identity()
+        self.net = net
+        self.stage_channels = tuple(_block_out(getattr(net, stage)) for stage in STAGE_NAMES)
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        net = self.net
+        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        stages = []
+        for name in self.stage_names:
+            x = getattr(net, name)(x)
+            stages.append(x)
+        return stages
+
+
+def _block_out(stage: nn.Sequential) -> int:
+    """Output channels of a torchvision ResNet stage (BasicBlock or Bottleneck)."""
+    last = stage[-1]
+    return (last.bn3 if hasattr(last, "bn3") else last.bn2).num_features
+
+
+class MonaiResNetEncoder(StageEncoder):
+    """MONAI ``ResNetFeatures`` (2D or 3D), randomly initialised, returning its four stage outputs.
+
+    ``ResNetFeatures`` returns the stem output followed by the four stage outputs; the stem output
+    is dropped. This is the backbone for 3D volumes (NIfTI) and single-channel 2D images.
+
+    Args:
+        name: one of ``resnet10`` ... ``resnet200``.
+        spatial_dims: 2 or 3.
+        in_channels: channels of the input image.
+
+    Raises:
+        ValueError: for an unknown ``name`` or ``spatial_dims`` other than 2 or 3.
+    """
+
+    def __init__(self, name: str = "resnet18", spatial_dims: int = 3, in_channels: int = 1) -> None:
+        super().__init__()
+        if name not in _MONAI_RESNETS:
+            raise ValueError(f"name: unknown MONAI ResNet {name!r}; expected one of {list(_MONAI_RESNETS)}.")
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims: expected 2 or 3, got {spatial_dims}.")
+        # pretrained MedicalNet weights would need a download and exist for 3D single-channel input only
+        self.net = ResNetFeatures(name, pretrained=False, spatial_dims=spatial_dims, in_channels=in_channels)
+        small = name in ("resnet10", "resnet18", "resnet34")
+        self.stage_channels = (64, 128, 256, 512) if small else (256, 512, 1024, 2048)
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.net(x)[1:])
+
+
+def resnet_encoder(
+    name: str = "resnet50",
+    spatial_dims: int = 2,
+    in_channels: int = 3,
+    backend: str = "torchvision",
+    zero_init_residual: bool = False,
+) -> StageEncoder:
+    """Build a stage-feature ResNet encoder.
+
+    Args:
+        name: ResNet depth, e.g. ``resnet18`` or ``resnet50``.
+        spatial_dims: 2 for images, 3 for volumes (3 requires ``backend="monai"``).
+        in_channels: channels of the input.
+        backend: ``"torchvision"`` (2D, the paper's ResNet v1.5) or ``"monai"`` (``ResNetFeatures``).
+        zero_init_residual: torchvision backend only, see :class:`TorchvisionResNetEncoder`.
+
+    Raises:
+        ValueError: for an unknown ``backend`` or a 3D torchvision request.
+    """
+    if backend == "torchvision":
+        if spatial_dims != 2:
+            raise ValueError(f"spatial_dims: the torchvision backend is 2D only, got {spatial_dims}; use backend='monai'.")
+        return TorchvisionResNetEncoder(name, in_channels=in_channels, zero_init_residual=zero_init_residual)
+    if backend == "monai":
+        return MonaiResNetEncoder(name, spatial_dims=spatial_dims, in_channels=in_channels)
+    raise ValueError(f"backend: expected 'torchvision' or 'monai', got {backend!r}.")

@@ -1,0 +1,24 @@
+"""Small builders shared by the tests: tiny MoCo networks and two-view batches."""
+
+from __future__ import annotations
+
+import torch
+
+from monai_ilm.networks import MoCo, resnet_encoder
+
+
+def tiny_moco(queue_size: int = 32, seed: int = 0, **kwargs) -> MoCo:
+    torch.manual_seed(seed)
+    return MoCo(resnet_encoder("resnet18"), embedding_dim=16, queue_size=queue_size, **kwargs)
+
+
+def pattern_batches(num_batches: int = 2, batch_size: int = 8, size: int = 32, seed: int = 0) -> list[dict]:
+    """Fixed two-view batches: each image is a smooth random pattern; its two views differ by noise and a flip."""
+    g = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(num_batches):
+        base = torch.nn.functional.interpolate(torch.rand(batch_size, 3, 4, 4, generator=g), size=size, mode="bilinear")
+        view1 = base + 0.05 * torch.randn(base.shape, generator=g)
+        view2 = base.flip(-1) + 0.05 * torch.randn(base.shape, generator=g)
+        batches.append({"view1": view1, "view2": view2})
+    return batches
