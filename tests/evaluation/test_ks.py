@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from math import comb
+
+import numpy as np
+import pytest
+from scipy.stats import ks_2samp
+
+from monai_ilm.evaluation.ks import ks_distance, ks_statistic
+
+
+def test_matches_scipy_per_class():
+    gen = np.random.default_rng(0)
+    a = gen.dirichlet(np.ones(4), size=90)
+    b = np.round(gen.dirichlet(np.ones(4) * 2, size=130), 2)  # unequal sizes, ties
+    res = ks_distance(a, b)
+    assert res.classes == (0, 1, 2, 3)
+    for c in range(4):
+        ref = ks_2samp(a[:, c], b[:, c])
+        assert res.statistic[c] == pytest.approx(ref.statistic, abs=1e-12)
+        assert res.pvalue[c] == pytest.approx(ref.pvalue, rel=1e-9)
+    assert res.mean_statistic == pytest.approx(np.mean([ks_2samp(a[:, c], b[:, c]).statistic for c in range(4)]))
+
+
+def test_disjoint_supports_closed_form():
+    a = np.array([0.01, 0.02, 0.03, 0.04, 0.05])
+    b = np.array([0.6, 0.7, 0.8, 0.9, 0.95])
+    res = ks_distance(a, b, method="exact")
+    assert res.statistic[0] == 1.0
+    # exact two-sided p-value: only 2 of the C(10, 5) orderings separate the samples completely
+    assert res.pvalue[0] == pytest.approx(2 / comb(10, 5), rel=1e-9)
+
+
+def test_identical_and_hand_computed():
+    x = np.array([0.1, 0.5, 0.9])
+    assert ks_statistic(x, x) == 0.0
+    # F_a jumps at 1, 2, 3; F_b at 2.5, 4: largest gap is at t = 2 (2/3 - 0)
+    assert ks_statistic(np.array([1.0, 2.0, 3.0]), np.array([2.5, 4.0])) == pytest.approx(2 / 3)
+
+
+def test_binary_uses_positive_class():
+    gen = np.random.default_rng(1)
+    p1a, p1b = gen.random(40), gen.random(50) ** 2
+    a, b = np.stack([1 - p1a, p1a], 1), np.stack([1 - p1b, p1b], 1)
+    res = ks_distance(a, b, binary=True)
+    assert res.classes == (1,)
+    assert res.statistic[0] == pytest.approx(ks_2samp(p1a, p1b).statistic, abs=1e-12)
+    assert ks_distance(p1a, p1b).statistic[0] == pytest.approx(res.statistic[0], abs=1e-12)
+
+
+def test_validation():
+    with pytest.raises(ValueError, match="probs_a and probs_b: expected the same number of classes"):
+        ks_distance(np.zeros((4, 3)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"probs_a: binary=True expects shape \(n,\) or \(n, 2\)"):
+        ks_distance(np.zeros((4, 3)), np.zeros((4, 3)), binary=True)
+    with pytest.raises(ValueError, match="probs_b: expected finite values"):
+        ks_distance(np.zeros(3), np.array([0.1, np.nan]))
