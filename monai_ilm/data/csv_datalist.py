@@ -1,0 +1,132 @@
+"""Reader for a generic CSV datalist: one row per image, with path, label(s) and optional patient columns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from monai_ilm.data.files import PathLike
+from monai_ilm.data.integrity import drop_or_raise_missing, verify_images
+
+SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
+    "train": ("train", "training"),
+    "val": ("val", "valid", "validation"),
+    "test": ("test", "testing"),
+}
+
+
+def _single_labels(values: pd.Series, csv_path: Path, column: str, class_names: Sequence[str] | None) -> list[int]:
+    """Integer class indices from a label column of integers or of class names."""
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise ValueError(f"CSV '{csv_path}' row {row + 2}: column '{column}' is empty; every row needs a label.")
+    numeric = pd.to_numeric(values, errors="coerce")
+    if not numeric.isna().any():
+        if not np.all(np.mod(numeric, 1) == 0):
+            raise ValueError(f"CSV '{csv_path}': column '{column}' holds non-integer numbers; expected class indices.")
+        return numeric.astype(np.int64).tolist()
+    names = values.astype(str).str.strip()
+    known = list(class_names) if class_names is not None else sorted(names.unique())
+    index = {name: i for i, name in enumerate(known)}
+    unknown = sorted(set(names) - set(index))
+    if unknown:
+        raise ValueError(f"CSV '{csv_path}': column '{column}' holds class name(s) {unknown[:5]} not in {known}.")
+    return [index[name] for name in names]
+
+
+def _multi_hot_labels(table: pd.DataFrame, csv_path: Path, columns: Sequence[str]) -> list[list[float]]:
+    values = table[list(columns)].apply(pd.to_numeric, errors="coerce")
+    bad = ~values.isin([0, 1])
+    if bad.to_numpy().any():
+        row, col = np.argwhere(bad.to_numpy())[0]
+        raise ValueError(
+            f"CSV '{csv_path}' row {row + 2}: column '{columns[col]}' is '{table[columns[col]].iloc[row]}'; "
+            "multi-label columns must hold 0 or 1."
+        )
+    return values.to_numpy(dtype=np.float32).tolist()
+
+
+def read_csv_datalist(
+    csv_path: PathLike,
+    image_column: str = "image",
+    label_column: str | Sequence[str] | None = "label",
+    patient_column: str | None = None,
+    base_dir: PathLike | None = None,
+    class_names: Sequence[str] | None = None,
+    split_column: str | None = None,
+    split: str | None = None,
+    check_files: bool = True,
+    verify: bool = False,
+    skip_unreadable: bool = False,
+) -> list[dict]:
+    """Datalist from a CSV with an image-path column, label column(s) and an optional patient column.
+
+    Args:
+        csv_path: the CSV file.
+        image_column: the column holding image paths; relative paths are resolved against ``base_dir``
+            (default: the CSV's folder), never the working directory.
+        label_column: one column of class indices or class names (an int label), a list of 0/1 columns
+            (a multi-hot label), or ``None`` for unlabelled data.
+        patient_column: the column holding patient ids. Without it each image is its own patient, so
+            splits cannot keep a patient's images together: give it whenever the data has one.
+        base_dir: the folder relative paths start from.
+        class_names: the class names in index order, when the label column holds names (default: sorted).
+        split_column: a column naming each row's split (train/val/test; aliases such as ``validation``
+            are accepted); with ``split``, only that split's rows are returned.
+        split: the split to keep when ``split_column`` is given.
+        check_files: fail (or skip) when an image file does not exist.
+        verify: also decode every image.
+        skip_unreadable: drop missing or unreadable images with a logged warning instead of raising.
+
+    Returns:
+        Rows ``{"image": path, "label": int or multi-hot list (when labelled), "patient_id": str}``.
+
+    Raises:
+        FileNotFoundError: when the CSV or (with ``check_files``) an image does not exist.
+        ValueError: when a named column is missing (the message lists the columns found) or holds bad values.
+    """
+    csv_path = Path(csv_path).expanduser().resolve()
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"CSV datalist '{csv_path}' does not exist.")
+    table = pd.read_csv(csv_path, dtype={image_column: str})
+    label_columns = (
+        [] if label_column is None else [label_column] if isinstance(label_column, str) else list(label_column)
+    )
+    wanted = [image_column, *label_columns] + [c for c in (patient_column, split_column) if c is not None]
+    missing = [column for column in wanted if column not in table.columns]
+    if missing:
+        raise ValueError(f"CSV '{csv_path}' has no column(s) {missing}; found {list(table.columns)}.")
+    if split_column is not None and split is not None:
+        if split not in SPLIT_ALIASES:
+            raise ValueError(f"split must be one of {list(SPLIT_ALIASES)}, got '{split}'.")
+        table = table[table[split_column].astype(str).str.strip().str.lower().isin(SPLIT_ALIASES[split])]
+        table = table.reset_index(drop=True)
+    if table.empty:
+        raise ValueError(f"CSV '{csv_path}' has no rows" + (f" for split '{split}'." if split else "."))
+    base = Path(base_dir) if base_dir is not None else csv_path.parent
+    paths = [str(path if Path(path).is_absolute() else base / path) for path in table[image_column].str.strip()]
+    if patient_column is not None:
+        patients = table[patient_column].astype(str).str.strip().tolist()
+    else:
+        patients = [Path(p).name for p in paths]
+    if isinstance(label_column, str):
+        labels = _single_labels(table[label_column], csv_path, label_column, class_names)
+    elif label_columns:
+        labels = _multi_hot_labels(table, csv_path, label_columns)
+    else:
+        labels = None
+    datalist = []
+    for i, (path, patient) in enumerate(zip(paths, patients)):
+        item = {"image": path, "patient_id": patient}
+        if labels is not None:
+            item["label"] = labels[i]
+        datalist.append(item)
+    if check_files:
+        missing_rows = [i for i, item in enumerate(datalist) if not Path(item["image"]).is_file()]
+        datalist = drop_or_raise_missing(datalist, missing_rows, skip_unreadable, f"CSV '{csv_path}'")
+    if verify:
+        datalist, _ = verify_images(datalist, skip_unreadable)
+    return datalist
