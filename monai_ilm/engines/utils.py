@@ -9,12 +9,10 @@ import torch
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 
+from monai_ilm.transforms.views import VIEW_KEYS
 from monai_ilm.utils import unwrap_network
 
 __all__ = ["VIEW_KEYS", "autocast_context", "prepare_views", "forward_views"]
-
-VIEW_KEYS: tuple[str, str] = ("view1", "view2")
-
 
 def prepare_views(batchdata: dict, view_keys: Sequence[str], device: torch.device, non_blocking: bool) -> list[torch.Tensor]:
     """Take the two views out of a batch and move them to ``device``.

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from monai_ilm.handlers.checkpoint_saver import AtomicCheckpointSaver
+from monai_ilm.handlers.embedding_saver import EmbeddingSaver
 from monai_ilm.handlers.intermediate_layer_loss import IntermediateLayerLossHandler
 from monai_ilm.handlers.loss_parts import LossPartsHandler
 from monai_ilm.handlers.momentum_update import MomentumUpdateHandler, momentum_at
 
-__all__ = ["IntermediateLayerLossHandler", "LossPartsHandler", "MomentumUpdateHandler", "momentum_at"]
+__all__ = [
+    "AtomicCheckpointSaver",
+    "EmbeddingSaver",
+    "IntermediateLayerLossHandler", "LossPartsHandler", "MomentumUpdateHandler", "momentum_at"]

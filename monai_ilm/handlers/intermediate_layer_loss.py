@@ -9,6 +9,7 @@ from ignite.engine import Engine
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 
+from monai_ilm.distributed import average_gradients, world_size
 from monai_ilm.networks.backbones import STAGE_NAMES
 
 __all__ = ["IntermediateLayerLossHandler"]
@@ -22,7 +23,8 @@ class IntermediateLayerLossHandler:
     gradient) and the key encoder (view 2, no gradient), selects ``layers``, computes
     ``loss(q_feats, k_feats)`` and adds it to ``output["loss"]`` before the backward pass. Each
     weighted term is also stored as ``output["loss_<layer>"]`` so StatsHandler and TensorBoard log
-    every part. Only the query encoder and the loss's own parameters (Barlow Twins projectors)
+    every part. In a distributed run the gradients of the loss's own parameters are averaged over
+    ranks after the backward pass, as DDP does for the network. Only the query encoder and the loss's own parameters (Barlow Twins projectors)
     receive its gradient; the key encoder is changed by the momentum update alone (method_spec §5).
     Pairing is query-vs-key and one direction, as the reference; a MoCo built with
     ``symmetric=True`` returns both directions and the loss then averages them.
@@ -51,6 +53,9 @@ class IntermediateLayerLossHandler:
     def attach(self, engine: Engine) -> None:
         self.loss.to(engine.state.device)
         engine.add_event_handler(IterationEvents.LOSS_COMPLETED, self)
+        if world_size() > 1:
+            # the loss's projectors live outside the DDP-wrapped network: average their gradients here
+            engine.add_event_handler(IterationEvents.BACKWARD_COMPLETED, lambda _: average_gradients(self.loss.parameters()))
 
     def __call__(self, engine: Engine) -> None:
         output = engine.state.output

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from monai_ilm.distributed import gather_from_all_ranks
 from monai_ilm.networks.backbones import StageEncoder, global_pool
 
 __all__ = ["MoCo", "projection_head"]
@@ -140,7 +141,8 @@ class MoCo(nn.Module):
     def enqueue(self, keys: torch.Tensor) -> None:
         """Write L2-normalised ``keys`` (N, C) into the queue at its pointer, wrapping around.
 
-        Any batch size up to K works; the reference required K to be a multiple of N.
+        Any batch size up to K works; the reference required K to be a multiple of N. In a
+        distributed run the keys of all ranks are gathered first, so every rank holds the same queue.
 
         Raises:
             ValueError: when the keys' width differs from the queue's or N exceeds K.
@@ -149,9 +151,10 @@ class MoCo(nn.Module):
             raise ValueError(f"keys: expected shape (N, {self.queue.shape[0]}), got {tuple(keys.shape)}.")
         if self.symmetric:
             keys = keys[: keys.shape[0] // 2]
+        keys = gather_from_all_ranks(keys.detach())
         n = keys.shape[0]
         if n > self.queue_size:
             raise ValueError(f"queue_size: {self.queue_size} keys cannot hold a batch of {n}; use a larger queue.")
         index = (self.queue_ptr + torch.arange(n, device=keys.device)) % self.queue_size
-        self.queue.index_copy_(1, index, F.normalize(keys.detach(), dim=1).to(self.queue.dtype).t())
+        self.queue.index_copy_(1, index, F.normalize(keys, dim=1).to(self.queue.dtype).t())
         self.queue_ptr.add_(n).remainder_(self.queue_size)

@@ -1,0 +1,3 @@
+from monai_ilm.cli import main
+
+main()

@@ -1,0 +1,239 @@
+"""Every bundle's recipes run, validate and export as a MONAI bundle should."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow
+from monai.bundle import run as bundle_run
+
+from monai_ilm.cli import bundle_command
+from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR
+
+BUNDLES = sorted(BUNDLE_DATA)
+# the keys whose values are the data set's own; everything else in pretrain.json is shared
+DATASET_KEYS = {"dataset_dir", "dataset_name", "image_size", "batch_size"}
+
+
+def configs(bundle: str, *names: str) -> list[str]:
+    return [str(BUNDLES_DIR / bundle / "configs" / name) for name in names]
+
+
+def run_pretrain(bundle: str, data: Path, output: Path, **overrides) -> None:
+    bundle_run(
+        config_file=configs(bundle, "pretrain.json", "quick.json"),
+        meta_file=str(BUNDLES_DIR / bundle / "configs" / "metadata.json"),
+        logging_file=False,
+        bundle_root=str(BUNDLES_DIR / bundle),
+        dataset_dir=str(data),
+        output_dir=str(output),
+        **overrides,
+    )
+
+
+def error_chain(error: BaseException) -> str:
+    messages = []
+    while error is not None:
+        messages.append(str(error))
+        error = error.__cause__ or error.__context__
+    return "\n".join(messages)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+@pytest.mark.parametrize("method", ["moco", "mse", "barlow"])
+def test_quick_pretraining_writes_checkpoints(bundle, method, bundle_data, tmp_path):
+    # two epochs of three iterations: enough to exercise validation, checkpoints and the final save
+    run_pretrain(bundle, bundle_data[bundle], tmp_path, method=method, epoch_length=3)
+    models = tmp_path / "pretrain" / f"{method}_seed0" / "models"
+    final = torch.load(models / "checkpoint_final.pt", map_location="cpu", weights_only=True)
+    assert {"network", "optimizer", "trainer"} <= set(final)
+    assert ("intermediate_loss" in final) == (method != "moco")
+    assert {"queue", "queue_ptr"} <= set(final["network"])
+    trainer = final["trainer"]
+    assert trainer["max_epochs"] == 2 and trainer["iteration"] == 2 * trainer["epoch_length"]
+    assert (models / "model.pt").exists()
+    assert list((tmp_path / "pretrain" / f"{method}_seed0" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_train_properties_are_complete(bundle_data, tmp_path):
+    bundle = "nih_chestxray_ilm"
+    workflow = ConfigWorkflow(
+        config_file=configs(bundle, "pretrain.json", "quick.json"),
+        meta_file=str(BUNDLES_DIR / bundle / "configs" / "metadata.json"),
+        logging_file=False,
+        workflow_type="train",
+        bundle_root=str(BUNDLES_DIR / bundle),
+        dataset_dir=str(bundle_data[bundle]),
+        output_dir=str(tmp_path),
+    )
+    workflow.initialize()
+    assert workflow.check_properties() == []
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_metadata_verifies_offline_against_vendored_schema(bundle):
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", configs(bundle, "metadata.json")[0],
+         "--filepath", str(BUNDLES_DIR / "schema" / "meta_schema.json")],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "metadata is verified with no error" in result.stdout + result.stderr
+
+
+def test_schema_rejects_metadata_without_a_mandatory_key(tmp_path):
+    metadata = json.loads(Path(configs("nih_chestxray_ilm", "metadata.json")[0]).read_text())
+    del metadata["copyright"]
+    broken = tmp_path / "metadata.json"
+    broken.write_text(json.dumps(metadata))
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(broken),
+         "--filepath", str(BUNDLES_DIR / "schema" / "meta_schema.json")],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode != 0 and "copyright" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_metadata_names_image_in_and_pred_out(bundle):
+    metadata = json.loads(Path(configs(bundle, "metadata.json")[0]).read_text())
+    assert metadata["version"] in metadata["changelog"]
+    assert "monai-ilm" in metadata["required_packages_version"]
+    fmt = metadata["network_data_format"]
+    assert list(fmt["inputs"]) == ["image"] and list(fmt["outputs"]) == ["pred"]
+
+
+def test_net_in_out_and_torchscript_export(bundle_data, tmp_path):
+    bundle = "nih_chestxray_ilm"
+    run_pretrain(bundle, bundle_data[bundle], tmp_path, method="mse", max_epochs=1, epoch_length=2)
+    checkpoint = tmp_path / "pretrain" / "mse_seed0" / "models" / "model.pt"
+    meta = ["--meta_file", configs(bundle, "metadata.json")[0]]
+    # the shapes the metadata declares are those of the full recipe (ResNet-50, 2048-d output)
+    verify = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "--net_id", "network_def", *meta,
+         "--config_file", configs(bundle, "inference.json")[0]],
+        capture_output=True, text=True, check=False,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    exported = tmp_path / "model.ts"
+    export = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "ckpt_export", "--net_id", "network_def", "--filepath", str(exported),
+         "--ckpt_file", str(checkpoint), "--use_trace", "True", "--input_shape", "[1,3,64,64]", *meta,
+         "--config_file", repr(configs(bundle, "inference.json", "quick.json"))],
+        capture_output=True, text=True, check=False,
+    )
+    assert export.returncode == 0, export.stdout + export.stderr
+    from monai_ilm.networks import MoCo, resnet_encoder
+
+    eager = MoCo(resnet_encoder("resnet18"), queue_size=256)
+    eager.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.load(str(exported))(x), eager.eval()(x), rtol=1e-4, atol=1e-5)
+
+
+def test_inference_writes_embeddings(bundle_data, tmp_path):
+    bundle = "breast_histopathology_ilm"
+    run_pretrain(bundle, bundle_data[bundle], tmp_path, method="moco", max_epochs=1, epoch_length=2)
+    bundle_run(
+        config_file=configs(bundle, "inference.json", "quick.json"),
+        meta_file=configs(bundle, "metadata.json")[0], logging_file=False, bundle_root=str(BUNDLES_DIR / bundle),
+        dataset_dir=str(bundle_data[bundle]), output_dir=str(tmp_path), method="moco",
+    )
+    import numpy as np
+
+    saved = np.load(tmp_path / "pretrain" / "moco_seed0" / "embeddings_test.npz")
+    assert saved["embeddings"].shape == (len(saved["ids"]), 512)
+    assert all(Path(i).exists() for i in saved["ids"])
+
+
+def test_killed_run_resumes_with_the_same_command(bundle_data, tmp_path):
+    bundle = BUNDLES_DIR / "nih_chestxray_ilm"
+    command = bundle_command(bundle, "pretrain.json", {
+        "dataset_dir": bundle_data["nih_chestxray_ilm"], "output_dir": tmp_path, "method": "mse", "max_epochs": 4})
+    models = tmp_path / "pretrain" / "mse_seed0" / "models"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    while not (models / "checkpoint_epoch=1.pt").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "the first run ended before its first checkpoint"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (models / "checkpoint_final.pt").exists()
+
+    resumed = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    log = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, log
+    assert "Restored all variables from" in log
+    final = torch.load(models / "checkpoint_final.pt", map_location="cpu", weights_only=True)
+    trainer = final["trainer"]
+    assert trainer["max_epochs"] == 4 and trainer["iteration"] == 4 * trainer["epoch_length"]
+    assert "Epoch: 1/4" not in log  # the resumed run did not start over
+
+
+def test_wrong_dataset_dir_stops_with_a_clear_message(tmp_path):
+    with pytest.raises(Exception) as error:
+        run_pretrain("nih_chestxray_ilm", tmp_path / "missing", tmp_path / "out")
+    assert "dataset_dir" in error_chain(error.value) and "Data_Entry_2017" in error_chain(error.value)
+    assert not (tmp_path / "out" / "pretrain").exists()
+
+
+def test_method_typo_stops_with_a_clear_message(bundle_data, tmp_path):
+    with pytest.raises(Exception) as error:
+        run_pretrain("nih_chestxray_ilm", bundle_data["nih_chestxray_ilm"], tmp_path, method="mes")
+    assert "method" in error_chain(error.value) and "'mse'" in error_chain(error.value)
+    assert not list(tmp_path.rglob("*.pt"))
+
+
+def test_missing_metadata_table_stops_with_a_clear_message(bundle_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "nih"
+    shutil.copytree(bundle_data["nih_chestxray_ilm"], data)
+    (data / "Data_Entry_2017_v2020.csv").unlink()
+    with pytest.raises(Exception) as error:
+        run_pretrain("nih_chestxray_ilm", data, tmp_path / "out")
+    assert "Data_Entry_2017" in error_chain(error.value)
+
+
+def test_bundles_share_one_recipe():
+    recipes = {b: json.loads((BUNDLES_DIR / b / "configs" / "pretrain.json").read_text()) for b in BUNDLES}
+    reference = recipes[BUNDLES[0]]
+    for bundle, recipe in recipes.items():
+        differing = {k for k in reference.keys() | recipe.keys() if reference.get(k) != recipe.get(k)}
+        assert differing <= DATASET_KEYS, (bundle, differing)
+    for name in ("quick.json", "multi_gpu.json", "logging.conf"):
+        texts = {(BUNDLES_DIR / b / "configs" / name).read_text() for b in BUNDLES}
+        assert len(texts) == 1, name
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_recipes_only_target_known_packages(bundle):
+    allowed = ("monai_ilm.", "torch.", "ignite.", "monai.")
+    monai_short_names = {"CacheDataset", "DataLoader", "Dataset", "SimpleInferer", "ValidationHandler", "StatsHandler",
+                         "TensorBoardStatsHandler", "CheckpointSaver", "CheckpointLoader", "DistributedSampler",
+                         "SupervisedEvaluator"}
+
+    def targets(node):
+        if isinstance(node, dict):
+            if "_target_" in node:
+                yield node["_target_"]
+            for value in node.values():
+                yield from targets(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from targets(value)
+
+    for path in (BUNDLES_DIR / bundle / "configs").glob("*.json"):
+        for target in targets(json.loads(path.read_text())):
+            assert target.startswith(allowed) or target in monai_short_names, (path.name, target)
+    assert not (BUNDLES_DIR / bundle / "scripts").exists()

@@ -1,0 +1,155 @@
+"""Every page of the app under ``streamlit.testing``: generated results, empty results, malformed files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard.config import ENV_VAR
+from dashboard.sample import SampleLayout
+
+from .conftest import APP, MALFORMED
+
+# page script -> (title, number of Plotly charts with the sample results)
+PAGES = {
+    "views/overview.py": ("Results overview", 1),
+    "views/label_efficiency.py": ("Label efficiency", 1),
+    "views/probing.py": ("Layer-wise probing", 1),
+    "views/feature_reuse.py": ("CKA feature reuse", 2),
+    "views/training.py": ("Training curves", 1),
+    "views/runs.py": ("Run browser", 1),
+}
+
+
+def _open(page: str, results: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv(ENV_VAR, str(results))
+    monkeypatch.setattr(sys, "argv", [str(APP)])
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    if page != "views/overview.py":
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _charts(at: AppTest) -> int:
+    return len(at.get("plotly_chart"))
+
+
+def _texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_with_results(page: str, sample: SampleLayout, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _open(page, sample.results_dir, monkeypatch)
+    title, charts = PAGES[page]
+    assert at.title[0].value == title
+    assert not at.error, _texts(at.error)
+    assert not at.warning, _texts(at.warning)
+    assert _charts(at) == charts
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_with_empty_results(page: str, empty_results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _open(page, empty_results, monkeypatch)
+    assert not at.error and _charts(at) == 0
+    message = _texts(at.info)
+    if page == "views/training.py":
+        assert "No training logs found" in message
+    else:
+        assert f"No results yet in `{empty_results}`" in message
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_with_malformed_files(page: str, malformed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _open(page, malformed, monkeypatch)
+    errors = _texts(at.error)
+    for name, problem in MALFORMED.items():
+        assert f"`{name}`" in errors and problem in errors, (name, errors)
+    assert "Traceback" not in errors and "could not be drawn" not in errors
+    if page == "views/training.py":
+        assert "moco_seed0/metrics.csv" in errors and "mse_seed0/tensorboard" in errors
+    if page in ("views/overview.py", "views/probing.py", "views/feature_reuse.py"):
+        assert _charts(at) >= 1  # the good runs are still shown
+
+
+def test_missing_directory_and_cli_argument(
+    sample: SampleLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _open("views/overview.py", tmp_path / "nowhere", monkeypatch)
+    assert "does not exist" in _texts(at.warning)
+    monkeypatch.setattr(sys, "argv", [str(APP), "--results", str(sample.results_dir)])
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception and len(at.dataframe) == 4
+    assert f"`{sample.results_dir}` (from --results)" in _texts(at.sidebar.caption)
+
+
+def test_overview_controls(sample: SampleLayout, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _open("views/overview.py", sample.results_dir, monkeypatch)
+    linear = at.dataframe[0].value
+    assert list(linear.columns) == ["Dataset", "MoCo", "MoCo + MSE", "MoCo + Barlow Twins", "Supervised"]
+    assert linear["MoCo + MSE"].str.contains("Δ").all() and linear["Supervised"].str.startswith("★").all()
+    assert len(at.metric) == 3  # low-label gains of MSE, Barlow Twins, supervised
+    at.toggle(key="ov_paper").set_value(True).run()
+    assert "MoCo (paper)" in at.dataframe[0].value.columns
+    assert at.dataframe[0].value.loc[0, "MoCo (paper)"] == "74.4 (73.9–75.0)"
+    at.toggle(key="ov_delta").set_value(False).run()
+    assert not at.dataframe[1].value["MoCo + MSE"].str.contains("Δ").any()
+    at.multiselect(key="filter_methods").set_value(["moco", "mse"]).run()
+    assert list(at.dataframe[0].value.columns) == [
+        "Dataset",
+        "MoCo",
+        "MoCo (paper)",
+        "MoCo + MSE",
+        "MoCo + MSE (paper)",
+    ]
+    at.multiselect(key="filter_protocols").set_value(["finetune"]).run()
+    assert "filtered out in the sidebar" in _texts(at.info)
+    at.selectbox(key="ov_metric_idc").set_value("auc").run()
+    assert not at.exception and not at.error
+
+
+def test_feature_reuse_controls(sample: SampleLayout, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _open("views/feature_reuse.py", sample.results_dir, monkeypatch)
+    at.segmented_control(key="fr_kind").set_value("cka_linear_debiased").run()
+    at.selectbox(key="fr_dataset").set_value("idc").run()
+    pairs = at.selectbox(key="fr_pair").options
+    assert "MoCo (pretrained) vs MoCo + MSE (pretrained)" in pairs
+    at.selectbox(key="fr_pair").set_value("MoCo (pretrained) vs MoCo + MSE (pretrained)").run()
+    assert not at.exception and not at.error and _charts(at) == 2
+
+
+def test_curves_controls(sample: SampleLayout, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _open("views/label_efficiency.py", sample.results_dir, monkeypatch)
+    at.radio(key="le_protocol").set_value("linear").run()
+    assert "single points" in _texts(at.info)
+    at.toggle(key="le_paper").set_value(True).run()
+    assert not at.exception and _charts(at) == 1
+    at.switch_page("views/probing.py").run()
+    at.toggle(key="pr_paper").set_value(True).run()
+    assert not at.exception and _charts(at) == 1
+    at.switch_page("views/training.py").run()
+    at.multiselect(key="tr_runs").set_value(["mse_seed0"]).run()
+    at.toggle(key="tr_logy").set_value(True).run()
+    at.radio(key="tr_x").set_value("wall_time").run()
+    assert not at.exception and _charts(at) == 1
+    at.multiselect(key="tr_runs").set_value([]).run()
+    assert "Choose at least one run" in _texts(at.info)
+
+
+def test_run_browser_narrows_to_a_cell(sample: SampleLayout, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _open("views/runs.py", sample.results_dir, monkeypatch)
+    assert len(at.dataframe[0].value) == sample.n_runs
+    at.selectbox(key="rb_protocol").set_value("probe").run()
+    at.selectbox(key="rb_dataset").set_value("dr").run()
+    at.selectbox(key="rb_method").set_value("mse").run()
+    assert at.dataframe[0].value["run_id"].tolist() == ["probe-dr-mse-s0", "probe-dr-mse-s1"]
+    at.selectbox(key="rb_run_id").set_value("probe-dr-mse-s1").run()
+    assert not at.exception
+    markdown = _texts(at.markdown)
+    assert "pretrain/mse_seed1/checkpoint_final.pt" in markdown and "**Seed**  \n1" in markdown
+    assert len(at.json) == 2

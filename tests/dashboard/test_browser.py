@@ -1,0 +1,221 @@
+"""End to end: the app served on localhost, every page opened in headless Chromium.
+
+Checks that each page draws its Plotly charts and shows no exception, no error box and no JavaScript error,
+and saves a screenshot of each page (to ``$MONAI_ILM_SCREENSHOTS`` if set, e.g. ``docs/screenshots`` to
+refresh the README's pictures, else to a temporary folder).
+
+Needs the ``selenium`` package, Chromium and its driver (Debian: ``apt-get install -y chromium
+chromium-driver``); skipped with the reason when one is missing. Nothing is downloaded at test time: the
+driver is given explicitly, so Selenium Manager never runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from dashboard.sample import SampleLayout
+
+from .conftest import APP
+
+pytestmark = pytest.mark.browser
+
+# url path -> (page title, Plotly charts drawn with the sample results)
+PAGES = {
+    "": ("Results overview", 1),
+    "label-efficiency": ("Label efficiency", 1),
+    "probing": ("Layer-wise probing", 1),
+    "feature-reuse": ("CKA feature reuse", 2),
+    "training": ("Training curves", 1),
+    "runs": ("Run browser", 1),
+}
+SCREENSHOT_NAMES = {"": "overview"}
+WINDOW = (1400, 1250)
+PAGE_TIMEOUT = 45.0
+CHROME_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--disable-extensions",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+)
+
+
+def _find(env: str, names: tuple[str, ...], extra: tuple[str, ...] = ()) -> str | None:
+    if os.environ.get(env):
+        return os.environ[env] if Path(os.environ[env]).is_file() else None
+    for name in names:
+        if found := shutil.which(name):
+            return found
+    return next((p for p in extra if Path(p).is_file()), None)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def driver():
+    """Headless Chromium via Selenium (skips with the reason when something is missing)."""
+    pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chrome = _find("CHROME_BIN", ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"))
+    if chrome is None:
+        pytest.skip("Chromium not found (apt-get install -y chromium chromium-driver, or set CHROME_BIN)")
+    chromedriver = _find("CHROMEDRIVER", ("chromedriver",), ("/usr/lib/chromium/chromedriver",))
+    if chromedriver is None:
+        pytest.skip("chromedriver not found (apt-get install -y chromium-driver, or set CHROMEDRIVER)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chrome
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--window-size={WINDOW[0]},{WINDOW[1]}")
+    profile = tempfile.mkdtemp(prefix="monai-ilm-chromium-")
+    options.add_argument(f"--user-data-dir={profile}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+    browser.set_page_load_timeout(PAGE_TIMEOUT)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(sample: SampleLayout, tmp_path_factory: pytest.TempPathFactory):
+    """``streamlit run dashboard/app.py -- --results <sample>`` on a free localhost port; stopped afterwards."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    env = {k: v for k, v in os.environ.items() if k != "MONAI_ILM_RESULTS"}
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--",
+        "--results",
+        str(sample.results_dir),
+    ]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, cwd=APP.parents[1], stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not become healthy in 60 s:\n{log.read_text(errors='replace')}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = os.environ.get("MONAI_ILM_SCREENSHOTS")
+    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _wait_for_page(browser, title: str, charts: int) -> None:
+    """Wait until the page's title is shown, its charts are drawn and the script has finished."""
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + PAGE_TIMEOUT
+    state = ""
+    while time.monotonic() < deadline:
+        titles = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "h1")]
+        drawn = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg')
+        plots = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"] .js-plotly-plot')
+        running = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+        state = f"titles={titles}, charts={len(plots)} (drawn svg layers: {len(drawn)}), running={bool(running)}"
+        if any(title in t for t in titles) and len(plots) >= charts and (charts == 0 or drawn) and not running:
+            time.sleep(0.8)  # let the last chart finish its transition before the screenshot
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"page {title!r} not ready after {PAGE_TIMEOUT} s: {state}")
+
+
+def _page_errors(browser, base_url: str) -> list[str]:
+    """Exceptions and error boxes in the page, and JavaScript errors in the console."""
+    from selenium.webdriver.common.by import By
+
+    errors = [e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')]
+    errors += [e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stAlertContentError"]')]
+    for entry in browser.get_log("browser"):
+        if entry["level"] != "SEVERE":
+            continue
+        message = entry["message"]
+        if entry.get("source") == "network" and ("/_stcore/" in message or not message.startswith(base_url)):
+            continue  # Streamlit probes its endpoints relative to the page path; no internet in CI
+        errors.append(f"console: {message}")
+    return errors
+
+
+def _save(browser, path: Path) -> None:
+    """A PNG screenshot, reduced to a 256-colour palette (about 100 KB) when Pillow is available."""
+    browser.save_screenshot(str(path))
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    small.save(path, optimize=True)
+
+
+@pytest.mark.parametrize("url_path", PAGES, ids=lambda p: p or "overview")
+def test_page_renders_in_chromium(url_path: str, driver, server: str, screenshot_dir: Path) -> None:
+    title, charts = PAGES[url_path]
+    driver.get(f"{server}/{url_path}")
+    _wait_for_page(driver, title, charts)
+    path = screenshot_dir / f"{SCREENSHOT_NAMES.get(url_path, url_path)}.png"
+    _save(driver, path)
+    assert path.stat().st_size > 10_000
+    assert _page_errors(driver, server) == []

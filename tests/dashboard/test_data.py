@@ -1,0 +1,138 @@
+"""Loading, problems, filters and seed aggregation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard import data
+from dashboard.sample import SampleLayout
+from monai_ilm.results import make_row, validate
+
+from .conftest import MALFORMED
+
+
+def _row(**kw) -> dict:
+    base = {
+        "dataset": "nih",
+        "method": "moco",
+        "protocol": "finetune",
+        "label_fraction": 0.01,
+        "seed": 0,
+        "metric": "mean_auc",
+        "value": 0.6,
+        "ci_low": 0.58,
+        "ci_high": 0.62,
+        "n": 100,
+        "run_id": "r0",
+        "timestamp": "2025-01-01T00:00:00+00:00",
+    }
+    base.update(kw)
+    return make_row(**base)
+
+
+def test_load_sample(sample: SampleLayout) -> None:
+    loaded = data.load_results(sample.results_dir)
+    assert loaded.exists and not loaded.problems
+    assert len(loaded.frame) == sample.n_rows and loaded.n_files == sample.n_runs
+    options = data.filter_options(loaded.frame)
+    assert options["datasets"] == ["nih", "dr", "idc"]
+    assert options["methods"] == ["moco", "mse", "barlow", "supervised"]
+    assert options["seeds"] == [0, 1]
+    assert options["protocols"] == ["linear", "finetune", "probe", "feature_reuse", "ks"]
+
+
+def test_problems_name_the_file_and_the_reason(malformed: Path) -> None:
+    loaded = data.load_results(malformed)
+    problems = {p.file: p.problem for p in loaded.problems}
+    assert set(problems) == set(MALFORMED)
+    for name, fragment in MALFORMED.items():
+        assert fragment in problems[name], (name, problems[name])
+    assert set(loaded.frame["run_id"]) == {
+        "finetune-nih-moco-s0",
+        "finetune-nih-mse-s0",
+        "probe-nih-moco-s0",
+        "feature_reuse-nih-moco-s0",
+    }
+
+
+def test_missing_and_empty_directories(tmp_path: Path) -> None:
+    missing = data.load_results(tmp_path / "nope")
+    assert not missing.exists and missing.frame.empty and not missing.problems
+    empty = data.load_results(tmp_path)
+    assert empty.exists and empty.frame.empty and empty.n_files == 0
+
+
+def test_signature_changes_when_a_run_is_added(tmp_path: Path) -> None:
+    from monai_ilm.results import write_results
+
+    assert data.directory_signature(tmp_path / "nope") == ()
+    before = data.directory_signature(tmp_path)
+    write_results(tmp_path, [_row()])
+    after = data.directory_signature(tmp_path)
+    assert before != after and {name for name, *_ in after} == {"r0.csv", "r0.json"}
+
+
+def test_filters(sample: SampleLayout) -> None:
+    df = data.load_results(sample.results_dir).frame
+    chosen = data.apply_filters(df, data.Filters(("dr",), ("moco", "mse"), (1,), ("probe",)))
+    assert len(chosen) == 2 * 4
+    assert set(chosen["dataset"]) == {"dr"} and set(chosen["seed"]) == {1}
+    assert data.apply_filters(df, data.Filters((), (), (), ())).empty
+
+
+def test_aggregate_seeds_means_values_and_interval_ends() -> None:
+    rows = validate(
+        pd.DataFrame(
+            [
+                _row(seed=0, value=0.60, ci_low=0.58, ci_high=0.62, run_id="a"),
+                _row(seed=1, value=0.64, ci_low=0.61, ci_high=0.66, run_id="b"),
+                _row(seed=2, value=0.62, ci_low=None, ci_high=None, run_id="c"),
+            ]
+        )
+    )
+    agg = data.aggregate_seeds(rows)
+    assert len(agg) == 1
+    cell = agg.iloc[0]
+    assert cell["value"] == pytest.approx(0.62)
+    assert (cell["ci_low"], cell["ci_high"]) == pytest.approx((0.595, 0.64))  # runs without an interval ignored
+    assert cell["seeds"] == (0, 1, 2) and cell["run_ids"] == ("a", "b", "c") and cell["n_rows"] == 3
+    assert cell["value_std"] == pytest.approx(np.std([0.60, 0.64, 0.62]))
+
+
+def test_collapse_seeds_gives_one_valid_row_per_cell(sample: SampleLayout) -> None:
+    df = data.load_results(sample.results_dir).frame
+    collapsed = data.collapse_seeds(df)
+    validate(collapsed)
+    assert len(collapsed) == len(df) // 2  # two seeds everywhere
+    assert not collapsed.duplicated(data.CELL_KEYS).any()
+    assert collapsed["ci_low"].notna().sum() == df["ci_low"].notna().sum() // 2
+    assert data.collapse_seeds(df.iloc[:0]).empty
+
+
+def test_labels_and_defaults() -> None:
+    assert data.fraction_label(0.01) == "1%" and data.fraction_label(1.0) == "100%"
+    assert data.fraction_label(0.125) == "12.5%"
+    assert data.order_methods(["zeta", "supervised", "mse", "moco", "alpha"]) == [
+        "moco",
+        "mse",
+        "supervised",
+        "alpha",
+        "zeta",
+    ]
+    assert data.default_metric(["auc", "f1_macro"], "idc") == "f1_macro"  # the paper's metric of IDC is F1
+    assert data.default_metric(["auc", "f1_macro"], "other") == "auc"
+    assert data.default_metric(["zz", "yy"]) == "yy"
+    assert data.method_label("barlow") == "MoCo + Barlow Twins" and data.method_label("new") == "new"
+
+
+def test_sample_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dashboard.sample import main
+
+    main([str(tmp_path), "--seeds", "3", "--no-logs"])
+    assert "streamlit run dashboard/app.py -- --results" in capsys.readouterr().out
+    loaded = data.load_results(tmp_path / "results")
+    assert not loaded.problems and set(loaded.frame["seed"]) == {3} and not (tmp_path / "pretrain").exists()

@@ -1,0 +1,127 @@
+"""Layer-wise probing: every block is probed and tested, the encoder stays untouched, cached features are exact."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from monai.data import DataLoader
+from sklearn.metrics import roc_auc_score
+
+from monai_ilm.evaluation import (
+    FeatureBatches,
+    StageFeatures,
+    extract_stage_features,
+    probe_blocks,
+    probe_features,
+    probe_rows,
+)
+from monai_ilm.networks import resnet_encoder
+from monai_ilm.results import validate
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def brightness_items(n: int, seed: int, offset: float = 0.3) -> list[dict]:
+    """Class 1 images are brighter: the class is linearly present in the globally pooled input."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        {"image": 0.5 * torch.rand(3, 32, 32, generator=g) + offset * (i % 2), "label": i % 2, "id": f"s{seed}-{i}"}
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return resnet_encoder("resnet18")
+
+
+def test_probes_of_all_four_blocks_beat_chance_and_leave_the_encoder_untouched(encoder):
+    before = copy.deepcopy(encoder.state_dict())
+    splits = [DataLoader(brightness_items(n, seed, 0.1), batch_size=8) for n, seed in ((32, 1), (24, 2), (24, 3))]
+    results = probe_blocks(
+        encoder, *splits, "binary_auc", max_epochs=20, lr=1e-2, batch_size=8, device="cpu", n_resamples=100,
+        id_key="id",
+    )  # fmt: skip
+    assert list(results) == [1, 2, 3, 4]
+    for block, r in results.items():
+        assert r.value > 0.8, f"block {block}: AUC {r.value}"
+        assert r.value == pytest.approx(roc_auc_score(r.labels, r.probabilities[:, 1]))
+        assert r.ci_low <= r.value <= r.ci_high and r.n == 24
+        assert r.ids == [f"s3-{i}" for i in range(24)]
+        assert 1 <= r.fit.best_epoch <= 20
+    assert all(torch.equal(v, before[k]) for k, v in encoder.state_dict().items())
+    table = validate(pd.DataFrame(probe_rows(results, "dr", "moco", seed=0, run_id="probe-1")))
+    assert list(table["block"]) == [1, 2, 3, 4] and set(table["protocol"]) == {"probe"}
+    assert set(table["metric"]) == {"auc"}
+
+
+def test_features_extracted_in_chunks_equal_a_single_pass(encoder):
+    items = brightness_items(13, seed=4)
+    chunked = extract_stage_features(encoder, DataLoader(items, batch_size=4), device="cpu", id_key="id")
+    single = extract_stage_features(encoder, DataLoader(items, batch_size=13), device="cpu", id_key="id")
+    assert chunked.ids == single.ids == [f"s4-{i}" for i in range(13)]
+    np.testing.assert_array_equal(chunked.labels, [i % 2 for i in range(13)])
+    assert [b.shape for b in chunked.blocks] == [(13, 64), (13, 128), (13, 256), (13, 512)]
+    for a, b in zip(chunked.blocks, single.blocks):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # and each block equals the pooled stage output computed directly
+    with torch.no_grad():
+        stages = encoder.eval().forward_stages(torch.stack([it["image"] for it in items]))
+    for k, stage in enumerate(stages):
+        np.testing.assert_allclose(chunked.blocks[k], stage.mean(dim=(2, 3)).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_multilabel_probe_on_cached_features():
+    """A 3-finding task on synthetic features: finding c is carried by feature c of block 1 only."""
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> StageFeatures:
+        y = (torch.rand(n, 3, generator=g) > 0.5).float()
+        informative = torch.randn(n, 8, generator=g)
+        informative[:, :3] += 3 * y
+        noise = torch.randn(n, 16, generator=g)
+        return StageFeatures([informative.numpy(), noise.numpy()], (1, 2), y.numpy(), [str(i) for i in range(n)])
+
+    results = probe_features(
+        split(64), split(32), split(48), "multilabel", max_epochs=15, lr=5e-2, batch_size=16, device="cpu",
+        n_resamples=50, ci_method="standard_error", standardize=True,
+    )  # fmt: skip
+    assert results[1].value > 0.9 and results[1].value > results[2].value
+    assert results[1].per_class.shape == (3,) and results[1].logits.shape == (48, 3)
+
+
+def test_feature_batches_order_and_reshuffling():
+    x, y = np.arange(10, dtype=np.float32)[:, None], np.arange(10) % 2
+    fixed = FeatureBatches(x, y, batch_size=4, ids=[f"i{k}" for k in range(10)])
+    assert len(fixed) == 3
+    assert next(iter(fixed))["id"] == ["i0", "i1", "i2", "i3"]
+    shuffled = FeatureBatches(x, y, batch_size=4, shuffle=True, seed=1)
+    first = torch.cat([b["image"] for b in shuffled]).flatten()
+    second = torch.cat([b["image"] for b in shuffled]).flatten()
+    assert sorted(first.tolist()) == list(range(10)) and not torch.equal(first, second)
+    again = torch.cat([b["image"] for b in FeatureBatches(x, y, batch_size=4, shuffle=True, seed=1)]).flatten()
+    assert torch.equal(first, again)
+    with pytest.raises(ValueError, match="same non-zero number of rows"):
+        FeatureBatches(x, y[:5])
+
+
+def test_shuffled_evaluation_loader_and_missing_blocks_are_refused(encoder):
+    items = brightness_items(8, seed=5)
+    with pytest.raises(ValueError, match="shuffle=False"):
+        extract_stage_features(encoder, DataLoader(items, batch_size=4, shuffle=True), device="cpu")
+    feats = extract_stage_features(encoder, DataLoader(items, batch_size=4), blocks=(2,), device="cpu")
+    with pytest.raises(ValueError, match="block"):
+        feats.block(4)
+    with pytest.raises(ValueError, match="blocks"):
+        extract_stage_features(encoder, DataLoader(items, batch_size=4), blocks=(0, 5), device="cpu")
