@@ -1,0 +1,92 @@
+"""CKA feature reuse: method x block heatmaps and the block x block matrix of a pair of encoders."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import cka, state, ui
+from dashboard.data import dataset_label, fraction_label, order_datasets
+from dashboard.figures import block_matrix_figure, method_block_figure
+
+_KIND_LABELS = {"cka_linear": "linear", "cka_rbf": "RBF", "cka_linear_debiased": "linear, debiased"}
+
+
+def _kind_picker(rows: pd.DataFrame) -> str:
+    kinds = cka.cka_kinds(rows)
+    return (
+        st.segmented_control(
+            "CKA kernel", kinds, default=kinds[0], format_func=lambda k: _KIND_LABELS.get(k, k), key="fr_kind"
+        )
+        or kinds[0]
+    )
+
+
+def _method_block(ctx: state.Context, rows: pd.DataFrame, kind: str) -> None:
+    st.subheader("Feature reuse per method and block")
+    plain = rows[rows["metric"] == kind]
+    fractions = sorted(plain["label_fraction"].unique())
+    if not fractions:
+        st.info(f"No feature-reuse rows with metric '{kind}' in the selection.")
+        return
+    fraction = st.selectbox(
+        "Label fraction of the fine-tuning", fractions, format_func=fraction_label, key="fr_fraction"
+    )
+    datasets = order_datasets(plain["dataset"])
+    matrices = {d: cka.method_block_matrix(rows, d, fraction, kind) for d in datasets}
+    ui.plot(method_block_figure(matrices, kind, fraction), f"feature_reuse_{kind}_{fraction_label(fraction)}")
+    tidy = pd.concat(
+        [
+            m.rename_axis(index="method", columns="block").stack().rename("value").reset_index().assign(dataset=d)
+            for d, m in matrices.items()
+            if not m.empty
+        ],
+        ignore_index=True,
+    )[["dataset", "method", "block", "value"]].assign(metric=kind, label_fraction=fraction)
+    ui.csv_download(tidy, f"feature_reuse_{kind}", key="fr_mb")
+
+
+def _block_block(ctx: state.Context, rows: pd.DataFrame, kind: str) -> None:
+    st.subheader("Block × block CKA of a pair of encoders")
+    datasets = [d for d in order_datasets(rows["dataset"]) if state.cka_views(ctx.key, d, kind)]
+    if not datasets:
+        st.info(
+            f"No block × block rows for '{kind}'. They are feature-reuse rows with metric "
+            f"'{kind}@b<j>' (block `block` of the pretrained encoder vs block j of the fine-tuned one) or "
+            f"'{kind}@<method>:b<j>' (vs block j of another method's pretrained encoder); see dashboard/cka.py."
+        )
+        return
+    c1, c2 = st.columns([1, 2])
+    dataset = c1.selectbox("Dataset", datasets, format_func=dataset_label, key="fr_dataset")
+    pairs = cka.pair_options(state.cka_views(ctx.key, dataset, kind))
+    title = c2.selectbox("Encoders (A vs B)", list(pairs), key="fr_pair")
+    pair = pairs[title]
+    matrix = cka.block_matrix(rows, dataset, kind, pair)
+    if matrix.empty:
+        st.info("This pair has no entries.")
+        return
+    ui.plot(block_matrix_figure(matrix, pair, kind, dataset), f"cka_matrix_{dataset}_{kind}")
+    tidy = matrix.rename_axis(index="block_a", columns="block_b").stack().rename("value").reset_index()
+    tidy = tidy.assign(dataset=dataset, encoder_a=pair.labels[0], encoder_b=pair.labels[1], metric=kind)
+    ui.csv_download(tidy, f"cka_matrix_{dataset}_{kind}", key="fr_bb")
+
+
+def render() -> None:
+    """Draw the page."""
+    ctx = state.context()
+    if not ui.page_intro(
+        ctx,
+        "CKA feature reuse",
+        "Centred kernel alignment between the features of a block before and after fine-tuning (high = the "
+        "fine-tuned block reuses the pretrained features), mean over the selected seeds.",
+        ("feature_reuse",),
+    ):
+        return
+    rows = ctx.selected[(ctx.selected["protocol"] == "feature_reuse") & ctx.selected["block"].notna()]
+    kind = _kind_picker(rows)
+    _method_block(ctx, rows, kind)
+    st.divider()
+    _block_block(ctx, rows, kind)
+
+
+ui.run_page(render)

@@ -1,0 +1,85 @@
+"""Results overview: the paper's four tables regenerated from our results."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import overview, state, ui
+from dashboard.cka import cka_kinds
+from dashboard.data import PROTOCOL_LABELS, method_label, order_methods
+from dashboard.figures import delta_figure
+
+
+def _controls(ctx: state.Context) -> tuple[bool, bool, str]:
+    methods = order_methods(ctx.selected["method"])
+    c1, c2, c3 = st.columns([1, 1, 1])
+    show_paper = c1.toggle("Show the paper's published numbers", value=False, key="ov_paper")
+    show_delta = c2.toggle("Show Δ to the reference method", value=True, key="ov_delta")
+    default = methods.index(overview.REFERENCE) if overview.REFERENCE in methods else 0
+    reference = c3.selectbox("Reference method", methods, index=default, format_func=method_label, key="ov_reference")
+    return show_paper, show_delta, reference
+
+
+def _headline(table, reference: str) -> None:
+    gains = overview.low_label_gains(table, reference)
+    if not gains:
+        return
+    cols = st.columns(len(gains))
+    for col, (method, gain) in zip(cols, gains.items()):
+        col.metric(
+            f"{method_label(method)} vs {method_label(reference)}, ≤ 6 % labels",
+            f"{gain * 100:+.1f} points",
+            help="Mean difference of the fine-tuning metric over datasets and label fractions up to 6 % "
+            "(the paper reports about +5 points for the intermediate-layer losses).",
+        )
+
+
+def render() -> None:
+    """Draw the page."""
+    ctx = state.context()
+    seeds = ", ".join(map(str, ctx.filters.seeds))
+    if not ui.page_intro(
+        ctx,
+        "Results overview",
+        f"The paper's tables regenerated from our results. Seeds {seeds or '–'} are averaged: value = mean, interval "
+        "= mean of the per-seed 95 % bootstrap intervals. ★ marks the best method per row (per dataset and column "
+        "for tables with methods as rows); Δ is the difference to the reference method in display units.",
+    ):
+        return
+    show_paper, show_delta, reference = _controls(ctx)
+    metrics = ui.metric_choice(overview.performance_metric_options(ctx.collapsed), key="ov_metric")
+    kinds = [k for k in cka_kinds(ctx.collapsed) if (ctx.collapsed["metric"] == k).any()]
+    kind = kinds[0] if kinds else "cka_linear"
+    if len(kinds) > 1:
+        kind = st.selectbox("CKA of Table 3", kinds, key="ov_cka_kind")
+    published = state.paper_tables() if show_paper else {}
+    present = set(ctx.selected["protocol"])
+    for spec in overview.TABLES:
+        st.subheader(spec.title)
+        protocol = spec.protocols[0]
+        if protocol not in ctx.filters.protocols and protocol in ctx.options["protocols"]:
+            st.info(f"Protocol '{protocol}' ({PROTOCOL_LABELS[protocol]}) is filtered out in the sidebar.")
+            continue
+        if protocol not in present:
+            st.info(f"No {PROTOCOL_LABELS[protocol]} rows (protocol '{protocol}') in the selected results.")
+            continue
+        table = state.table(ctx.key, spec.name, tuple(sorted(metrics.items())), kind)
+        if isinstance(table, str):
+            st.error(f"Cannot build this table from the results: {table}")
+            continue
+        if table.value.empty:
+            st.info(f"No cells for this table with the chosen metric/CKA kind ({kind}).")
+            continue
+        if spec.name == "finetune":
+            _headline(table, reference)
+        paper_table = published.get(spec.name)
+        text, best = overview.display_frame(table, reference, show_delta, paper_table)
+        st.dataframe(ui.highlight(text, best), hide_index=True, width="stretch")
+        if spec.name == "feature_reuse":
+            st.caption(f"CKA: {kind}" + ("; the published values are RBF CKA (σ = 0.8)." if show_paper else "."))
+        ui.csv_download(overview.tidy_table(table, reference, paper_table), f"table_{spec.name}", key=spec.name)
+        if spec.name == "finetune" and reference in table.value.columns and table.value.shape[1] > 1:
+            ui.plot(delta_figure(overview.delta_to_reference(table, reference), reference), "finetune_delta")
+
+
+ui.run_page(render)
