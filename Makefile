@@ -4,16 +4,24 @@ PIP := $(PYTHON) -m pip
 # torch and torchvision are pinned together: an unpinned torch may pull a build whose torchvision does not import.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test bench
+.PHONY: install browser demo test bench
 
 install:
 	$(PIP) install -q $(TORCH_PINS)
 	$(PIP) install -q -e ".[dev,dashboard]" $(TORCH_PINS)
 
+# Chromium for the dashboard's browser test; where it cannot be installed, that test skips and says why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium chromium-driver >/dev/null) || echo "chromium could not be installed: the browser test will skip"; \
+	else echo "no apt-get or not root: the browser test will skip"; fi
+
 demo: install
 	$(PYTHON) -m monai_ilm demo --output_dir demo_output
 
-test: install
+test: install browser
 	$(PYTHON) -m pytest -q
 
 bench: install

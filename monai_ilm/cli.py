@@ -1,25 +1,23 @@
-"""Command line: ``python -m monai_ilm demo`` runs the main job end to end on generated sample data.
+"""Command line of monai-ilm (``python -m monai_ilm`` or ``monai-ilm``).
 
-The demo writes a small NIH ChestX-ray14 dataset in its published on-disk layout, then runs the NIH
-bundle's pretraining with ``quick.json`` once per method, exactly as a user would type it::
-
-    python -m monai.bundle run --config_file "['.../pretrain.json','.../quick.json']" \\
-        --dataset_dir <data> --output_dir <out> --method mse
+``demo`` runs the main job end to end on generated sample data: it writes a small NIH ChestX-ray14
+data set in its published layout, pretrains MoCo, MoCo+MSE and MoCo+Barlow Twins with the NIH
+bundle's quick settings, evaluates them as the paper does (linear probe, fine-tuning at 1 %, 6 %
+and 100 % labels, layer-wise probing, CKA feature reuse, KS distance) into one results table,
+and prints how to open the dashboard. ``experiment`` runs the same matrix on any bundle and data
+set, or prints one command per cell for a cluster scheduler.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from monai_ilm.methods import METHODS, check_method
+from monai_ilm.methods import METHODS
 
 __all__ = ["main", "bundle_command", "bundles_root"]
 
@@ -38,8 +36,8 @@ def bundles_root() -> Path:
     return root
 
 
-def bundle_command(bundle: Path, config: str, overrides: dict[str, object], extra_configs: Sequence[str] = ("quick.json",)) -> list[str]:
-    """The ``python -m monai.bundle run`` command line for ``bundle/configs/<config>`` plus overrides."""
+def bundle_command(bundle: Path, config: str, overrides: dict[str, object], extra_configs: Sequence[str] = ()) -> list[str]:
+    """The ``python -m monai.bundle run`` command line for ``bundle/configs/<config>`` (+ extra configs) and overrides."""
     configs = [str(bundle / "configs" / name) for name in (config, *extra_configs)]
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(configs)]
     command += ["--bundle_root", str(bundle), "--logging_file", str(bundle / "configs" / "logging.conf")]
@@ -48,43 +46,57 @@ def bundle_command(bundle: Path, config: str, overrides: dict[str, object], extr
     return command
 
 
-def run_command(command: list[str]) -> None:
-    """Run a command, streaming its output; raise with the command line if it fails."""
-    logger.info("$ %s", shlex.join(command))
-    started = time.perf_counter()
-    result = subprocess.run(command, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"command failed with exit code {result.returncode}: {shlex.join(command)}")
-    logger.info("finished in %.1f s", time.perf_counter() - started)
+def _csv(text: str, kind: type = str) -> list:
+    return [kind(item.strip()) for item in text.split(",") if item.strip()]
 
 
-def demo(output_dir: Path, methods: Sequence[str], seed: int, n_patients: int, image_size: int) -> None:
-    """Generate sample NIH data and pretrain each method with the NIH bundle's quick settings."""
+def demo(output_dir: Path, seed: int, n_patients: int, image_size: int) -> None:
+    """Sample NIH data -> pretrain three methods -> the paper's evaluation -> results table."""
     from monai_ilm.data.synthetic import make_nih_sample
+    from monai_ilm.experiment import run_experiment
 
-    for method in methods:
-        check_method(method)
+    started = time.perf_counter()
     data_dir = output_dir / "sample_data" / "nih"
     if not (data_dir / "Data_Entry_2017_v2020.csv").exists():
-        logger.info("writing a sample NIH ChestX-ray14 dataset to %s", data_dir)
+        logger.info("writing a sample NIH ChestX-ray14 data set to %s", data_dir)
         make_nih_sample(data_dir, n_patients=n_patients, image_size=image_size, seed=seed)
-    bundle = bundles_root() / "nih_chestxray_ilm"
-    for method in methods:
-        overrides = {"dataset_dir": data_dir, "output_dir": output_dir, "method": method, "seed": seed}
-        run_command(bundle_command(bundle, "pretrain.json", overrides))
-    print(f"\nDone. Checkpoints and TensorBoard logs: {output_dir / 'pretrain'}")
+    run_experiment(bundles_root() / "nih_chestxray_ilm", data_dir, output_dir, METHODS, (0.01, 0.06, 1.0), (seed,),
+                   quick=True)  # fmt: skip
+    print_tables(output_dir / "results")
+    print(f"\nDone in {time.perf_counter() - started:.0f} s.")
+    print(f"Results table: {output_dir / 'results'}   checkpoints and logs: {output_dir / 'pretrain'}")
     print(f"Dashboard: streamlit run dashboard/app.py -- --results {output_dir / 'results'}")
+
+
+def print_tables(results_dir: Path) -> None:
+    """Print the paper's four tables regenerated from a results directory."""
+    from monai_ilm.results import read_results
+    from monai_ilm.results.tables import paper_tables
+
+    for name, table in paper_tables(read_results(results_dir)).items():
+        print(f"\n== {name} ==\n{table.formatted.to_string()}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m monai_ilm", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    run_demo = commands.add_parser("demo", help="pretrain every method on generated NIH-layout sample data")
+
+    run_demo = commands.add_parser("demo", help="the main job on generated NIH-layout sample data")
     run_demo.add_argument("--output_dir", type=Path, default=Path("demo_output"))
-    run_demo.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ", ".join(METHODS))
     run_demo.add_argument("--seed", type=int, default=0)
     run_demo.add_argument("--n_patients", type=int, default=60)
     run_demo.add_argument("--image_size", type=int, default=96)
+
+    experiment = commands.add_parser("experiment", help="pretrain and evaluate a method x fraction x seed matrix")
+    experiment.add_argument("--bundle", required=True, help="a bundle folder or name, e.g. nih_chestxray_ilm")
+    experiment.add_argument("--dataset_dir", type=Path, required=True)
+    experiment.add_argument("--output_dir", type=Path, default=Path("runs"))
+    experiment.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ", ".join(METHODS))
+    experiment.add_argument("--fractions", default="0.01,0.06,1.0", help="comma-separated label fractions")
+    experiment.add_argument("--seeds", default="0", help="comma-separated seeds")
+    experiment.add_argument("--quick", action="store_true", help="add the bundle's quick.json (CPU minutes)")
+    experiment.add_argument("--no_supervised", action="store_true", help="skip the randomly initialised baseline")
+    experiment.add_argument("--print_commands", action="store_true", help="print one command per cell, run nothing")
     return parser
 
 
@@ -92,5 +104,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
     if args.command == "demo":
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        demo(args.output_dir.resolve(), methods, args.seed, args.n_patients, args.image_size)
+        demo(args.output_dir.resolve(), args.seed, args.n_patients, args.image_size)
+    elif args.command == "experiment":
+        from monai_ilm.experiment import run_experiment
+
+        bundle = Path(args.bundle)
+        if not bundle.exists():
+            bundle = bundles_root() / args.bundle
+        run_experiment(bundle, args.dataset_dir, args.output_dir, _csv(args.methods), _csv(args.fractions, float),
+                       _csv(args.seeds, int), quick=args.quick, supervised=not args.no_supervised,
+                       print_commands=args.print_commands)  # fmt: skip

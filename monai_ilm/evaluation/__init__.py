@@ -87,6 +87,7 @@ from monai_ilm.evaluation.features import (
     iter_stage_features,
     load_pretrained_encoder,
 )
+from monai_ilm.evaluation.protocols import DATASET_TASKS, EVALUATION_PROTOCOLS, EvaluationRun
 from monai_ilm.evaluation.probing import (
     FeatureBatches,
     probe_blocks,
@@ -95,6 +96,9 @@ from monai_ilm.evaluation.probing import (
 )
 
 __all__ += [
+    "DATASET_TASKS",
+    "EVALUATION_PROTOCOLS",
+    "EvaluationRun",
     "PAPER_TASKS",
     "TASKS",
     "BestWeights",

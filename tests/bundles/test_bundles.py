@@ -158,7 +158,8 @@ def test_inference_writes_embeddings(bundle_data, tmp_path):
 def test_killed_run_resumes_with_the_same_command(bundle_data, tmp_path):
     bundle = BUNDLES_DIR / "nih_chestxray_ilm"
     command = bundle_command(bundle, "pretrain.json", {
-        "dataset_dir": bundle_data["nih_chestxray_ilm"], "output_dir": tmp_path, "method": "mse", "max_epochs": 4})
+        "dataset_dir": bundle_data["nih_chestxray_ilm"], "output_dir": tmp_path, "method": "mse", "max_epochs": 4},
+        extra_configs=["quick.json"])
     models = tmp_path / "pretrain" / "mse_seed0" / "models"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import pytest
+
+from monai_ilm.evaluation import EvaluationRun
+
+
+def make(tmp_path, **kwargs):
+    fields = dict(protocol="finetune", dataset_name="nih", dataset_dir=str(tmp_path), output_dir=str(tmp_path / "out"),
+                  method="mse")  # fmt: skip
+    return EvaluationRun(**{**fields, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"protocol": "zero_shot"}, ValueError, "protocol"),
+        ({"dataset_name": "mnist"}, ValueError, "dataset_name"),
+        ({"label_fraction": 0.0}, ValueError, "label_fraction"),
+        ({"pretrained_checkpoint": "/nowhere/model.pt"}, FileNotFoundError, "pretrain 'mse' first"),
+    ],
+)
+def test_bad_settings_are_named(tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        make(tmp_path, **kwargs)
+
+
+def test_feature_reuse_needs_the_finetune_outputs(tmp_path):
+    run = make(tmp_path, protocol="ks", label_fraction=0.01)
+    with pytest.raises(FileNotFoundError, match="run the finetune protocol for method 'mse', seed 0, label_fraction 0.01"):
+        run._finetune_output("predictions.npz")
+
+
+def test_run_ids_and_folders_are_per_cell(tmp_path):
+    run = make(tmp_path, label_fraction=0.06, seed=2)
+    assert run.run_id == "nih-finetune-mse-seed2-frac0.06"
+    assert run.cell_dir() == tmp_path / "out" / "evaluation" / "finetune" / "mse_seed2_frac0.06"
+    assert run.cell_dir("finetune", 1.0).name == "mse_seed2_frac1"
