@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from ignite.engine import Engine, Events
 
+from monai_ilm.distributed import average_over_ranks
+
 __all__ = ["LossPartsHandler"]
 
 
@@ -15,6 +17,10 @@ class LossPartsHandler:
     means are written as ``engine.state.metrics[prefix + key]`` on ``EPOCH_COMPLETED``, where
     ``StatsHandler``, ``TensorBoardStatsHandler``, ``CheckpointSaver(key_metric_name=...)`` and
     the dashboard's training curves find them. Attach it before handlers that read those metrics.
+
+    In a distributed run the means are taken over the iterations of all ranks (one all-reduce at
+    epoch end), so every rank, and rank 0's logs and checkpoint selection, see the global value.
+    Attach it on every rank (it is not a rank-0-only handler).
 
     Args:
         prefix: prepended to each metric name, e.g. ``"val_"`` on an evaluator.
@@ -42,5 +48,5 @@ class LossPartsHandler:
         self._count += 1
 
     def compute(self, engine: Engine) -> None:
-        for key, total in self._sums.items():
-            engine.state.metrics[self.prefix + key] = (total / max(self._count, 1)).item()
+        for key, mean in average_over_ranks(self._sums, self._count).items():
+            engine.state.metrics[self.prefix + key] = mean

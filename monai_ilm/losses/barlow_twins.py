@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn.modules.loss import _Loss
 
+from monai_ilm.distributed import all_reduce_with_grad, convert_to_global_batch_norm, world_size
 from monai_ilm.losses.intermediate_mse import _check_pairs
 from monai_ilm.networks.backbones import global_pool
 from monai_ilm.utils import as_tuple
@@ -20,7 +21,12 @@ REFERENCE_SCALE = 1.0 / 32
 
 
 def barlow_twins_loss(
-    z1: torch.Tensor, z2: torch.Tensor, lambda_diag: float = 1.0, lambda_offdiag: float = 5e-3, eps: float = 1e-5
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    lambda_diag: float = 1.0,
+    lambda_offdiag: float = 5e-3,
+    eps: float = 1e-5,
+    global_batch: bool = False,
 ) -> torch.Tensor:
     """Barlow Twins redundancy-reduction loss (Zbontar et al., ICML 2021).
 
@@ -32,23 +38,34 @@ def barlow_twins_loss(
     MONAI's ``BarlowTwinsLoss`` standardises with the unbiased standard deviation and no eps and
     has a single off-diagonal weight, so it cannot reproduce the reference numbers; hence this function.
 
+    With ``global_batch=True`` in a distributed run, the mean and variance of the standardisation
+    and C are those of the batches of all ranks together: per-rank sums of z, of (z − mean)² and of
+    ẑ₁ᵀẑ₂ are summed over ranks with :func:`~monai_ilm.distributed.all_reduce_with_grad` and divided
+    by the global N. Every rank then returns the same (global) loss, and its gradient is exact once
+    DDP averages the gradients over ranks; the loss must not be multiplied or divided by the
+    world size (see :mod:`monai_ilm.distributed`). Every rank must call it for the same layers.
+
     Args:
         z1: (N, D) embeddings of the first branch.
         z2: (N, D) embeddings of the second branch.
         lambda_diag: weight of the on-diagonal sum.
         lambda_offdiag: weight of the off-diagonal sum.
         eps: added to the variance.
+        global_batch: use the batch of all ranks in a distributed run (no effect with one process).
 
     Raises:
         ValueError: for shapes that differ or a batch of fewer than 2 samples (its variance is 0).
     """
     if z1.dim() != 2 or z1.shape != z2.shape:
         raise ValueError(f"z1 and z2: expected two (N, D) tensors of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}.")
-    n = z1.shape[0]
-    if n < 2:
-        raise ValueError(f"batch size: Barlow Twins standardises over the batch and needs at least 2 samples, got {n}.")
-    z1n, z2n = _standardise(z1.float(), eps), _standardise(z2.float(), eps)
-    c = z1n.t() @ z2n / n
+    if global_batch and world_size() > 1:
+        c = _global_cross_correlation(z1.float(), z2.float(), eps)
+    else:
+        n = z1.shape[0]
+        if n < 2:
+            raise ValueError(f"batch size: Barlow Twins standardises over the batch and needs at least 2 samples, got {n}.")
+        z1n, z2n = _standardise(z1.float(), eps), _standardise(z2.float(), eps)
+        c = z1n.t() @ z2n / n
     diagonal = torch.diagonal(c)
     on = (1.0 - diagonal).pow(2).sum()
     off = c.pow(2).sum() - diagonal.pow(2).sum()
@@ -58,6 +75,18 @@ def barlow_twins_loss(
 def _standardise(z: torch.Tensor, eps: float) -> torch.Tensor:
     var, mean = torch.var_mean(z, dim=0, unbiased=False)
     return (z - mean) / torch.sqrt(var + eps)
+
+
+def _global_cross_correlation(z1: torch.Tensor, z2: torch.Tensor, eps: float) -> torch.Tensor:
+    """C = ẑ₁ᵀẑ₂ / N over the batches of all ranks, differentiable through the all-reduces."""
+    d = z1.shape[1]
+    count = z1.new_full((1,), z1.shape[0])
+    totals = all_reduce_with_grad(torch.cat([z1.sum(0), z2.sum(0), count]))
+    n = totals[-1].detach()
+    c1, c2 = z1 - totals[:d] / n, z2 - totals[d : 2 * d] / n
+    var = all_reduce_with_grad(torch.cat([c1.pow(2).sum(0), c2.pow(2).sum(0)])) / n
+    z1n, z2n = c1 / torch.sqrt(var[:d] + eps), c2 / torch.sqrt(var[d:] + eps)
+    return all_reduce_with_grad(z1n.t() @ z2n) / n
 
 
 def barlow_twins_projector(in_dim: int, dims: Sequence[int] = (2048, 2048, 2048)) -> nn.Sequential:
@@ -84,12 +113,22 @@ class IntermediateBarlowTwinsLoss(_Loss):
     offdiag_weight=5e-3`` is the original Barlow Twins weighting. The projectors are trained with
     the encoder and dropped after pretraining; put :meth:`parameters` in the optimiser.
 
+    In a distributed run with ``global_batch=True`` (default) the loss is that of the global batch,
+    as in the original Barlow Twins: the projectors' BatchNorm layers are
+    :class:`~monai_ilm.distributed.GlobalBatchNorm` and the standardisation and cross-correlation
+    are all-reduced (:func:`barlow_twins_loss`), so W ranks with B samples each give the loss and
+    gradients of one process with W·B. This applies in training mode only; in eval mode (the
+    validation loss) each rank uses its own batch, so ranks whose numbers of validation batches
+    differ never wait on each other. With one process ``global_batch`` changes nothing.
+
     Args:
         in_channels: channels of each compared stage (256, 512, 1024, 2048 for ResNet-50).
         weights: λ per stage, or one value for all.
         scale: common factor s.
         offdiag_weight: off-diagonal weight relative to the diagonal.
         projector_dims: widths of the projector's Linear layers.
+        global_batch: compute the training loss over the batches of all ranks (see above);
+            False gives per-rank statistics and cross-correlations.
 
     Raises:
         ValueError: for mismatched lengths, a batch of 1, or feature shapes that disagree.
@@ -102,13 +141,17 @@ class IntermediateBarlowTwinsLoss(_Loss):
         scale: float = REFERENCE_SCALE,
         offdiag_weight: float = 1.0,
         projector_dims: Sequence[int] = (2048, 2048, 2048),
+        global_batch: bool = True,
     ) -> None:
         super().__init__()
         self.in_channels = tuple(in_channels)
         self.weights = as_tuple(weights, len(self.in_channels), "weights")
         self.scale = scale
         self.offdiag_weight = offdiag_weight
+        self.global_batch = global_batch
         self.projectors = nn.ModuleList(barlow_twins_projector(c, projector_dims) for c in self.in_channels)
+        if global_batch:
+            self.projectors = convert_to_global_batch_norm(self.projectors)
 
     @property
     def num_layers(self) -> int:
@@ -123,7 +166,8 @@ class IntermediateBarlowTwinsLoss(_Loss):
             if q.shape[1] != self.in_channels[i]:
                 raise ValueError(f"in_channels[{i}]: expected {self.in_channels[i]} channels, the features have {q.shape[1]}.")
             lam = weight * self.scale
-            losses.append(barlow_twins_loss(projector(q), projector(k), lam, lam * self.offdiag_weight))
+            global_batch = self.global_batch and self.training
+            losses.append(barlow_twins_loss(projector(q), projector(k), lam, lam * self.offdiag_weight, global_batch=global_batch))
         return losses
 
     def forward(self, q_feats: Sequence[torch.Tensor], k_feats: Sequence[torch.Tensor]) -> torch.Tensor:

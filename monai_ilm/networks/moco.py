@@ -12,10 +12,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monai_ilm.distributed import gather_from_all_ranks
+from monai_ilm.distributed import (
+    convert_to_global_batch_norm,
+    gather_from_all_ranks,
+    shuffle_across_ranks,
+    unshuffle_across_ranks,
+    world_size,
+)
 from monai_ilm.networks.backbones import StageEncoder, global_pool
 
-__all__ = ["MoCo", "projection_head"]
+__all__ = ["BATCH_NORM_MODES", "MoCo", "projection_head"]
+
+BATCH_NORM_MODES: tuple[str, ...] = ("shuffle", "sync", "local")
 
 
 def projection_head(in_dim: int, out_dim: int = 128, head: str = "linear", hidden_dim: int | None = None) -> nn.Module:
@@ -58,6 +66,21 @@ class MoCo(nn.Module):
     ``[x1, x2]`` against keys of ``[x2, x1]``. Pairs stay aligned by row, so the InfoNCE and the
     intermediate-layer loss average both directions; only the keys of view 2 are enqueued.
 
+    BatchNorm in a distributed (DDP) run is chosen by ``batch_norm``; with one process the three
+    modes give identical results (per-batch statistics, the reference):
+
+    * ``"shuffle"`` (default): MoCo's shuffle-BN (He et al., CVPR 2020, §3.3). The query encoder
+      normalises each rank's batch on its own; for the key encoder the key views of all ranks are
+      permuted at random (one permutation drawn on rank 0), each rank encodes its shard of the
+      shuffled batch, and the key embeddings **and every stage output** in ``key_stages`` are sent
+      back to the rank and row of their sample. Per-rank statistics then differ between the two
+      encoders, so BatchNorm cannot leak which key belongs to which query. Needs the same batch
+      size on every rank; only in training mode (eval mode uses running statistics).
+    * ``"sync"``: every BatchNorm of both encoders is a
+      :class:`~monai_ilm.distributed.GlobalBatchNorm` (SyncBatchNorm semantics that also run on
+      CPU/gloo): W ranks with B samples each compute exactly what one process computes with W·B.
+    * ``"local"``: per-rank statistics for both encoders (what plain DDP does).
+
     Args:
         encoder: a :class:`~monai_ilm.networks.backbones.StageEncoder`; it is deep-copied for the key encoder.
         embedding_dim: size of the contrastive embedding (128).
@@ -65,9 +88,11 @@ class MoCo(nn.Module):
         head: ``"linear"`` or ``"mlp"``, see :func:`projection_head`.
         head_hidden_dim: hidden width of the MLP head.
         symmetric: compute both directions (see above).
+        batch_norm: ``"shuffle"``, ``"sync"`` or ``"local"`` (see above).
 
     Raises:
-        ValueError: when ``encoder`` exposes no stages, or sizes are not positive.
+        ValueError: when ``encoder`` exposes no stages, sizes are not positive, or ``batch_norm``
+            is unknown.
     """
 
     def __init__(
@@ -78,6 +103,7 @@ class MoCo(nn.Module):
         head: str = "linear",
         head_hidden_dim: int | None = None,
         symmetric: bool = False,
+        batch_norm: str = "shuffle",
     ) -> None:
         super().__init__()
         if not hasattr(encoder, "forward_stages") or not getattr(encoder, "stage_channels", ()):
@@ -86,7 +112,12 @@ class MoCo(nn.Module):
             raise ValueError(f"embedding_dim: expected a positive size, got {embedding_dim}.")
         if queue_size < 1:
             raise ValueError(f"queue_size: expected a positive number of keys, got {queue_size}.")
+        if batch_norm not in BATCH_NORM_MODES:
+            raise ValueError(f"batch_norm: expected one of {list(BATCH_NORM_MODES)}, got {batch_norm!r}.")
+        if batch_norm == "sync":
+            encoder = convert_to_global_batch_norm(encoder)
         self.symmetric = symmetric
+        self.batch_norm = batch_norm
         self.encoder_q = encoder
         self.projector_q = projection_head(encoder.feature_dim, embedding_dim, head, head_hidden_dim)
         self.encoder_k = copy.deepcopy(encoder)
@@ -123,10 +154,22 @@ class MoCo(nn.Module):
             x1, x2 = torch.cat([x1, x2]), torch.cat([x2, x1])
         query_stages = self.encoder_q.forward_stages(x1)
         query = self.projector_q(global_pool(query_stages[-1]))
-        with torch.no_grad():
-            key_stages = self.encoder_k.forward_stages(x2)
-            key = self.projector_k(global_pool(key_stages[-1]))
+        key, key_stages = self._forward_key(x2)
         return {"query": query, "key": key, "query_stages": query_stages, "key_stages": key_stages}
+
+    @torch.no_grad()
+    def _encode_key(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        stages = self.encoder_k.forward_stages(x)
+        return self.projector_k(global_pool(stages[-1])), stages
+
+    @torch.no_grad()
+    def _forward_key(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The key embedding and stage outputs of ``x``, through shuffle-BN when it applies."""
+        if self.batch_norm != "shuffle" or not self.training or world_size() == 1:
+            return self._encode_key(x)
+        shard, order = shuffle_across_ranks(x)
+        key, stages = self._encode_key(shard)
+        return unshuffle_across_ranks(key, order), [unshuffle_across_ranks(s, order) for s in stages]
 
     @torch.no_grad()
     def momentum_update(self, momentum: float) -> None:
