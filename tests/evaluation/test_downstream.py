@@ -34,14 +34,6 @@ from monai_ilm.results import validate
 from tests.helpers import tiny_moco
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: faster and steadier than two contended ones for these tiny models."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def brightness_items(n: int, seed: int, n_findings: int = 0, offset: float = 0.3) -> list[dict]:
     """32 px images whose mean brightness (single-label) or channel brightness (multi-label) encodes the label."""

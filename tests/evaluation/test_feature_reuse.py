@@ -25,13 +25,6 @@ from monai_ilm.networks import resnet_encoder
 from monai_ilm.results import validate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def items(n: int = 20, seed: int = 0) -> list[dict]:
     g = torch.Generator().manual_seed(seed)

@@ -23,13 +23,6 @@ from monai_ilm.networks import resnet_encoder
 from monai_ilm.results import validate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def brightness_items(n: int, seed: int, offset: float = 0.3) -> list[dict]:
     """Class 1 images are brighter: the class is linearly present in the globally pooled input."""
