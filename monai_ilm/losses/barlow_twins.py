@@ -6,10 +6,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.nn.modules.loss import _Loss
 
 from monai_ilm.distributed import all_reduce_with_grad, convert_to_global_batch_norm, world_size
-from monai_ilm.losses.intermediate_mse import _check_pairs
+from monai_ilm.losses.layerwise import LayerwiseLoss, check_pairs
 from monai_ilm.networks.backbones import global_pool
 from monai_ilm.utils import as_tuple
 
@@ -102,7 +101,7 @@ def barlow_twins_projector(in_dim: int, dims: Sequence[int] = (2048, 2048, 2048)
     return nn.Sequential(*layers)
 
 
-class IntermediateBarlowTwinsLoss(_Loss):
+class IntermediateBarlowTwinsLoss(LayerwiseLoss):
     """The Barlow Twins intermediate-layer loss of Kaku et al. (NeurIPS 2021, method_spec §5.2).
 
     Each stage output is globally average-pooled, passed through its own projector (shared by the
@@ -159,7 +158,7 @@ class IntermediateBarlowTwinsLoss(_Loss):
 
     def layer_losses(self, q_feats: Sequence[torch.Tensor], k_feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The weighted term of every stage, in order."""
-        _check_pairs(q_feats, k_feats, self.num_layers)
+        check_pairs(q_feats, k_feats, self.num_layers)
         losses = []
         for i, (q, k, projector, weight) in enumerate(zip(q_feats, k_feats, self.projectors, self.weights)):
             q, k = _pooled(q), _pooled(k)
@@ -170,8 +169,6 @@ class IntermediateBarlowTwinsLoss(_Loss):
             losses.append(barlow_twins_loss(projector(q), projector(k), lam, lam * self.offdiag_weight, global_batch=global_batch))
         return losses
 
-    def forward(self, q_feats: Sequence[torch.Tensor], k_feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(self.layer_losses(q_feats, k_feats)).sum()
 
 
 def _pooled(feature: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.nn.modules.loss import _Loss
 
+from monai_ilm.losses.layerwise import LayerwiseLoss, check_pairs
 from monai_ilm.utils import as_tuple
 
 __all__ = ["IntermediateMSELoss", "pool_to"]
@@ -34,7 +34,7 @@ def pool_to(feature: torch.Tensor, size: int | None) -> torch.Tensor:
     return pools[feature.dim()](feature, size)
 
 
-class IntermediateMSELoss(_Loss):
+class IntermediateMSELoss(LayerwiseLoss):
     """The MSE intermediate-layer loss of Kaku et al. (NeurIPS 2021, method_spec §5.1).
 
     For each stage l, both feature maps are average-pooled to ``pool_sizes[l]`` and
@@ -71,22 +71,9 @@ class IntermediateMSELoss(_Loss):
 
     def layer_losses(self, q_feats: Sequence[torch.Tensor], k_feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The weighted term of every stage, in order."""
-        _check_pairs(q_feats, k_feats, self.num_layers)
+        check_pairs(q_feats, k_feats, self.num_layers)
         losses = []
         for q, k, weight, size in zip(q_feats, k_feats, self.weights, self.pool_sizes):
             q, k = pool_to(q, size), pool_to(k, size)
             losses.append(weight * F.mse_loss(q.float(), k.float()))
         return losses
-
-    def forward(self, q_feats: Sequence[torch.Tensor], k_feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(self.layer_losses(q_feats, k_feats)).sum()
-
-
-def _check_pairs(q_feats: Sequence[torch.Tensor], k_feats: Sequence[torch.Tensor], num_layers: int) -> None:
-    if len(q_feats) != num_layers or len(k_feats) != num_layers:
-        raise ValueError(
-            f"q_feats and k_feats: expected {num_layers} stage tensors each, got {len(q_feats)} and {len(k_feats)}."
-        )
-    for i, (q, k) in enumerate(zip(q_feats, k_feats)):
-        if q.shape != k.shape:
-            raise ValueError(f"q_feats[{i}] and k_feats[{i}]: shapes differ, {tuple(q.shape)} vs {tuple(k.shape)}.")
