@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monai_ilm.data.files import PathLike
+from monai_ilm.data.files import PathLike, read_table
 from monai_ilm.data.integrity import drop_or_raise_missing, verify_images
 
 SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
@@ -91,7 +91,7 @@ def read_csv_datalist(
     csv_path = Path(csv_path).expanduser().resolve()
     if not csv_path.is_file():
         raise FileNotFoundError(f"CSV datalist '{csv_path}' does not exist.")
-    table = pd.read_csv(csv_path, dtype={image_column: str})
+    table = read_table(csv_path, dtype={image_column: str})
     label_columns = (
         [] if label_column is None else [label_column] if isinstance(label_column, str) else list(label_column)
     )

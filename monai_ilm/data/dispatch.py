@@ -9,7 +9,7 @@ from pathlib import Path
 from monai_ilm.data.csv_datalist import SPLIT_ALIASES, read_csv_datalist
 from monai_ilm.data.dr import EXPECTED_LAYOUT as DR_LAYOUT
 from monai_ilm.data.dr import read_dr
-from monai_ilm.data.files import PathLike, list_subdirectories
+from monai_ilm.data.files import PathLike, list_subdirectories, read_text_lines
 from monai_ilm.data.folder import read_image_folder
 from monai_ilm.data.idc import EXPECTED_LAYOUT as IDC_LAYOUT
 from monai_ilm.data.idc import read_idc
@@ -75,8 +75,7 @@ def _load_csv(root: Path, split: str, seed: int, ratios, kwargs: dict) -> list[d
     csv_path = root if root.is_file() else root / kwargs.pop("csv_file", "datalist.csv")
     if not csv_path.is_file():
         raise FileNotFoundError(f"dataset_dir '{root}' holds no '{csv_path.name}'; expected {DATASET_LAYOUTS['csv']}.")
-    with open(csv_path, encoding="utf-8") as handle:
-        header = [column.strip() for column in handle.readline().split(",")]
+    header = [column.strip() for column in " ".join(read_text_lines(csv_path, max_lines=1)).split(",")]
     kwargs.setdefault("patient_column", "patient_id" if "patient_id" in header else None)
     split_column = kwargs.pop("split_column", "split" if "split" in header else None)
     if split_column is not None:

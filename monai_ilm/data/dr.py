@@ -31,6 +31,7 @@ from monai_ilm.data.files import (
     PathLike,
     list_files,
     list_subdirectories,
+    read_table,
     require_directory,
     strip_suffix,
 )
@@ -96,7 +97,7 @@ def read_kaggle_labels(csv_path: PathLike, image_dir: PathLike) -> list[dict]:
         ValueError: when a column is missing, a level is not an integer 0-4, or a name has no eye suffix.
     """
     csv_path = Path(csv_path)
-    table = pd.read_csv(csv_path, dtype={"image": str})
+    table = read_table(csv_path, dtype={"image": str})
     missing = [c for c in ("image", "level") if c not in table.columns]
     if missing:
         raise ValueError(

@@ -90,3 +90,38 @@ def find_first_existing(directory: Path, candidates: Iterable[str]) -> Path | No
         if path.exists():
             return path
     return None
+
+
+def read_table(path: PathLike, **kwargs):
+    """``pandas.read_csv(path, **kwargs)``, with any parse failure re-raised as a ``ValueError`` naming the file.
+
+    pandas reports an empty, binary or malformed file as ``EmptyDataError``, ``ParserError`` or
+    ``UnicodeDecodeError`` without saying which file it was reading.
+
+    Raises:
+        ValueError: when the file cannot be parsed as the table asked for.
+    """
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (ValueError, pd.errors.ParserError) as error:  # EmptyDataError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"table '{path}' cannot be read as CSV ({type(error).__name__}: {error}).") from None
+
+
+def read_text_lines(path: PathLike, max_lines: int | None = None) -> list[str]:
+    """The lines of a UTF-8 text file (all, or the first ``max_lines``), without line ends.
+
+    Raises:
+        ValueError: naming the file when it is not UTF-8 text.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = []
+            for line in handle:
+                if max_lines is not None and len(lines) >= max_lines:
+                    break
+                lines.append(line.rstrip("\r\n"))
+            return lines
+    except UnicodeDecodeError as error:
+        raise ValueError(f"'{path}' is not UTF-8 text ({error}).") from None

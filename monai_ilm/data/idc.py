@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monai_ilm.data.files import PathLike, list_files, list_subdirectories, require_directory
+from monai_ilm.data.files import PathLike, list_files, list_subdirectories, read_table, require_directory
 from monai_ilm.data.integrity import drop_or_raise_missing, verify_images
 from monai_ilm.data.splits import SPLIT_NAMES, assert_patient_disjoint, patient_split
 
@@ -102,7 +102,7 @@ def read_idc_split_csv(csv_path: PathLike, dataset_dir: PathLike) -> list[dict]:
         ValueError: when a column is missing, a label is not 0/1, or a label disagrees with the path.
     """
     csv_path, root = Path(csv_path), Path(dataset_dir)
-    table = pd.read_csv(csv_path, dtype={"img_path": str})
+    table = read_table(csv_path, dtype={"img_path": str})
     missing = [c for c in ("img_path", "labels") if c not in table.columns]
     if missing:
         raise ValueError(

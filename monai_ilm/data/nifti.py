@@ -15,7 +15,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from monai_ilm.data.csv_datalist import read_csv_datalist
-from monai_ilm.data.files import NIFTI_EXTENSIONS, PathLike, list_files, list_subdirectories, require_directory
+from monai_ilm.data.files import (
+    NIFTI_EXTENSIONS,
+    PathLike,
+    list_files,
+    list_subdirectories,
+    read_text_lines,
+    require_directory,
+)
 from monai_ilm.data.folder import patient_from_name, read_image_folder
 from monai_ilm.data.integrity import verify_images
 
@@ -51,8 +58,7 @@ def read_nifti_folder(
     root = require_directory(dataset_dir, EXPECTED_LAYOUT)
     csv_path = Path(labels_csv) if labels_csv is not None else root / "labels.csv"
     if labels_csv is not None or csv_path.is_file():
-        with open(csv_path, encoding="utf-8") as handle:
-            header = handle.readline().strip().split(",")
+        header = " ".join(read_text_lines(csv_path, max_lines=1)).strip().split(",")
         return read_csv_datalist(
             csv_path,
             patient_column="patient_id" if "patient_id" in header else None,

@@ -31,7 +31,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monai_ilm.data.files import PathLike, find_first_existing, list_files, list_subdirectories, require_directory
+from monai_ilm.data.files import (
+    PathLike,
+    find_first_existing,
+    list_files,
+    list_subdirectories,
+    read_table,
+    read_text_lines,
+    require_directory,
+)
 from monai_ilm.data.integrity import drop_or_raise_missing, verify_images
 from monai_ilm.data.splits import SPLIT_NAMES, assert_patient_disjoint, patient_split
 
@@ -128,7 +136,7 @@ def read_nih_metadata(csv_path: PathLike) -> pd.DataFrame:
     path = Path(csv_path)
     if not path.is_file():
         raise FileNotFoundError(f"NIH metadata table '{path}' does not exist.")
-    header = pd.read_csv(path, nrows=0).columns
+    header = read_table(path, nrows=0).columns
     missing = [column for column in REQUIRED_COLUMNS if column not in header]
     if missing:
         raise ValueError(
@@ -136,7 +144,7 @@ def read_nih_metadata(csv_path: PathLike) -> pd.DataFrame:
             f"(found {list(header)})."
         )
     optional = [c for c in ("View Position",) if c in header]
-    table = pd.read_csv(
+    table = read_table(
         path, usecols=list(REQUIRED_COLUMNS) + optional, dtype={"Image Index": str, "Finding Labels": str}
     )
     findings = parse_findings(table["Finding Labels"], source=f"'{path}'")
@@ -169,8 +177,7 @@ def index_nih_images(dataset_dir: PathLike) -> dict[str, str]:
 
 def _read_name_list(path: Path) -> list[str]:
     """File names from an official NIH list (one per line; blank lines ignored)."""
-    with open(path, encoding="utf-8") as handle:
-        return [line.split()[0] for line in handle if line.strip()]
+    return [line.split()[0] for line in read_text_lines(path) if line.strip()]
 
 
 def _find_chexnet_list(directory: Path, split: str) -> Path:
@@ -178,8 +185,7 @@ def _find_chexnet_list(directory: Path, split: str) -> Path:
     for name in names:
         path = directory / name
         if path.is_file():
-            with open(path, encoding="utf-8") as handle:
-                first = handle.readline().split()
+            first = " ".join(read_text_lines(path, max_lines=1)).split()
             if len(first) == 1 + len(NIH_FINDINGS):
                 return path
     raise FileNotFoundError(
@@ -190,7 +196,7 @@ def _find_chexnet_list(directory: Path, split: str) -> Path:
 
 def _read_chexnet_list(path: Path) -> pd.DataFrame:
     """Rows of a CheXNet list: the file name and its 14 labels (CRLF line ends are fine)."""
-    table = pd.read_csv(path, sep=r"\s+", header=None, dtype={0: str}, engine="c")
+    table = read_table(path, sep=r"\s+", header=None, dtype={0: str}, engine="c")
     if table.shape[1] != 1 + len(NIH_FINDINGS):
         raise ValueError(f"CheXNet list '{path}' has {table.shape[1]} columns; expected 15 (file name and 14 labels).")
     names = table[0].str.strip()

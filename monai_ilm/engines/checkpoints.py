@@ -29,5 +29,8 @@ def training_state(**objects: object) -> dict[str, object]:
 
     Bundles pass the network, the optimiser, the trainer and the intermediate loss (None for plain
     MoCo, which has no projectors), so one recipe serves the three methods.
+    With an :class:`~monai_ilm.engines.RNGState` (``rng``) and a
+    :class:`~monai_ilm.engines.ResumableSampler` for the training data, a resumed run ends with the
+    same weights, bit for bit, as an uninterrupted one (``tests/reliability/test_resume.py``).
     """
     return {name: obj for name, obj in objects.items() if obj is not None}

@@ -7,8 +7,10 @@ from monai_ilm.handlers.embedding_saver import EmbeddingSaver
 from monai_ilm.handlers.intermediate_layer_loss import IntermediateLayerLossHandler
 from monai_ilm.handlers.loss_parts import LossPartsHandler
 from monai_ilm.handlers.momentum_update import MomentumUpdateHandler, momentum_at
+from monai_ilm.handlers.nan_guard import NaNGuard, NonFiniteLossError
 
 __all__ = [
     "AtomicCheckpointSaver",
     "EmbeddingSaver",
     "IntermediateLayerLossHandler", "LossPartsHandler", "MomentumUpdateHandler", "momentum_at"]
+__all__ += ["NaNGuard", "NonFiniteLossError"]

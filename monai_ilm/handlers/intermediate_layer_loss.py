@@ -62,7 +62,8 @@ class IntermediateLayerLossHandler:
         pred = output[Keys.PRED]
         q_feats = [pred["query_stages"][i] for i in self.indices]
         k_feats = [pred["key_stages"][i] for i in self.indices]
-        self.loss.train(engine.network.training)
+        if self.loss.training != engine.network.training:  # no walk over the projectors every step
+            self.loss.train(engine.network.training)
         terms = self.loss.layer_losses(q_feats, k_feats)
         for name, term in zip(self.layers, terms):
             output[f"loss_{name}"] = term.detach()
