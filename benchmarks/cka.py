@@ -62,15 +62,24 @@ TORCH_CKA_REASON = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--sizes", type=int, nargs="+", default=[10000, 50000])
     p.add_argument("--dims", type=int, nargs="+", default=[256, 512, 1024, 2048])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--batch-rows", type=int, default=1000, help="rows per streaming update (and per generated block)")
-    p.add_argument("--memory-budget-gib", type=float, default=None, help="largest Gram footprint to run (default: 60%% of free memory)")
+    p.add_argument(
+        "--memory-budget-gib",
+        type=float,
+        default=None,
+        help="largest Gram footprint to run (default: 60%% of free memory)",
+    )
     p.add_argument("--threads", type=int, default=_bench.default_threads())
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--in-process", action="store_true", help="run every method in this process (quick checks; memory less precise)")
+    p.add_argument(
+        "--in-process", action="store_true", help="run every method in this process (quick checks; memory less precise)"
+    )
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--cases", default=None, help=argparse.SUPPRESS)
     p.add_argument("--output-dir", default=None, help="where <name>.json goes (default benchmarks/results)")
@@ -240,12 +249,14 @@ def run_worker(method: str, cases: list[list[int]], args: argparse.Namespace) ->
         env[var] = str(args.threads)
     env["MALLOC_MMAP_THRESHOLD_"] = "131072"  # large arrays are mmapped and returned at once: a clean RSS
     env.setdefault("MPLBACKEND", "Agg")
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", method, "--cases", json.dumps(cases),
-               "--seed", str(args.seed), "--batch-rows", str(args.batch_rows), "--threads", str(args.threads)]  # fmt: skip
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", method, "--cases", json.dumps(cases)]
+    command += ["--seed", str(args.seed), "--batch-rows", str(args.batch_rows), "--threads", str(args.threads)]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     results = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0:
-        print(f"[{method}] exited {proc.returncode} after {len(results)} case(s):\n{proc.stderr[-2000:]}", file=sys.stderr)
+        print(
+            f"[{method}] exited {proc.returncode} after {len(results)} case(s):\n{proc.stderr[-2000:]}", file=sys.stderr
+        )
     return results
 
 
@@ -274,8 +285,14 @@ def plan(args: argparse.Namespace, budget_gib: float) -> tuple[dict[str, list[li
         for n, d in cases:
             need = GRAM_COPIES.get(method, 0) * n * n * 8 / 2**30
             if need > budget_gib:
-                skipped[f"{method} N={n}"] = f"its N x N float64 Grams need ~{need:.0f} GiB > budget {budget_gib:.1f} GiB"
-            elif method == "numpy-features" and "numpy-gram" in args.methods and GRAM_COPIES["numpy-gram"] * n * n * 8 / 2**30 <= budget_gib:
+                skipped[f"{method} N={n}"] = (
+                    f"its N x N float64 Grams need ~{need:.0f} GiB > budget {budget_gib:.1f} GiB"
+                )
+            elif (
+                method == "numpy-features"
+                and "numpy-gram" in args.methods
+                and GRAM_COPIES["numpy-gram"] * n * n * 8 / 2**30 <= budget_gib
+            ):
                 continue  # the Gram reference already covers this case
             else:
                 todo[method].append([n, d])
@@ -349,13 +366,20 @@ def _check_target(results: list[dict[str, Any]]) -> dict[str, Any]:
     exact = bool(diffs) and max(diffs) <= TARGET["abs_diff"]
     big = [r for r in streaming_rows if (r["n"], r["d"]) == TARGET["case"]]
     fast = bool(big) and all(r["seconds"] < TARGET["seconds"] for r in big)
-    small = bool(big) and all(r["peak_increase_mib"] is not None and r["peak_increase_mib"] < TARGET["memory_mib"] for r in big)
+    small = bool(big) and all(
+        r["peak_increase_mib"] is not None and r["peak_increase_mib"] < TARGET["memory_mib"] for r in big
+    )
     parts = [f"exact {'MET' if exact else 'NOT MET'} (max |diff| {max(diffs) if diffs else float('nan'):.1e})"]
     if big:
         parts.append(f"time {'MET' if fast else 'NOT MET'}, memory {'MET' if small else 'NOT MET'}")
     else:
         parts.append("N=50,000 x 2,048 not run")
-    return {"exact": exact, "time": fast if big else None, "memory": small if big else None, "summary": "; ".join(parts)}
+    return {
+        "exact": exact,
+        "time": fast if big else None,
+        "memory": small if big else None,
+        "summary": "; ".join(parts),
+    }
 
 
 if __name__ == "__main__":

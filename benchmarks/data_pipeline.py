@@ -64,7 +64,12 @@ NAME = "data_pipeline"
 TARGET_RATIO = 1.5
 BUNDLE_QUICK_DEFAULT = "cache+loader w0"  # bundles/*/configs/pretrain.json + quick.json
 # the quick configs' model settings (bundles/*/configs/quick.json)
-QUICK = {"backbone": "resnet18", "queue_size": 256, "mse_pool_sizes": [8, 4, 2, 1], "barlow_projector_dims": [256, 256, 256]}
+QUICK = {
+    "backbone": "resnet18",
+    "queue_size": 256,
+    "mse_pool_sizes": [8, 4, 2, 1],
+    "barlow_projector_dims": [256, 256, 256],
+}
 
 
 @dataclass(frozen=True)
@@ -86,18 +91,26 @@ def all_configs(workers: Sequence[int]) -> list[LoaderConfig]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--presets", nargs="+", default=["nih", "idc", "dr"], choices=["nih", "idc", "dr"])
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--configs", nargs="*", default=None, help="only these configurations, by name (e.g. 'cache+loader w0')")
+    p.add_argument(
+        "--configs", nargs="*", default=None, help="only these configurations, by name (e.g. 'cache+loader w0')"
+    )
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-batches", type=int, default=12, help="batches per measured epoch")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--patients", type=int, default=100, help="NIH / EyePACS patients of the synthetic data (IDC: /8)")
     p.add_argument("--source-size", type=int, default=96, help="side of the synthetic NIH / EyePACS images")
-    p.add_argument("--methods", nargs="+", default=["moco", "mse", "barlow"], help="methods whose step rate is measured")
-    p.add_argument("--e2e-presets", nargs="*", default=None, help="presets measured end to end (default: the first one)")
+    p.add_argument(
+        "--methods", nargs="+", default=["moco", "mse", "barlow"], help="methods whose step rate is measured"
+    )
+    p.add_argument(
+        "--e2e-presets", nargs="*", default=None, help="presets measured end to end (default: the first one)"
+    )
     p.add_argument("--threads", type=int, default=_bench.default_threads())
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="where to write the synthetic data (default: a temporary folder)")
@@ -158,7 +171,10 @@ def build_model(method: str, seed: int) -> tuple[MoCo, torch.nn.Module | None]:
     torch.manual_seed(seed)
     net = MoCo(resnet_encoder(QUICK["backbone"]), embedding_dim=128, queue_size=QUICK["queue_size"])
     loss = intermediate_loss(
-        method, net.stage_channels, mse_pool_sizes=QUICK["mse_pool_sizes"], barlow_projector_dims=QUICK["barlow_projector_dims"]
+        method,
+        net.stage_channels,
+        mse_pool_sizes=QUICK["mse_pool_sizes"],
+        barlow_projector_dims=QUICK["barlow_projector_dims"],
     )
     return net, loss
 
@@ -171,7 +187,14 @@ def trainer_rate(base: tuple[MoCo, torch.nn.Module | None], data, steps: int, ba
         handlers.insert(0, IntermediateLayerLossHandler(loss))
     optimizer = torch.optim.SGD(trainable_parameters(net, loss), lr=0.03, momentum=0.9, weight_decay=1e-4)
     trainer = MoCoTrainer(
-        torch.device("cpu"), 1, data, net, optimizer, loss_function=InfoNCELoss(0.07), epoch_length=steps, train_handlers=handlers
+        torch.device("cpu"),
+        1,
+        data,
+        net,
+        optimizer,
+        loss_function=InfoNCELoss(0.07),
+        epoch_length=steps,
+        train_handlers=handlers,
     )
     start = time.perf_counter()
     trainer.run()
@@ -194,7 +217,9 @@ def _digest(t: torch.Tensor) -> str:
     return hashlib.sha1(t.contiguous().numpy().tobytes()).hexdigest()
 
 
-def check_correct(config: LoaderConfig, row: dict, transform, cache_dir: Path, image_size: int, batch_size: int) -> dict[str, Any]:
+def check_correct(
+    config: LoaderConfig, row: dict, transform, cache_dir: Path, image_size: int, batch_size: int
+) -> dict[str, Any]:
     """Run the configuration on 16 copies of one image for two epochs and check the outputs (see module doc)."""
     rows = [dict(row) for _ in range(16)]
     dataset, _ = build_dataset(config.dataset, rows, transform, cache_dir)
@@ -219,7 +244,13 @@ def check_correct(config: LoaderConfig, row: dict, transform, cache_dir: Path, i
 
 # --------------------------------------------------------------------------------------------- main
 def measure_preset(
-    preset: str, rows: list[dict], args: argparse.Namespace, root: Path, configs: list[LoaderConfig], base_mse, model_rate_mse: float
+    preset: str,
+    rows: list[dict],
+    args: argparse.Namespace,
+    root: Path,
+    configs: list[LoaderConfig],
+    base_mse,
+    model_rate_mse: float,
 ) -> dict[str, Any]:
     transform = pretrain_transforms(preset, image_size=args.image_size, channels=3)
     datasets, setup = {}, {}
@@ -228,16 +259,27 @@ def measure_preset(
     steps = min(args.max_batches, len(rows) // args.batch_size)
     loader_runs = {c.name: (lambda c=c: loader_rate(c, datasets[c.dataset], args.batch_size, steps)) for c in configs}
     e2e_runs = {
-        c.name: (lambda c=c: trainer_rate(base_mse, make_loader(c, datasets[c.dataset], args.batch_size), steps, args.batch_size))
+        c.name: (
+            lambda c=c: trainer_rate(
+                base_mse, make_loader(c, datasets[c.dataset], args.batch_size), steps, args.batch_size
+            )
+        )
         for c in configs
     }
     loader = _bench.alternate(loader_runs, args.repeats)
     e2e = _bench.alternate(e2e_runs, args.repeats) if preset in args.e2e_presets else {}
     out: dict[str, Any] = {"train_rows": len(rows), "batches_per_epoch": steps, "setup_s": setup, "configs": {}}
     for c in configs:
-        check = check_correct(c, rows[0], transform, root / "check" / preset / c.name.replace(" ", "_"), args.image_size, args.batch_size)
+        check = check_correct(
+            c, rows[0], transform, root / "check" / preset / c.name.replace(" ", "_"), args.image_size, args.batch_size
+        )
         rate = _bench.median(loader[c.name])
-        entry = {"loader_samples_per_s": rate, "loader_runs": loader[c.name], "checks": check, "correct": check["correct"]}
+        entry = {
+            "loader_samples_per_s": rate,
+            "loader_runs": loader[c.name],
+            "checks": check,
+            "correct": check["correct"],
+        }
         if e2e:
             entry["e2e_samples_per_s"] = _bench.median(e2e[c.name])
             entry["e2e_runs"] = e2e[c.name]
@@ -257,16 +299,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ilm_bench_data_", dir=args.data_dir) as tmp:
         root = Path(tmp)
         # the consumption rate, measured on real in-memory batches of the first preset's pipeline
-        datalists = {p: write_sample(p, root / "data", args.patients, args.source_size, args.seed) for p in args.presets}
+        datalists = {
+            p: write_sample(p, root / "data", args.patients, args.source_size, args.seed) for p in args.presets
+        }
         first = args.presets[0]
-        memory = in_memory_batches(Dataset(datalists[first], pretrain_transforms(first, args.image_size, 3)), args.batch_size, args.max_batches)
+        memory = in_memory_batches(
+            Dataset(datalists[first], pretrain_transforms(first, args.image_size, 3)), args.batch_size, args.max_batches
+        )
         bases = {m: build_model(m, args.seed) for m in dict.fromkeys([*args.methods, "mse"])}
         for m in bases:  # warm-up
             trainer_rate(bases[m], memory[:2], 2, args.batch_size)
-        step = _bench.alternate({m: (lambda m=m: trainer_rate(bases[m], memory, len(memory), args.batch_size)) for m in bases}, args.repeats)
+        step = _bench.alternate(
+            {m: (lambda m=m: trainer_rate(bases[m], memory, len(memory), args.batch_size)) for m in bases}, args.repeats
+        )
         step_rate = {m: _bench.median(v) for m, v in step.items()}
         bar = max(step_rate[m] for m in args.methods)
-        presets = {p: measure_preset(p, datalists[p], args, root, configs, bases["mse"], step_rate["mse"]) for p in args.presets}
+        presets = {
+            p: measure_preset(p, datalists[p], args, root, configs, bases["mse"], step_rate["mse"])
+            for p in args.presets
+        }
     for p in presets.values():
         for entry in p["configs"].values():
             entry["ratio_vs_step"] = entry["loader_samples_per_s"] / bar
@@ -280,32 +331,49 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             met &= default["ratio_vs_step"] >= TARGET_RATIO
         rows_out = []
         for name, e in p["configs"].items():
-            rows_out.append([
-                name,
-                f"{e['loader_samples_per_s']:.0f}",
-                f"{e['ratio_vs_step']:.2f}",
-                "-" if "e2e_samples_per_s" not in e else f"{e['e2e_samples_per_s']:.1f}",
-                "-" if "e2e_share_of_in_memory" not in e else f"{100 * e['e2e_share_of_in_memory']:.0f}%",
-                f"{p['setup_s'][name.split('+')[0]]:.1f}",
-                "yes" if e["correct"] else "NO " + ",".join(k for k, v in e["checks"].items() if v is False),
-            ])
+            rows_out.append(
+                [
+                    name,
+                    f"{e['loader_samples_per_s']:.0f}",
+                    f"{e['ratio_vs_step']:.2f}",
+                    "-" if "e2e_samples_per_s" not in e else f"{e['e2e_samples_per_s']:.1f}",
+                    "-" if "e2e_share_of_in_memory" not in e else f"{100 * e['e2e_share_of_in_memory']:.0f}%",
+                    f"{p['setup_s'][name.split('+')[0]]:.1f}",
+                    "yes" if e["correct"] else "NO " + ",".join(k for k, v in e["checks"].items() if v is False),
+                ]
+            )
         _bench.print_report(
-            f"data pipeline '{preset}': {args.image_size} px, batch {args.batch_size}, {p['batches_per_epoch']} batches/epoch, "
-            f"{p['train_rows']} train rows, median of {args.repeats}",
+            f"data pipeline '{preset}': {args.image_size} px, batch {args.batch_size}, "
+            f"{p['batches_per_epoch']} batches/epoch, {p['train_rows']} train rows, median of {args.repeats}",
             info,
-            ["config", "loader samples/s", "ratio vs step", "end-to-end samples/s", "of in-memory", "setup s", "correct"],
+            [
+                "config",
+                "loader samples/s",
+                "ratio vs step",
+                "end-to-end samples/s",
+                "of in-memory",
+                "setup s",
+                "correct",
+            ],
             rows_out,
-            [f"fastest correct ({'end to end' if preset in args.e2e_presets else 'loader alone'}): {fastest[preset]}; "
-             f"bundle quick default: {BUNDLE_QUICK_DEFAULT}"],
+            [
+                f"fastest correct ({'end to end' if preset in args.e2e_presets else 'loader alone'}): "
+                + f"{fastest[preset]}; bundle quick default: {BUNDLE_QUICK_DEFAULT}"
+            ],
         )
     step_line = ", ".join(f"{m} {r:.1f}" for m, r in step_rate.items())
     print(f"\nstep consumption (in-memory batches, samples/s): {step_line}; bar = fastest = {bar:.1f}")
-    print(f"target: bundle default loader >= {TARGET_RATIO} x step rate on every preset -> {'MET' if met else 'NOT MET'}")
+    print(
+        f"target: bundle default loader >= {TARGET_RATIO} x step rate on every preset -> {'MET' if met else 'NOT MET'}"
+    )
     payload = {
         "name": NAME,
         "command": "python benchmarks/data_pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": info,
-        "settings": {**{k: v for k, v in vars(args).items() if k not in ("output_dir", "data_dir")}, "quick_model": QUICK},
+        "settings": {
+            **{k: v for k, v in vars(args).items() if k not in ("output_dir", "data_dir")},
+            "quick_model": QUICK,
+        },
         "step_samples_per_s": step_rate,
         "step_runs": step,
         "bar_samples_per_s": bar,

@@ -89,12 +89,18 @@ CONFIGS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: ResNet-18, 32 px, batch 4, 2 steps")
     p.add_argument("--methods", nargs="+", default=list(METHOD_KEYS), choices=list(METHOD_KEYS))
-    p.add_argument("--configs", nargs="+", default=["fp32", "bf16", "bf16-cl", "bf16-cl-compile"], choices=list(CONFIGS))
-    p.add_argument("--e2e-configs", nargs="*", default=["bf16-cl"], choices=list(CONFIGS), help="configs also run end to end")
+    p.add_argument(
+        "--configs", nargs="+", default=["fp32", "bf16", "bf16-cl", "bf16-cl-compile"], choices=list(CONFIGS)
+    )
+    p.add_argument(
+        "--e2e-configs", nargs="*", default=["bf16-cl"], choices=list(CONFIGS), help="configs also run end to end"
+    )
     p.add_argument("--backbone", default="resnet50")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=128)
@@ -134,7 +140,9 @@ def build(method: str, args: argparse.Namespace, config: SpeedConfig, device: to
     return net, loss, optimizer
 
 
-def make_trainer(method: str, args, config: SpeedConfig, device: torch.device, data, epoch_length: int, max_epochs: int):
+def make_trainer(
+    method: str, args, config: SpeedConfig, device: torch.device, data, epoch_length: int, max_epochs: int
+):
     net, loss, optimizer = build(method, args, config, device)
     handlers: list[Any] = [MomentumUpdateHandler(0.999), LossPartsHandler()]
     if loss is not None:
@@ -262,7 +270,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         apply_smoke(args)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        print("gpu_throughput: no CUDA GPU available here; nothing measured (try --device cpu --smoke for a CPU sanity run).")
+        print("gpu_throughput: no CUDA GPU available here; nothing measured.")
+        print("(python benchmarks/gpu_throughput.py --device cpu --smoke runs the same code at toy sizes on the CPU.)")
         return {"name": NAME, "skipped": "no CUDA GPU available"}
     _bench.set_threads(args.threads)
     if device.type == "cuda":
@@ -273,14 +282,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for method in args.methods:
         for name in args.configs:
             print(f"model-only {method} {name} ...", flush=True)
-            results.setdefault(METHOD_KEYS[method], {})[f"model-only {name}"] = model_only(method, args, CONFIGS[name], device)
+            results.setdefault(METHOD_KEYS[method], {})[f"model-only {name}"] = model_only(
+                method, args, CONFIGS[name], device
+            )
     if args.e2e_configs:
         with tempfile.TemporaryDirectory(prefix="ilm_gpu_bench_") as tmp:
             rows = sample_rows(Path(tmp), args.e2e_images, args.seed)
             for method in args.methods:
                 for name in args.e2e_configs:
                     print(f"end-to-end {method} {name} ...", flush=True)
-                    results[METHOD_KEYS[method]][f"end-to-end {name}"] = end_to_end(method, args, CONFIGS[name], device, rows)
+                    results[METHOD_KEYS[method]][f"end-to-end {name}"] = end_to_end(
+                        method, args, CONFIGS[name], device, rows
+                    )
     table = []
     for method, entries in results.items():
         for setting, r in entries.items():
@@ -293,13 +306,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     met = achieved is not None and device.type == "cuda" and achieved >= TARGET["images_per_s"]
     device_name = info["gpu"] if device.type == "cuda" else "CPU"
     _bench.print_report(
-        f"throughput on {device_name}: {args.backbone}, {args.image_size} px, batch {args.batch_size}, K={args.queue_size}, "
-        f"median of {args.repeats} epochs x {args.steps} steps",
+        f"throughput on {device_name}: {args.backbone}, {args.image_size} px, batch {args.batch_size}, "
+        f"K={args.queue_size}, median of {args.repeats} epochs x {args.steps} steps",
         info,
         ["method", "setting", "images/s", "host syncs/step", "peak GiB"],
         table,
-        [f"target: >= {TARGET['images_per_s']:.0f} images/s model-only bf16 + channels_last for MoCo+MSE on an H100 -> "
-         + ("MET" if met else ("NOT MET" if device.type == "cuda" else "not applicable on CPU"))],
+        [
+            f"target: >= {TARGET['images_per_s']:.0f} images/s model-only bf16 + channels_last for MoCo+MSE "
+            + "on an H100 -> "
+            + ("MET" if met else ("NOT MET" if device.type == "cuda" else "not applicable on CPU"))
+        ],
     )
     payload = {
         "name": NAME,

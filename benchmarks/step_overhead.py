@@ -80,14 +80,18 @@ HOST_CALLS = ("item", "tolist", "__float__", "__int__", "__bool__", "numpy", "cp
 
 # --------------------------------------------------------------------------------------------- set-up
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--methods", nargs="+", default=["moco", "mse", "barlow"], choices=list(RESULT_KEYS))
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--queue-size", type=int, default=65536, help="K (the paper's 65,536)")
     p.add_argument("--pool-sizes", type=int, nargs=4, default=[8, 4, 2, 1], help="MSE pooling (the quick configs')")
-    p.add_argument("--projector-dims", type=int, nargs="+", default=[256, 256, 256], help="BT projector (quick configs')")
+    p.add_argument(
+        "--projector-dims", type=int, nargs="+", default=[256, 256, 256], help="BT projector (quick configs')"
+    )
     p.add_argument("--steps", type=int, default=8, help="timed steps per run")
     p.add_argument("--repeats", type=int, default=6, help="runs (each of --steps alternating step pairs)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps of each path before the first run")
@@ -161,7 +165,9 @@ class TrainerPath:
 
     def run_recording(self) -> list[float]:
         losses: list[float] = []
-        self.trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(float(e.state.output["loss"])))
+        self.trainer.add_event_handler(
+            Events.ITERATION_COMPLETED, lambda e: losses.append(float(e.state.output["loss"]))
+        )
         self.trainer.run()
         return losses
 
@@ -198,7 +204,9 @@ class BarePath:
             return terms
         return []
 
-    def step(self, batch: dict[str, torch.Tensor], sums: list[torch.Tensor] | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def step(
+        self, batch: dict[str, torch.Tensor], sums: list[torch.Tensor] | None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         net = self.net
         x1, x2 = batch["view1"], batch["view2"]
         self.optimizer.zero_grad(set_to_none=True)
@@ -357,7 +365,9 @@ def host_calls_per_step(
     return {"per_step": sum(counter.values()) / len(batches), "by_method": counter}
 
 
-def bundle_logging_host_calls(base_net: MoCo, base_loss: torch.nn.Module | None, batches: list[dict]) -> dict[str, float]:
+def bundle_logging_host_calls(
+    base_net: MoCo, base_loss: torch.nn.Module | None, batches: list[dict]
+) -> dict[str, float]:
     """Host calls per step once the bundles' StatsHandler + TensorBoardStatsHandler are attached.
 
     As configured in ``bundles/*/configs/pretrain.json`` they log every iteration (each loss part is
@@ -375,7 +385,12 @@ def bundle_logging_host_calls(base_net: MoCo, base_loss: torch.nn.Module | None,
     with tempfile.TemporaryDirectory(prefix="ilm_bench_tb_") as tmp:
         for label, every in (("every_iteration", True), ("interval_50", lambda engine, it: it % 50 == 0)):
             handlers = [
-                StatsHandler(iteration_log=every, name="ilm_bench_stats", output_transform=lambda o: o, state_attributes=["moco_momentum"]),
+                StatsHandler(
+                    iteration_log=every,
+                    name="ilm_bench_stats",
+                    output_transform=lambda o: o,
+                    state_attributes=["moco_momentum"],
+                ),
                 TensorBoardStatsHandler(log_dir=tmp, iteration_log=every, output_transform=lambda o: o),
             ]
             out[label] = host_calls_per_step(base_net, base_loss, batches, handlers)["per_step"]
@@ -421,6 +436,11 @@ def measure_method(method: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _host_calls(host: dict[str, Any]) -> str:
+    logging_calls = host["bundle_logging_per_step"]
+    return f"{host['per_step']:.0f} / {logging_calls['every_iteration']:.0f} / {logging_calls['interval_50']:.0f}"
+
+
 def _quartiles(values: list[float]) -> str:
     if len(values) < 4:
         return "-"
@@ -438,25 +458,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     met = all(ratios[k] <= TARGET_RATIO for k in ("moco_mse", "moco_barlow") if k in ratios)
     rows = []
     for method, r in results.items():
-        rows.append([
-            RESULT_KEYS[method],
-            f"{r['ms_per_step']['trainer']:.1f}",
-            f"{r['ms_per_step']['bare']:.1f}",
-            f"{r['ratio_median']:.3f}",
-            _quartiles(r["step_ratios"]),
-            f"{r['run_ratio_median']:.3f}",
-            f"{r['cpu_ratio_median']:.3f}",
-            "-" if r["fixed_overhead_ms"] is None else f"{r['fixed_overhead_ms']:.0f}",
-            f"{r['loss_match']['max_loss_diff']:.1e}",
-            f"{r['host_calls']['per_step']:.0f} / {r['host_calls']['bundle_logging_per_step']['every_iteration']:.0f}"
-            f" / {r['host_calls']['bundle_logging_per_step']['interval_50']:.0f}",
-        ])
+        rows.append(
+            [
+                RESULT_KEYS[method],
+                f"{r['ms_per_step']['trainer']:.1f}",
+                f"{r['ms_per_step']['bare']:.1f}",
+                f"{r['ratio_median']:.3f}",
+                _quartiles(r["step_ratios"]),
+                f"{r['run_ratio_median']:.3f}",
+                f"{r['cpu_ratio_median']:.3f}",
+                "-" if r["fixed_overhead_ms"] is None else f"{r['fixed_overhead_ms']:.0f}",
+                f"{r['loss_match']['max_loss_diff']:.1e}",
+                _host_calls(r["host_calls"]),
+            ]
+        )
     headers = [
         "method", "trainer ms/step", "bare ms/step", "median step ratio", "IQR", "run ratio", "run CPU ratio",
         "per-run fixed ms", "|loss diff|", "host calls/step (+log every it / every 50)",
     ]  # fmt: skip
-    title = (f"step overhead: {args.backbone}, {args.image_size} px, batch {args.batch_size}, K={args.queue_size}, "
-             f"{args.repeats} runs of {args.steps} alternating steps")
+    title = (
+        f"step overhead: {args.backbone}, {args.image_size} px, batch {args.batch_size}, K={args.queue_size}, "
+        f"{args.repeats} runs of {args.steps} alternating steps"
+    )
     notes = [f"target: median ratio <= {TARGET_RATIO} for moco_mse and moco_barlow -> {'MET' if met else 'NOT MET'}"]
     _bench.print_report(title, info, headers, rows, notes)
     payload = {

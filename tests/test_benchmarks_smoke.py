@@ -32,8 +32,8 @@ def _restore_threads():
 
 
 def test_step_overhead_smoke(tmp_path):
-    args = ["--methods", "mse", "--image-size", "32", "--batch-size", "4", "--queue-size", "64", "--steps", "2",
-            "--repeats", "1", "--warmup", "1", "--check-steps", "1", "--threads", "1", "--output-dir", str(tmp_path)]  # fmt: skip
+    args = ["--methods", "mse", "--image-size", "32", "--batch-size", "4", "--queue-size", "64", "--steps", "2"]
+    args += ["--repeats", "1", "--warmup", "1", "--check-steps", "1", "--threads", "1", "--output-dir", str(tmp_path)]
     payload = load("step_overhead").main(args)
     assert set(payload["ratios"]) == {"moco_mse"} and payload["ratios"]["moco_mse"] > 0
     method = payload["methods"]["moco_mse"]
@@ -43,8 +43,8 @@ def test_step_overhead_smoke(tmp_path):
 
 
 def test_cka_smoke(tmp_path):
-    args = ["--sizes", "600", "--dims", "8", "24", "--methods", "streaming-numpy", "streaming-torch", "numpy-gram",
-            "--batch-rows", "200", "--in-process", "--threads", "1", "--output-dir", str(tmp_path)]  # fmt: skip
+    args = ["--sizes", "600", "--dims", "8", "24", "--methods", "streaming-numpy", "streaming-torch", "numpy-gram"]
+    args += ["--batch-rows", "200", "--in-process", "--threads", "1", "--output-dir", str(tmp_path)]
     payload = load("cka").main(args)
     streaming = [r for r in payload["results"] if r["method"].startswith("streaming")]
     assert len(streaming) == 4 and all(r["abs_diff"] < 1e-9 for r in streaming)
@@ -53,9 +53,9 @@ def test_cka_smoke(tmp_path):
 
 
 def test_data_pipeline_smoke(tmp_path):
-    args = ["--presets", "nih", "--configs", "cache+loader w0", "--workers", "0", "--repeats", "1", "--max-batches", "2",
-            "--patients", "12", "--source-size", "48", "--methods", "moco", "--threads", "1",
-            "--data-dir", str(tmp_path), "--output-dir", str(tmp_path)]  # fmt: skip
+    args = ["--presets", "nih", "--configs", "cache+loader w0", "--workers", "0", "--repeats", "1"]
+    args += ["--max-batches", "2", "--patients", "12", "--source-size", "48", "--methods", "moco", "--threads", "1"]
+    args += ["--data-dir", str(tmp_path), "--output-dir", str(tmp_path)]
     payload = load("data_pipeline").main(args)
     entry = payload["presets"]["nih"]["configs"]["cache+loader w0"]
     assert entry["correct"] and entry["loader_samples_per_s"] > 0 and entry["e2e_samples_per_s"] > 0
