@@ -57,18 +57,18 @@ def barlow_twins_loss(
     """
     if z1.dim() != 2 or z1.shape != z2.shape:
         raise ValueError(f"z1 and z2: expected two (N, D) tensors of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}.")
-    if global_batch and world_size() > 1:
-        c = _global_cross_correlation(z1.float(), z2.float(), eps)
-    else:
-        n = z1.shape[0]
-        if n < 2:
-            raise ValueError(f"batch size: Barlow Twins standardises over the batch and needs at least 2 samples, got {n}.")
-        z1n, z2n = _standardise(z1.float(), eps), _standardise(z2.float(), eps)
-        c = z1n.t() @ z2n / n
-    diagonal = torch.diagonal(c)
-    on = (1.0 - diagonal).pow(2).sum()
-    off = c.pow(2).sum() - diagonal.pow(2).sum()
-    return lambda_diag * on + lambda_offdiag * off
+    if not (global_batch and world_size() > 1) and z1.shape[0] < 2:
+        raise ValueError(f"batch size: Barlow Twins standardises over the batch and needs at least 2 samples, got {z1.shape[0]}.")
+    with torch.autocast(z1.device.type, enabled=False):  # the cross-correlation in float32, also under autocast
+        z1, z2 = z1.float(), z2.float()
+        if global_batch and world_size() > 1:
+            c = _global_cross_correlation(z1, z2, eps)
+        else:
+            c = _standardise(z1, eps).t() @ _standardise(z2, eps) / z1.shape[0]
+        diagonal = torch.diagonal(c)
+        on = (1.0 - diagonal).pow(2).sum()
+        off = c.pow(2).sum() - diagonal.pow(2).sum()
+        return lambda_diag * on + lambda_offdiag * off
 
 
 def _standardise(z: torch.Tensor, eps: float) -> torch.Tensor:

@@ -39,11 +39,12 @@ class InfoNCELoss(_Loss):
             raise ValueError(f"q and k: expected two (N, C) tensors of the same shape, got {tuple(q.shape)} and {tuple(k.shape)}.")
         if queue.dim() != 2 or queue.shape[0] != q.shape[1]:
             raise ValueError(f"queue: expected shape ({q.shape[1]}, K), got {tuple(queue.shape)}.")
-        q = F.normalize(q.float(), dim=1)
-        k = F.normalize(k.float(), dim=1)
-        positive = (q * k).sum(dim=1, keepdim=True)
-        negative = q @ queue.float()
-        return torch.cat([positive, negative], dim=1) / self.temperature
+        with torch.autocast(q.device.type, enabled=False):  # autocast would run q @ queue in half precision
+            q = F.normalize(q.float(), dim=1)
+            k = F.normalize(k.float(), dim=1)
+            positive = (q * k).sum(dim=1, keepdim=True)
+            negative = q @ queue.float()
+            return torch.cat([positive, negative], dim=1) / self.temperature
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
         logits = self.logits(q, k, queue)

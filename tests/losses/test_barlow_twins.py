@@ -74,3 +74,12 @@ def test_errors():
         IntermediateBarlowTwinsLoss(in_channels=[8, 16], weights=[1.0])
     with pytest.raises(ValueError, match=r"in_channels\[0\]"):
         IntermediateBarlowTwinsLoss(in_channels=[8], projector_dims=[4])([torch.rand(4, 5)], [torch.rand(4, 5)])
+
+
+def test_cross_correlation_stays_float32_under_autocast():
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(16, 64, generator=g), torch.randn(16, 64, generator=g)
+    expected = barlow_twins_loss(z1, z2, 1.0, 5e-3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = barlow_twins_loss(z1, z2, 1.0, 5e-3)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)

@@ -51,3 +51,14 @@ def test_shape_errors(q, k, queue):
 def test_bad_temperature():
     with pytest.raises(ValueError, match="temperature"):
         InfoNCELoss(0.0)
+
+
+def test_logits_stay_float32_under_autocast():
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    queue = torch.nn.functional.normalize(torch.randn(16, 4096, generator=g), dim=0)
+    expected = InfoNCELoss()(q, k, queue)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = InfoNCELoss()(q, k, queue)
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
