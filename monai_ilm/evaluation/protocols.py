@@ -34,7 +34,7 @@ from monai.data import DataLoader, Dataset
 from monai_ilm.data import load_datalist
 from monai_ilm.evaluation.downstream import downstream_network, downstream_rows, run_downstream
 from monai_ilm.evaluation.feature_reuse import feature_reuse, feature_reuse_rows
-from monai_ilm.evaluation.features import load_pretrained_encoder
+from monai_ilm.evaluation.features import _default_device, load_pretrained_encoder
 from monai_ilm.evaluation.ks import ks_distance
 from monai_ilm.evaluation.probing import probe_blocks, probe_rows
 from monai_ilm.networks import resnet_encoder
@@ -112,7 +112,7 @@ class EvaluationRun:
             raise FileNotFoundError(
                 f"pretrained_checkpoint: {self.pretrained_checkpoint} does not exist; pretrain '{self.method}' first."
             )
-        self.device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = _default_device(self.device)
 
     # ------------------------------------------------------------------ paths and identifiers
     @property
