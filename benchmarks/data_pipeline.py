@@ -20,6 +20,9 @@ What is measured (at the bundles' quick settings: ResNet-18, 64 px, batch 8, 3 c
       (8, 3, 64, 64) float32 in [0, 1]; view1 != view2; all 16 outputs of an epoch distinct (workers do
       not replay the same random stream); epoch 2 differs from epoch 1 (the cache holds only the
       deterministic steps).
+    * ``rotation`` (``--rotation-sizes``): ms per view of the presets' 30-degree rotation,
+      ``RandRotationd`` (torchvision's tensor kernel), against MONAI's ``RandRotated`` with the same
+      settings (nearest, zero padding), which the presets used before, one (3, s, s) image at a time.
 
 Every measurement is repeated ``--repeats`` times, the configurations in alternating order, and the
 median is reported. Data are the synthetic look-alikes of ``monai_ilm.data.synthetic`` written to a
@@ -37,6 +40,7 @@ import argparse
 import copy
 import hashlib
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -111,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--e2e-presets", nargs="*", default=None, help="presets measured end to end (default: the first one)"
     )
+    p.add_argument("--rotation-sizes", type=int, nargs="*", default=[64, 299, 512], help="image sides of the rotation timing")
     p.add_argument("--threads", type=int, default=_bench.default_threads())
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="where to write the synthetic data (default: a temporary folder)")
@@ -211,6 +216,33 @@ def in_memory_batches(dataset: Dataset, batch_size: int, steps: int) -> list[dic
             if len(batches) == steps:
                 break
     return batches
+
+
+def rotation_costs(sizes: Sequence[int], repeats: int, calls: int = 10) -> dict[int, dict[str, float]]:
+    """Median ms per view of the 30-degree rotation: ``RandRotationd`` vs MONAI's ``RandRotated``."""
+    from monai.transforms import RandRotated
+
+    from monai_ilm.transforms import RandRotationd
+
+    costs = {}
+    for size in sizes:
+        image = {"image": torch.rand(3, size, size)}
+        transforms = {
+            "monai_RandRotated": RandRotated(
+                "image", range_x=math.radians(30.0), prob=1.0, mode="nearest", padding_mode="zeros", keep_size=True
+            ).set_random_state(0),
+            "RandRotationd": RandRotationd("image", degrees=30.0).set_random_state(0),
+        }
+
+        def per_call(transform) -> float:
+            with _bench.Timer() as timer:
+                for _ in range(calls):
+                    transform(image)
+            return 1000.0 * timer.seconds / calls
+
+        runs = _bench.alternate({name: (lambda t=t: per_call(t)) for name, t in transforms.items()}, 2 * repeats + 1)
+        costs[size] = {name: _bench.median(values) for name, values in runs.items()}
+    return costs
 
 
 def _digest(t: torch.Tensor) -> str:
@@ -361,6 +393,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 + f"{fastest[preset]}; bundle quick default: {BUNDLE_QUICK_DEFAULT}"
             ],
         )
+    rotation = rotation_costs(args.rotation_sizes, args.repeats)
+    if rotation:
+        _bench.print_report(
+            f"30-degree rotation, ms per (3, s, s) view, median of {2 * args.repeats + 1}",
+            info,
+            ["side s", "MONAI RandRotated", "RandRotationd", "speed-up"],
+            [
+                [s, f"{c['monai_RandRotated']:.2f}", f"{c['RandRotationd']:.2f}",
+                 f"{c['monai_RandRotated'] / c['RandRotationd']:.1f}x"]
+                for s, c in rotation.items()
+            ],
+        )
     step_line = ", ".join(f"{m} {r:.1f}" for m, r in step_rate.items())
     print(f"\nstep consumption (in-memory batches, samples/s): {step_line}; bar = fastest = {bar:.1f}")
     print(
@@ -378,6 +422,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "step_runs": step,
         "bar_samples_per_s": bar,
         "presets": presets,
+        "rotation_ms_per_view": rotation,
         "fastest_correct": fastest,
         "bundle_quick_default": BUNDLE_QUICK_DEFAULT,
         "target": {"min_ratio": TARGET_RATIO, "met": met},

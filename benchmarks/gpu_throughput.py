@@ -134,8 +134,6 @@ def build(method: str, args: argparse.Namespace, config: SpeedConfig, device: to
         mse_pool_sizes=[8, 4, 2, 1] if args.image_size < 128 else "reference",
         barlow_projector_dims=[256, 256, 256] if small else [2048, 2048, 2048],
     )
-    if config.channels_last:
-        net = net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(trainable_parameters(net, loss), lr=0.03, momentum=0.9, weight_decay=1e-4)
     return net, loss, optimizer
 
@@ -160,6 +158,7 @@ def make_trainer(
         amp=config.dtype is not None,
         amp_kwargs={"dtype": config.dtype} if config.dtype is not None else None,
         compile=config.compile,
+        channels_last=config.channels_last,
     )
 
 

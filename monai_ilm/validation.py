@@ -98,6 +98,17 @@ def check_real(
     return float(value)
 
 
+def check_bool(key: str, value: object) -> bool:
+    """``value`` if it is ``true`` or ``false`` (not 0, 1 or a string).
+
+    Raises:
+        ValueError: naming ``key``.
+    """
+    if not isinstance(value, bool):
+        raise _fail(key, "true or false", value)
+    return value
+
+
 def check_choice(key: str, value: object, allowed: Sequence) -> object:
     """``value`` if it is one of ``allowed``.
 
@@ -289,6 +300,12 @@ def validate_pretrain_settings(
     temperature: object = None,
     momentum: object = None,
     momentum_schedule: object = None,
+    amp: object = None,
+    channels_last: object = None,
+    compile: object = None,
+    log_interval: object = None,
+    nan_check_interval: object = None,
+    checkpoint_iterations: object = None,
 ) -> None:
     """Check the settings of a pretraining recipe (``pretrain.json``); a setting left out (None) is not checked.
 
@@ -308,6 +325,10 @@ def validate_pretrain_settings(
         cache_rate: in [0, 1]. learning_rate: > 0. weight_decay: >= 0. temperature: > 0.
         queue_size: an integer >= batch_size (a batch of keys must fit in the queue).
         momentum: in [0, 1]. momentum_schedule: ``"constant"`` or ``"cosine"``.
+        amp, channels_last, compile: true or false.
+        log_interval, nan_check_interval: positive integers (iterations).
+        checkpoint_iterations: an integer >= 0 (0: no iteration checkpoints); with ``nan_check_interval``
+            above 1, a multiple of it, so every iteration checkpoint follows a NaN check.
 
     Raises:
         ValueError: for the first bad setting, naming it and the allowed values.
@@ -345,6 +366,27 @@ def validate_pretrain_settings(
         check_real("momentum", momentum, low=0.0, high=1.0)
     if momentum_schedule is not None:
         check_choice("momentum_schedule", momentum_schedule, SCHEDULES)
+    _check_speed(amp, channels_last, compile, log_interval, nan_check_interval)
+    if checkpoint_iterations is not None:
+        check_int("checkpoint_iterations", checkpoint_iterations, minimum=0)
+        every = nan_check_interval if nan_check_interval is not None else 1
+        if checkpoint_iterations % every:
+            raise _fail(
+                "checkpoint_iterations",
+                f"0 or a multiple of nan_check_interval ({every}), so no checkpoint holds an unchecked step",
+                checkpoint_iterations,
+            )
+
+
+def _check_speed(
+    amp: object, channels_last: object, compile: object, log_interval: object, nan_check_interval: object
+) -> None:
+    for key, value in (("amp", amp), ("channels_last", channels_last), ("compile", compile)):
+        if value is not None:
+            check_bool(key, value)
+    for key, value in (("log_interval", log_interval), ("nan_check_interval", nan_check_interval)):
+        if value is not None:
+            check_int(key, value)
 
 
 def _check_schedule(

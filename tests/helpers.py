@@ -1,6 +1,8 @@
-"""Small builders shared by the tests: tiny MoCo networks and two-view batches."""
+"""Small builders shared by the tests: tiny MoCo networks, two-view batches and a log collector."""
 
 from __future__ import annotations
+
+import logging
 
 import torch
 
@@ -22,3 +24,14 @@ def pattern_batches(num_batches: int = 2, batch_size: int = 8, size: int = 32, s
         view2 = base.flip(-1) + 0.05 * torch.randn(base.shape, generator=g)
         batches.append({"view1": view1, "view2": view2})
     return batches
+
+
+class CollectLogs(logging.Handler):
+    """Keeps the messages of INFO records and above (attach it to the logger itself: some loggers do not propagate)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())

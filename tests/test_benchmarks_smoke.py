@@ -55,8 +55,9 @@ def test_cka_smoke(tmp_path):
 def test_data_pipeline_smoke(tmp_path):
     args = ["--presets", "nih", "--configs", "cache+loader w0", "--workers", "0", "--repeats", "1"]
     args += ["--max-batches", "2", "--patients", "12", "--source-size", "48", "--methods", "moco", "--threads", "1"]
-    args += ["--data-dir", str(tmp_path), "--output-dir", str(tmp_path)]
+    args += ["--data-dir", str(tmp_path), "--output-dir", str(tmp_path), "--rotation-sizes", "32"]
     payload = load("data_pipeline").main(args)
+    assert set(payload["rotation_ms_per_view"][32]) == {"monai_RandRotated", "RandRotationd"}
     entry = payload["presets"]["nih"]["configs"]["cache+loader w0"]
     assert entry["correct"] and entry["loader_samples_per_s"] > 0 and entry["e2e_samples_per_s"] > 0
     assert payload["fastest_correct"]["nih"] == "cache+loader w0"

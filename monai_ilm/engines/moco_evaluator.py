@@ -10,7 +10,7 @@ from monai.engines.utils import IterationEvents
 from monai.inferers import Inferer
 from torch.utils.data import DataLoader
 
-from monai_ilm.engines.utils import VIEW_KEYS, forward_views, scalar_output
+from monai_ilm.engines.utils import VIEW_KEYS, forward_views, scalar_output, to_channels_last
 from monai_ilm.losses.infonce import InfoNCELoss
 
 __all__ = ["MoCoEvaluator"]
@@ -33,6 +33,7 @@ class MoCoEvaluator(SupervisedEvaluator):
         loss_function: called as ``loss(q, k, queue)``; InfoNCE(0.07) by default.
         view_keys: the batch keys of the query and the key view.
         amp: autocast on the device, with ``amp_kwargs``.
+        channels_last: feed the views (and store the network) channels-last, as ``MoCoTrainer``.
         other arguments: as in ``SupervisedEvaluator``.
     """
 
@@ -51,7 +52,10 @@ class MoCoEvaluator(SupervisedEvaluator):
         val_handlers: Sequence | None = None,
         amp: bool = False,
         amp_kwargs: dict | None = None,
+        channels_last: bool = False,
     ) -> None:
+        if channels_last:
+            to_channels_last(network)
         super().__init__(
             device=device,
             val_data_loader=val_data_loader,
@@ -67,6 +71,7 @@ class MoCoEvaluator(SupervisedEvaluator):
             amp_kwargs=amp_kwargs,
         )
         self.amp = amp
+        self.channels_last = channels_last
         self.loss_function = loss_function or InfoNCELoss()
         self.view_keys = tuple(view_keys)
 

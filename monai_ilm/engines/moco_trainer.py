@@ -13,7 +13,7 @@ from monai.utils import CommonKeys as Keys
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
-from monai_ilm.engines.utils import VIEW_KEYS, forward_views, scalar_output
+from monai_ilm.engines.utils import VIEW_KEYS, forward_views, scalar_output, to_channels_last
 from monai_ilm.losses.infonce import InfoNCELoss
 from monai_ilm.networks.moco import MoCo
 from monai_ilm.utils import unwrap_network
@@ -47,9 +47,14 @@ class MoCoTrainer(SupervisedTrainer):
         view_keys: the batch keys of the query and the key view.
         amp: autocast on the device; ``amp_kwargs`` go to ``torch.autocast`` (e.g. ``{"dtype": torch.bfloat16}``).
             A gradient scaler is used for float16 only.
+        channels_last: store the network's weights and feed the views channels-last (NHWC / NDHWC),
+            the layout GPU tensor cores convolve fastest; results equal the default layout's up to
+            floating-point rounding. The network is converted in place, so the optimiser stays valid.
+        compile: ``torch.compile`` the network (``compile_kwargs`` go to it). Checkpoints should
+            keep naming the uncompiled network, whose parameters the compiled one shares.
         epoch_length, non_blocking, inferer, key_train_metric, additional_metrics, metric_cmp_fn,
-        train_handlers, event_names, event_to_attr, optim_set_to_none, amp_kwargs, compile,
-        compile_kwargs: as in ``SupervisedTrainer``.
+        train_handlers, event_names, event_to_attr, optim_set_to_none, amp_kwargs, compile_kwargs: as in
+        ``SupervisedTrainer``.
 
     Raises:
         ValueError: when ``network`` is not a MoCo network or ``view_keys`` does not name two keys.
@@ -78,12 +83,15 @@ class MoCoTrainer(SupervisedTrainer):
         amp_kwargs: dict | None = None,
         compile: bool = False,
         compile_kwargs: dict | None = None,
+        channels_last: bool = False,
     ) -> None:
         if not isinstance(unwrap_network(network), MoCo):
             raise ValueError(f"network: expected a monai_ilm.networks.MoCo, got {type(network).__name__}.")
         if len(view_keys) != 2:
             raise ValueError(f"view_keys: expected two keys (query view, key view), got {list(view_keys)}.")
         extra = {} if metric_cmp_fn is None else {"metric_cmp_fn": metric_cmp_fn}
+        if channels_last:
+            to_channels_last(network)
         super().__init__(
             device=device,
             max_epochs=max_epochs,
@@ -108,6 +116,7 @@ class MoCoTrainer(SupervisedTrainer):
             **extra,
         )
         self.amp = amp
+        self.channels_last = channels_last
         self.view_keys = tuple(view_keys)
 
     def run(self) -> None:

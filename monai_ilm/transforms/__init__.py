@@ -23,7 +23,7 @@ from monai_ilm.transforms.presets import (
     pretrain_transforms,
     view_transforms,
 )
-from monai_ilm.transforms.spatial import RandResizedCropd, ResizeShortSided, resize_shorter_side
+from monai_ilm.transforms.spatial import RandResizedCropd, RandRotationd, ResizeShortSided, resize_shorter_side
 from monai_ilm.transforms.views import VIEW_KEYS, CopyViewsd
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "RandGaussianBlurd",
     "RandGrayscaled",
     "RandResizedCropd",
+    "RandRotationd",
     "ResizeShortSided",
     "array_to_channel_first",
     "cache_boundary",

@@ -49,7 +49,6 @@ from monai.transforms import (
     RandAffined,
     RandFlipd,
     RandGaussianSmoothd,
-    RandRotated,
     RandScaleIntensityd,
     RandShiftIntensityd,
     Resized,
@@ -63,7 +62,7 @@ from monai_ilm.transforms.channels import EnsureChannelsd
 from monai_ilm.transforms.color import RandColorJitterd, RandGaussianBlurd, RandGrayscaled
 from monai_ilm.transforms.io import LoadImageWithPathd
 from monai_ilm.transforms.labels import LabelToTensord
-from monai_ilm.transforms.spatial import RandResizedCropd, ResizeShortSided
+from monai_ilm.transforms.spatial import RandResizedCropd, RandRotationd, ResizeShortSided
 from monai_ilm.transforms.views import VIEW_KEYS, CopyViewsd
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -84,7 +83,7 @@ def _moco_colour(key: str) -> list[Transform]:
 
 
 def _rotate30(key: str) -> Transform:
-    return RandRotated(key, range_x=math.radians(30.0), prob=1.0, mode="nearest", padding_mode="zeros", keep_size=True)
+    return RandRotationd(key, degrees=30.0)
 
 
 def _hflip(key: str) -> Transform:

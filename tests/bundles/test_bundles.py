@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from monai.bundle import run as bundle_run
 
 from monai_ilm.cli import bundle_command
 from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR
+from tests.helpers import CollectLogs
 
 BUNDLES = sorted(BUNDLE_DATA)
 # the keys whose values are the data set's own; everything else in pretrain.json is shared
@@ -138,6 +140,42 @@ def test_net_in_out_and_torchscript_export(bundle_data, tmp_path):
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(torch.jit.load(str(exported))(x), eager.eval()(x), rtol=1e-4, atol=1e-5)
+
+
+def test_speed_options_run_and_log_every_log_interval(bundle_data, tmp_path):
+    """channels_last, torch.compile (eager backend: no C++ compiler needed) and a logging interval."""
+    bundle = "nih_chestxray_ilm"
+    workflow = ConfigWorkflow(
+        config_file=configs(bundle, "pretrain.json", "quick.json"),
+        meta_file=str(BUNDLES_DIR / bundle / "configs" / "metadata.json"),
+        logging_file=False,
+        workflow_type="train",
+        bundle_root=str(BUNDLES_DIR / bundle),
+        dataset_dir=str(bundle_data[bundle]),
+        output_dir=str(tmp_path),
+        method="mse",
+        max_epochs=1,
+        epoch_length=5,
+        channels_last=True,
+        compile=True,
+        log_interval=2,
+        **{"train#trainer#compile_kwargs": {"backend": "eager"}},
+    )
+    workflow.initialize()
+    logs, logger = CollectLogs(), logging.getLogger("train")
+    logger.addHandler(logs)
+    try:
+        workflow.run()
+    finally:
+        logger.removeHandler(logs)
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    network = workflow.parser.get_parsed_content("network_def")
+    assert trainer.network is not network and trainer.network._orig_mod is network  # compiled, same weights
+    assert network.encoder_q.net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    logged = [message for message in logs.messages if "Iter:" in message]
+    assert [m.split("Iter: ")[1].split(" ")[0] for m in logged] == ["2/5", "4/5"], logged
+    final = torch.load(tmp_path / "pretrain" / "mse_seed0" / "models" / "checkpoint_final.pt", weights_only=True)
+    assert not any("_orig_mod" in key for key in final["network"])
 
 
 def test_inference_writes_embeddings(bundle_data, tmp_path):

@@ -12,7 +12,7 @@ from monai.handlers import CheckpointLoader, CheckpointSaver, StatsHandler
 from monai_ilm.engines import MoCoEvaluator, MoCoTrainer
 from monai_ilm.handlers import IntermediateLayerLossHandler, LossPartsHandler, MomentumUpdateHandler
 from monai_ilm.losses import IntermediateBarlowTwinsLoss, IntermediateMSELoss
-from tests.helpers import pattern_batches, tiny_moco
+from tests.helpers import CollectLogs, pattern_batches, tiny_moco
 
 
 def intermediate_loss(method: str, net):
@@ -128,19 +128,10 @@ def test_validation_leaves_moco_state_alone():
     )
 
 
-class Collect(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 def test_stats_handler_logs_every_loss_part():
     trainer, _, _, _ = build("barlow")
     StatsHandler(name="moco_test", output_transform=lambda out: out).attach(trainer)
-    collect = Collect()
+    collect = CollectLogs()
     logger = logging.getLogger("moco_test")
     logger.setLevel(logging.INFO)
     logger.addHandler(collect)
@@ -179,6 +170,60 @@ def test_bfloat16_autocast_runs_on_cpu():
     trainer.run()
     assert trainer.scaler is None
     assert torch.isfinite(torch.tensor(trainer.state.metrics["loss"]))
+
+
+def test_channels_last_trains_like_the_default_layout():
+    """channels_last changes the memory layout only: same losses up to rounding, same Parameter objects."""
+    data = pattern_batches(2, 8)
+    runs = {}
+    for channels_last in (False, True):
+        trainer, net, _, optimizer = build("mse", max_epochs=1, data=data, channels_last=channels_last)
+        record = {"losses": [], "layouts": []}
+        trainer.add_event_handler(IterationEvents.FORWARD_COMPLETED, lambda e, r=record: r["layouts"].append(
+            e.state.output["pred"]["query_stages"][0].is_contiguous(memory_format=torch.channels_last)))
+        trainer.add_event_handler(IterationEvents.MODEL_COMPLETED, lambda e, r=record: r["losses"].append(
+            e.state.output["loss"].item()))
+        trainer.run()
+        runs[channels_last] = (net, optimizer, record)
+    net, optimizer, record = runs[True]
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    assert any(p is conv.weight for p in optimizer.param_groups[0]["params"])
+    assert record["layouts"] == [True, True] and runs[False][2]["layouts"] == [False, False]
+    assert record["losses"] == pytest.approx(runs[False][2]["losses"], rel=1e-5)
+
+
+def test_channels_last_gradients_match_a_float64_reference():
+    from monai_ilm.engines.utils import prepare_views, to_channels_last
+    from monai_ilm.losses import InfoNCELoss
+
+    batch, start = pattern_batches(1, 8)[0], tiny_moco(queue_size=16)
+
+    def gradients(dtype: torch.dtype, channels_last: bool) -> dict[str, torch.Tensor]:
+        net = copy.deepcopy(start).to(dtype)
+        if channels_last:
+            to_channels_last(net)
+        x1, x2 = (x.to(dtype) for x in prepare_views(batch, ("view1", "view2"), torch.device("cpu"), False, channels_last))
+        out = net(x1, x2)
+        InfoNCELoss()(out["query"], out["key"], net.queue).backward()
+        return {name: p.grad.double() for name, p in net.named_parameters() if p.grad is not None}
+
+    reference, fast = gradients(torch.float64, False), gradients(torch.float32, True)
+    assert fast.keys() == reference.keys() and len(fast) > 20
+    for name, grad in reference.items():
+        assert (fast[name] - grad).abs().max() <= 1e-4 * grad.abs().max() + 1e-7, name
+
+
+def test_to_channels_last_handles_2d_and_3d_weights():
+    from monai_ilm.engines.utils import to_channels_last
+
+    module = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.Conv3d(2, 4, 3), torch.nn.BatchNorm1d(4))
+    weights = [p for p in module.parameters()]
+    to_channels_last(module)
+    assert [p for p in module.parameters()] == weights
+    assert module[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert module[1].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert module[2].weight.is_contiguous()
 
 
 def test_errors():

@@ -92,6 +92,11 @@ def test_every_bundle_recipe_passes(folders, bundle, method):
         ("channels", 2, "channels: expected one of [1, 3]"),
         ("backbone", "resnet51", "backbone: expected one of ['resnet18'"),
         ("dataset_name", "chexpert", "dataset_name: expected one of ['nih', 'idc', 'dr'"),
+        ("channels_last", "yes", "channels_last: expected true or false, got 'yes'"),
+        ("compile", 1, "compile: expected true or false, got 1"),
+        ("log_interval", 0, "log_interval: expected an integer of at least 1"),
+        ("nan_check_interval", 2.5, "nan_check_interval: expected an integer of at least 1"),
+        ("checkpoint_iterations", -1, "checkpoint_iterations: expected an integer of at least 0"),
     ],
 )
 def test_bad_setting_is_named_with_the_allowed_values(folders, key, value, expected):
@@ -113,6 +118,14 @@ def test_layers_set_the_length_of_the_per_layer_settings(folders):
     with pytest.raises(ValueError, match=r"^barlow_weights: expected 2 finite weights"):
         validate_pretrain_settings(**{**values, "method": "barlow"})  # the recipe's four Barlow weights
     validate_pretrain_settings(**{**values, "method": "moco"})  # plain MoCo has no per-layer settings
+
+
+def test_iteration_checkpoints_must_follow_a_nan_check(folders):
+    values = {**valid_pretrain(folders), "nan_check_interval": 50, "checkpoint_iterations": 200}
+    validate_pretrain_settings(**values)
+    validate_pretrain_settings(**{**values, "checkpoint_iterations": 0})
+    with pytest.raises(ValueError, match=r"^checkpoint_iterations: expected 0 or a multiple of nan_check_interval \(50\)"):
+        validate_pretrain_settings(**{**values, "checkpoint_iterations": 120})
 
 
 def test_paths(folders):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from monai_ilm.transforms import (
     RandColorJitterd,
     RandGaussianBlurd,
     RandGrayscaled,
     RandResizedCropd,
+    RandRotationd,
     ResizeShortSided,
 )
 from monai_ilm.transforms.color import gaussian_kernel_size
@@ -28,6 +31,7 @@ def _rgb(seed=0, shape=(3, 24, 32)):
         lambda: RandGrayscaled("image", prob=0.5),
         lambda: RandGaussianBlurd("image", prob=1.0),
         lambda: RandResizedCropd("image", 16, scale=(0.2, 1.0)),
+        lambda: RandRotationd("image", degrees=30.0),
     ],
 )
 def test_seeded_reproducible_and_random(make):
@@ -112,3 +116,33 @@ def test_resize_shorter_side_keeps_aspect():
     out = ResizeShortSided("image", 16)({"image": torch.rand(3, 40, 80)})["image"]
     assert out.shape == (3, 16, 32)
     assert math.isclose(float(out.mean()), 0.5, abs_tol=0.05)
+
+
+@pytest.mark.parametrize("angle", [-30.0, -12.5, 7.0, 23.3])
+def test_rotation_matches_pil_nearest(angle):
+    """The reference's RandomRotation(30) rotates the PIL image with NEAREST about its centre, zero fill."""
+    pixels = np.random.default_rng(1).integers(0, 256, (41, 56, 3), dtype=np.uint8)
+    expected = np.asarray(Image.fromarray(pixels).rotate(angle, resample=Image.NEAREST)).transpose(2, 0, 1) / 255.0
+    transform = RandRotationd("image", degrees=30.0)
+    transform.randomize = lambda data=None: setattr(transform, "angle", angle) or setattr(transform, "_do_transform", True)
+    out = transform({"image": torch.from_numpy(pixels.transpose(2, 0, 1) / 255.0).float()})["image"]
+    assert out.shape == (3, 41, 56)
+    same = np.isclose(out.numpy(), expected, atol=1e-6).all(axis=0)
+    assert same.mean() > 0.995  # only rounding ties of the source coordinate may pick a neighbour
+    assert (out[:, 0, 0] == 0).all() == (expected[:, 0, 0] == 0).all()
+
+
+def test_rotation_angles_uniform_within_range_and_probability():
+    transform = RandRotationd("image", degrees=30.0).set_random_state(0)
+    angles = []
+    for _ in range(2000):
+        transform.randomize()
+        angles.append(transform.angle)
+    assert -30.0 <= min(angles) < -29.0 and 29.0 < max(angles) <= 30.0
+    assert abs(np.mean(angles)) < 1.0 and abs(np.std(angles) - 60.0 / math.sqrt(12.0)) < 0.6
+    image = _rgb()
+    assert torch.equal(RandRotationd("image", degrees=30.0, prob=0.0)({"image": image})["image"], image)
+    with pytest.raises(ValueError, match="degrees"):
+        RandRotationd("image", degrees=-1.0)
+    with pytest.raises(ValueError, match="image: expected a \\(C, H, W\\) image"):
+        RandRotationd("image", degrees=30.0)({"image": torch.rand(1, 3, 8, 8)})
