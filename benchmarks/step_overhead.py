@@ -34,8 +34,9 @@ Checks reported alongside
       made from Python between ``ITERATION_STARTED`` and the end of ``ITERATION_COMPLETED`` (on a GPU each
       would be a host synchronisation); the epoch-end means of ``LossPartsHandler`` are outside it.
       Also counted with the bundles' ``StatsHandler`` + ``TensorBoardStatsHandler`` attached, logging
-      every iteration (as ``pretrain.json`` configures them) and every 50 iterations, and with
-      ``NaNGuard(check_every=1)`` (the bundles') and ``check_every=50`` (JSON only).
+      every iteration (``quick.json``'s ``log_interval: 1``) and every 50 iterations (``pretrain.json``'s
+      default ``log_interval``), and with ``NaNGuard(check_every=1)`` (the bundles' default
+      ``nan_check_interval``) and ``check_every=50`` (JSON only).
 
 Target (issue): ratio <= 1.05 for MoCo+MSE and MoCo+BT with ResNet-18, 64 px, batch 32 on CPU.
 
@@ -370,9 +371,9 @@ def bundle_logging_host_calls(
 ) -> dict[str, float]:
     """Host calls per step once the bundles' StatsHandler + TensorBoardStatsHandler are attached.
 
-    As configured in ``bundles/*/configs/pretrain.json`` they log every iteration (each loss part is
-    read with ``.item()``); with ``iteration_log`` set to an interval filter they read nothing in
-    between. The logger is silenced (level INFO, no output), so only the reads are measured.
+    Logging an iteration reads each loss part with ``.item()``; with ``iteration_log`` set to an
+    interval filter, as ``bundles/*/configs/pretrain.json`` does with ``log_interval``, they read
+    nothing in between. The logger is silenced (level INFO, no output), so only the reads are measured.
     """
     from monai.handlers import StatsHandler, TensorBoardStatsHandler
 
@@ -394,10 +395,8 @@ def bundle_logging_host_calls(
                 TensorBoardStatsHandler(log_dir=tmp, iteration_log=every, output_transform=lambda o: o),
             ]
             out[label] = host_calls_per_step(base_net, base_loss, batches, handlers)["per_step"]
-    try:  # the bundles' NaN guard, where this checkout has it
-        from monai_ilm.handlers import NaNGuard
-    except ImportError:
-        return out
+    from monai_ilm.handlers import NaNGuard
+
     for every in (1, 50):
         guard = NaNGuard(check_every=every, modules=base_loss)  # a copy of the loss is used; only reads are counted
         out[f"nan_guard_check_every_{every}"] = host_calls_per_step(base_net, base_loss, batches, [guard])["per_step"]

@@ -31,6 +31,7 @@ CHANNELS = (1, 3)
 HEADS = ("linear", "mlp")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 EVALUATION_METHODS = (*METHODS, "supervised")
+AMP_DTYPES = ("bfloat16", "float16")
 _MAX_SHOWN = 80
 
 
@@ -301,6 +302,7 @@ def validate_pretrain_settings(
     momentum: object = None,
     momentum_schedule: object = None,
     amp: object = None,
+    amp_dtype: object = None,
     channels_last: object = None,
     compile: object = None,
     log_interval: object = None,
@@ -326,6 +328,7 @@ def validate_pretrain_settings(
         queue_size: an integer >= batch_size (a batch of keys must fit in the queue).
         momentum: in [0, 1]. momentum_schedule: ``"constant"`` or ``"cosine"``.
         amp, channels_last, compile: true or false.
+        amp_dtype: ``"bfloat16"`` or ``"float16"`` (the latter with a gradient scaler on CUDA).
         log_interval, nan_check_interval: positive integers (iterations).
         checkpoint_iterations: an integer >= 0 (0: no iteration checkpoints); with ``nan_check_interval``
             above 1, a multiple of it, so every iteration checkpoint follows a NaN check.
@@ -367,6 +370,8 @@ def validate_pretrain_settings(
     if momentum_schedule is not None:
         check_choice("momentum_schedule", momentum_schedule, SCHEDULES)
     _check_speed(amp, channels_last, compile, log_interval, nan_check_interval)
+    if amp_dtype is not None:
+        check_choice("amp_dtype", amp_dtype, AMP_DTYPES)
     if checkpoint_iterations is not None:
         check_int("checkpoint_iterations", checkpoint_iterations, minimum=0)
         every = nan_check_interval if nan_check_interval is not None else 1

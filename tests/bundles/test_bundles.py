@@ -143,7 +143,7 @@ def test_net_in_out_and_torchscript_export(bundle_data, tmp_path):
 
 
 def test_speed_options_run_and_log_every_log_interval(bundle_data, tmp_path):
-    """channels_last, torch.compile (eager backend: no C++ compiler needed) and a logging interval."""
+    """bf16 autocast, channels_last, torch.compile (eager backend: no C++ compiler needed) and a logging interval."""
     bundle = "nih_chestxray_ilm"
     workflow = ConfigWorkflow(
         config_file=configs(bundle, "pretrain.json", "quick.json"),
@@ -156,6 +156,7 @@ def test_speed_options_run_and_log_every_log_interval(bundle_data, tmp_path):
         method="mse",
         max_epochs=1,
         epoch_length=5,
+        amp=True,
         channels_last=True,
         compile=True,
         log_interval=2,
@@ -171,6 +172,7 @@ def test_speed_options_run_and_log_every_log_interval(bundle_data, tmp_path):
     trainer = workflow.parser.get_parsed_content("train#trainer")
     network = workflow.parser.get_parsed_content("network_def")
     assert trainer.network is not network and trainer.network._orig_mod is network  # compiled, same weights
+    assert trainer.amp and trainer.amp_kwargs == {"dtype": torch.bfloat16} and trainer.scaler is None
     assert network.encoder_q.net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     logged = [message for message in logs.messages if "Iter:" in message]
     assert [m.split("Iter: ")[1].split(" ")[0] for m in logged] == ["2/5", "4/5"], logged

@@ -94,6 +94,7 @@ def test_every_bundle_recipe_passes(folders, bundle, method):
         ("dataset_name", "chexpert", "dataset_name: expected one of ['nih', 'idc', 'dr'"),
         ("channels_last", "yes", "channels_last: expected true or false, got 'yes'"),
         ("compile", 1, "compile: expected true or false, got 1"),
+        ("amp_dtype", "float32", "amp_dtype: expected one of ['bfloat16', 'float16'], got 'float32'"),
         ("log_interval", 0, "log_interval: expected an integer of at least 1"),
         ("nan_check_interval", 2.5, "nan_check_interval: expected an integer of at least 1"),
         ("checkpoint_iterations", -1, "checkpoint_iterations: expected an integer of at least 0"),
