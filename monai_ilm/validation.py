@@ -369,29 +369,30 @@ def validate_pretrain_settings(
         check_real("momentum", momentum, low=0.0, high=1.0)
     if momentum_schedule is not None:
         check_choice("momentum_schedule", momentum_schedule, SCHEDULES)
-    _check_speed(amp, channels_last, compile, log_interval, nan_check_interval)
+    _check_speed(amp, amp_dtype, channels_last, compile, log_interval)
+    _check_nan_checks(nan_check_interval, checkpoint_iterations)
+
+
+def _check_speed(amp: object, amp_dtype: object, channels_last: object, compile: object, log_interval: object) -> None:
+    for key, value in (("amp", amp), ("channels_last", channels_last), ("compile", compile)):
+        if value is not None:
+            check_bool(key, value)
     if amp_dtype is not None:
         check_choice("amp_dtype", amp_dtype, AMP_DTYPES)
+    if log_interval is not None:
+        check_int("log_interval", log_interval)
+
+
+def _check_nan_checks(nan_check_interval: object, checkpoint_iterations: object) -> None:
+    every = 1 if nan_check_interval is None else check_int("nan_check_interval", nan_check_interval)
     if checkpoint_iterations is not None:
         check_int("checkpoint_iterations", checkpoint_iterations, minimum=0)
-        every = nan_check_interval if nan_check_interval is not None else 1
         if checkpoint_iterations % every:
             raise _fail(
                 "checkpoint_iterations",
                 f"0 or a multiple of nan_check_interval ({every}), so no checkpoint holds an unchecked step",
                 checkpoint_iterations,
             )
-
-
-def _check_speed(
-    amp: object, channels_last: object, compile: object, log_interval: object, nan_check_interval: object
-) -> None:
-    for key, value in (("amp", amp), ("channels_last", channels_last), ("compile", compile)):
-        if value is not None:
-            check_bool(key, value)
-    for key, value in (("log_interval", log_interval), ("nan_check_interval", nan_check_interval)):
-        if value is not None:
-            check_int(key, value)
 
 
 def _check_schedule(

@@ -65,18 +65,24 @@ def test_quick_pretraining_writes_checkpoints(bundle, method, bundle_data, tmp_p
     assert list((tmp_path / "pretrain" / f"{method}_seed0" / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_train_properties_are_complete(bundle_data, tmp_path):
-    bundle = "nih_chestxray_ilm"
+def train_workflow(bundle: str, data: Path, output: Path, **overrides) -> ConfigWorkflow:
+    """The bundle's quick pretraining as an initialised ``ConfigWorkflow``."""
     workflow = ConfigWorkflow(
         config_file=configs(bundle, "pretrain.json", "quick.json"),
         meta_file=str(BUNDLES_DIR / bundle / "configs" / "metadata.json"),
         logging_file=False,
         workflow_type="train",
         bundle_root=str(BUNDLES_DIR / bundle),
-        dataset_dir=str(bundle_data[bundle]),
-        output_dir=str(tmp_path),
+        dataset_dir=str(data),
+        output_dir=str(output),
+        **overrides,
     )
     workflow.initialize()
+    return workflow
+
+
+def test_train_properties_are_complete(bundle_data, tmp_path):
+    workflow = train_workflow("nih_chestxray_ilm", bundle_data["nih_chestxray_ilm"], tmp_path)
     assert workflow.check_properties() == []
 
 
@@ -145,14 +151,10 @@ def test_net_in_out_and_torchscript_export(bundle_data, tmp_path):
 def test_speed_options_run_and_log_every_log_interval(bundle_data, tmp_path):
     """bf16 autocast, channels_last, torch.compile (eager backend: no C++ compiler needed) and a logging interval."""
     bundle = "nih_chestxray_ilm"
-    workflow = ConfigWorkflow(
-        config_file=configs(bundle, "pretrain.json", "quick.json"),
-        meta_file=str(BUNDLES_DIR / bundle / "configs" / "metadata.json"),
-        logging_file=False,
-        workflow_type="train",
-        bundle_root=str(BUNDLES_DIR / bundle),
-        dataset_dir=str(bundle_data[bundle]),
-        output_dir=str(tmp_path),
+    workflow = train_workflow(
+        bundle,
+        bundle_data[bundle],
+        tmp_path,
         method="mse",
         max_epochs=1,
         epoch_length=5,
@@ -162,7 +164,6 @@ def test_speed_options_run_and_log_every_log_interval(bundle_data, tmp_path):
         log_interval=2,
         **{"train#trainer#compile_kwargs": {"backend": "eager"}},
     )
-    workflow.initialize()
     logs, logger = CollectLogs(), logging.getLogger("train")
     logger.addHandler(logs)
     try:
