@@ -786,6 +786,8 @@ def run_downstream(
 
     Whether it is a linear probe or fine-tuning is decided by the network
     (``DownstreamClassifier(freeze_encoder=...)``); the label fraction by the training loader.
+    ``amp`` (in ``fit_kwargs``) speeds up training and validation only: the test predictions are
+    computed in float32, so half-precision ties cannot coarsen the ranking the reported AUC scores.
 
     Args:
         network: the classifier to train.
@@ -805,7 +807,7 @@ def run_downstream(
     )  # fmt: skip
     return evaluate_downstream(
         network, test_loader, task, device=device, n_resamples=n_resamples, ci_method=ci_method,
-        confidence=confidence, seed=seed, id_key=id_key, amp=fit_kwargs.get("amp", False), fit=fit,
+        confidence=confidence, seed=seed, id_key=id_key, fit=fit,
     )  # fmt: skip
 
 

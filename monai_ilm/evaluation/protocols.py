@@ -75,6 +75,9 @@ class EvaluationRun:
         n_resamples, ci_method: bootstrap intervals (``"percentile"``, or the paper's ``"standard_error"``).
         cka_kernel: ``"linear"``, ``"linear_debiased"`` or ``"rbf"`` (feature reuse).
         device: where to run (default: CUDA when available).
+        amp: mixed precision for the ``linear`` and ``finetune`` training (MONAI's ``amp``: float16
+            autocast with a gradient scaler, CUDA only); features for probing and CKA, and the test
+            predictions, stay float32.
 
     Raises:
         ValueError: for an unknown protocol or data set, or a label fraction outside (0, 1].
@@ -100,6 +103,7 @@ class EvaluationRun:
     ci_method: str = "percentile"
     cka_kernel: str = "linear"
     device: Any = None
+    amp: bool = False
 
     def __post_init__(self) -> None:
         if self.protocol not in EVALUATION_PROTOCOLS:
@@ -174,7 +178,8 @@ class EvaluationRun:
         cell = self.cell_dir()
         result = run_downstream(network, self.loader("train", train=True), self.loader("val"), self.loader("test"),
                                 self.task, max_epochs=self.max_epochs, lr=self.lr, device=self.device, seed=self.seed,
-                                ckpt_dir=cell, n_resamples=self.n_resamples, ci_method=self.ci_method)  # fmt: skip
+                                ckpt_dir=cell, n_resamples=self.n_resamples, ci_method=self.ci_method,
+                                amp=self.amp)  # fmt: skip
         np.savez(cell / "predictions.npz", probabilities=result.probabilities, labels=result.labels,
                  ids=np.asarray(result.ids, dtype=str))  # fmt: skip
         return downstream_rows(result, self.protocol, label_fraction=self.label_fraction, **self._columns())

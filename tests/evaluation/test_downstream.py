@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -270,6 +271,25 @@ def test_run_downstream_is_reproducible_and_writes_valid_rows():
     rows = downstream_rows(a, "linear", "idc", "supervised", 1.0, 0, "run-1", config_hash="abc")
     table = validate(pd.DataFrame(rows))
     assert len(table) == 1 and table.loc[0, "metric"] == "f1_macro" and table.loc[0, "n"] == 12
+
+
+def test_amp_applies_to_training_only_and_test_predictions_stay_float32(monkeypatch):
+    from monai.engines import SupervisedTrainer
+
+    import monai_ilm.evaluation.downstream as downstream
+
+    seen = []
+    train, test = SupervisedTrainer.run, downstream.predict
+    monkeypatch.setattr(SupervisedTrainer, "run", lambda self: seen.append(("fit", self.amp)) or train(self))
+    monkeypatch.setattr(downstream, "predict", lambda *a, **k: seen.append(("test", k.get("amp", False))) or test(*a, **k))
+    items = brightness_items(8, 1)
+    net = downstream_network(None, 2, freeze_encoder=True, encoder_name="resnet18", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # amp on a machine without CUDA: MONAI's autocast and scaler disable themselves
+        result = run_downstream(net, loader(items), loader(items), loader(items), "f1", max_epochs=1, device="cpu",
+                                n_resamples=0, amp=True)  # fmt: skip
+    assert seen == [("fit", True), ("test", False)]
+    assert result.logits.dtype == np.float64 and result.fit.selected_epoch == 1
 
 
 def test_per_finding_rows(random_classifier_outputs):

@@ -36,3 +36,26 @@ def test_run_ids_and_folders_are_per_cell(tmp_path):
     assert run.run_id == "nih-finetune-mse-seed2-frac0.06"
     assert run.cell_dir() == tmp_path / "out" / "evaluation" / "finetune" / "mse_seed2_frac0.06"
     assert run.cell_dir("finetune", 1.0).name == "mse_seed2_frac1"
+
+
+@pytest.mark.parametrize("protocol", ["linear", "finetune"])
+def test_amp_reaches_the_downstream_training(tmp_path, monkeypatch, protocol):
+    import monai_ilm.evaluation.protocols as protocols
+
+    calls = []
+    monkeypatch.setattr(protocols, "run_downstream", lambda *args, **kwargs: calls.append(kwargs) or _Stop())
+    monkeypatch.setattr(EvaluationRun, "loader", lambda self, split, train=False: split)
+    with pytest.raises(_StopError):
+        make(tmp_path, protocol=protocol, method="supervised", amp=True, backbone="resnet18").run()
+    assert calls[0]["amp"] is True and calls[0]["device"].type in ("cpu", "cuda")
+
+
+class _StopError(Exception):
+    pass
+
+
+class _Stop:
+    """Stands for a DownstreamResult; saving its outputs ends the run."""
+
+    def __getattr__(self, name):
+        raise _StopError(name)
