@@ -255,11 +255,15 @@ def check_correct(
     """Run the configuration on 16 copies of one image for two epochs and check the outputs (see module doc)."""
     rows = [dict(row) for _ in range(16)]
     dataset, _ = build_dataset(config.dataset, rows, transform, cache_dir)
+    # one loader for both epochs, as in training: with 0 workers MONAI's DataLoader seeds the transforms
+    # when it is built and then resets torch's default generator to its initial seed, so a loader built
+    # afresh for each epoch can replay the previous epoch's augmentations
+    loader = make_loader(config, dataset, batch_size, shuffle=False, drop_last=False)
     epochs = []
     shape_ok = True
     for _ in range(2):
         digests = []
-        for batch in make_loader(config, dataset, batch_size, shuffle=False, drop_last=False):
+        for batch in loader:
             v1, v2 = batch["view1"], batch["view2"]
             shape_ok &= tuple(v1.shape[1:]) == (3, image_size, image_size) and v1.dtype == torch.float32
             shape_ok &= bool(torch.isfinite(v1).all()) and float(v1.min()) >= -1e-6 and float(v1.max()) <= 1 + 1e-6

@@ -148,6 +148,19 @@ def test_net_in_out_and_torchscript_export(bundle_data, tmp_path):
         torch.testing.assert_close(torch.jit.load(str(exported))(x), eager.eval()(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_training_loader_gives_new_augmentations_every_epoch(bundle, bundle_data, tmp_path):
+    """The recipe's one DataLoader (0 workers in quick.json) draws fresh views each pass, none replayed."""
+    workflow = train_workflow(bundle, bundle_data[bundle], tmp_path)
+    loader = workflow.parser.get_parsed_content("train#dataloader")
+    passes = []
+    for _ in range(2):
+        views = [view for batch in loader for view in batch["view1"]]
+        passes.append({view.numpy().tobytes() for view in views})
+        assert len(passes[-1]) == len(views)
+    assert not passes[0] & passes[1]
+
+
 def test_speed_options_run_and_log_every_log_interval(bundle_data, tmp_path):
     """bf16 autocast, channels_last, torch.compile (eager backend: no C++ compiler needed) and a logging interval."""
     bundle = "nih_chestxray_ilm"
