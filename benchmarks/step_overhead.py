@@ -35,8 +35,9 @@ Checks reported alongside
       would be a host synchronisation); the epoch-end means of ``LossPartsHandler`` are outside it.
       Also counted with the bundles' ``StatsHandler`` + ``TensorBoardStatsHandler`` attached, logging
       every iteration (``quick.json``'s ``log_interval: 1``) and every 50 iterations (``pretrain.json``'s
-      default ``log_interval``), and with ``NaNGuard(check_every=1)`` (the bundles' default
-      ``nan_check_interval``) and ``check_every=50`` (JSON only).
+      default ``log_interval``), and with ``NaNGuard(check_every=1)`` (``quick.json``) and
+      ``check_every=50`` (``pretrain.json``, where ``nan_check_interval`` follows ``log_interval``;
+      JSON only).
 
 Target (issue): ratio <= 1.05 for MoCo+MSE and MoCo+BT with ResNet-18, 64 px, batch 32 on CPU.
 
