@@ -42,7 +42,8 @@ def recipe_settings(bundle: str, config: str = "pretrain.json", keys=PRETRAIN_KE
     values = json.loads((BUNDLES / bundle / "configs" / config).read_text())
     if config == "pretrain.json":
         values.update(json.loads((BUNDLES / bundle / "configs" / "quick.json").read_text()))
-    return {k: v for k, v in values.items() if k in keys and not (isinstance(v, str) and v.startswith("$"))}
+    # expressions ("$...") and references ("@key") are resolved by the bundle parser, not here
+    return {k: v for k, v in values.items() if k in keys and not (isinstance(v, str) and v[:1] in ("$", "@"))}
 
 
 def valid_pretrain(folders) -> dict:
