@@ -35,3 +35,12 @@ class CollectLogs(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+
+
+def error_chain(error: BaseException) -> str:
+    """The messages of ``error`` and of every exception it was raised from or during, one per line."""
+    messages = []
+    while error is not None:
+        messages.append(str(error))
+        error = error.__cause__ or error.__context__
+    return "\n".join(messages)

@@ -18,7 +18,7 @@ from monai.bundle import run as bundle_run
 
 from monai_ilm.cli import bundle_command
 from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR
-from tests.helpers import CollectLogs
+from tests.helpers import CollectLogs, error_chain
 
 BUNDLES = sorted(BUNDLE_DATA)
 # the keys whose values are the data set's own; everything else in pretrain.json is shared
@@ -39,14 +39,6 @@ def run_pretrain(bundle: str, data: Path, output: Path, **overrides) -> None:
         output_dir=str(output),
         **overrides,
     )
-
-
-def error_chain(error: BaseException) -> str:
-    messages = []
-    while error is not None:
-        messages.append(str(error))
-        error = error.__cause__ or error.__context__
-    return "\n".join(messages)
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)

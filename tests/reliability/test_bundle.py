@@ -1,15 +1,12 @@
 """The real bundle: a run killed with SIGKILL and resumed with the same command ends bitwise identical to
 an uninterrupted run, and a bad setting stops the run before anything is built.
 
-The changes these need in ``pretrain.json`` (``RNGState`` in the checkpoint, ``ResumableSampler`` for the
-training data, ``NaNGuard``, the settings validation in ``initialize``) are applied here as an extra config
-file for whatever the recipe does not hold yet, so the tests document them and keep passing once they are
-wired into the recipe.
+What this needs is in ``pretrain.json``: ``RNGState`` in the checkpoint, ``ResumableSampler`` for the
+training data, ``NaNGuard``, and the settings validation in ``initialize``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -22,81 +19,15 @@ from monai.bundle import run as bundle_run
 
 from monai_ilm.cli import bundle_command
 from monai_ilm.data.synthetic import make_nih_sample
+from tests.helpers import error_chain
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "nih_chestxray_ilm"
-VALIDATION = (
-    "$monai_ilm.validation.validate_pretrain_settings(method=@method, layers=@layers, mse_weights=@mse_weights, "
-    "mse_pool_sizes=@mse_pool_sizes, barlow_weights=@barlow_weights, barlow_scale=@barlow_scale, "
-    "barlow_offdiag_weight=@barlow_offdiag_weight, barlow_projector_dims=@barlow_projector_dims, seed=@seed, "
-    "dataset_name=@dataset_name, dataset_dir=@dataset_dir, output_dir=@output_dir, backbone=@backbone, "
-    "channels=@channels, image_size=@image_size, batch_size=@batch_size, num_workers=@num_workers, "
-    "cache_rate=@cache_rate, max_epochs=@max_epochs, epoch_length=@epoch_length, val_interval=@val_interval, "
-    "learning_rate=@learning_rate, weight_decay=@weight_decay, embedding_dim=@embedding_dim, head=@head, "
-    "queue_size=@queue_size, temperature=@temperature, momentum=@momentum, momentum_schedule=@momentum_schedule)"
-)
-RECIPE_CHANGES = {
-    "resume": {
-        "train#sampler": {
-            "_target_": "monai_ilm.engines.ResumableSampler",
-            "data_source": "@train#dataset",
-            "seed": "@seed",
-        },
-        "train#dataloader#sampler": "@train#sampler",
-        "train#dataloader#shuffle": False,
-        "checkpoint_saver#save_dict#rng": {"_target_": "monai_ilm.engines.RNGState", "data": "@train#dataloader"},
-    },
-    "nan_guard": {"+train#handlers": [{"_target_": "monai_ilm.handlers.NaNGuard", "modules": "@intermediate_loss"}]},
-    "validation": {
-        "+imports": ["$import monai_ilm.validation"],
-        "initialize": [VALIDATION, "$monai.utils.set_determinism(seed=@seed)"],
-    },
-    "iteration_checkpoints": {  # optional: mid-epoch checkpoints every `checkpoint_iterations` (0: none)
-        "checkpoint_iterations": 0,
-        "iteration_checkpoint_saver": {
-            "_target_": "monai_ilm.handlers.AtomicCheckpointSaver",
-            "save_dir": "@ckpt_dir",
-            "save_dict": "$@checkpoint_saver.save_dict",
-            "save_interval": "@checkpoint_iterations",
-            "epoch_level": False,
-            "n_saved": 1,
-        },
-    },
-}
-# lines each part adds to "run", after the checkpoint saver's attach
-RUN_LINES = {
-    "resume": "$@train#sampler.attach(@train#trainer)",
-    "iteration_checkpoints": "$@iteration_checkpoint_saver.attach(@train#trainer)",
-}
 SETTINGS = {"method": "mse", "max_epochs": 4, "epoch_length": 2}  # 6 batches per pass: epochs end mid-pass
 
 
-def missing_changes() -> dict:
-    """The parts of RECIPE_CHANGES (and RUN_LINES) that pretrain.json does not hold yet, merged."""
-    config = json.loads((BUNDLE / "configs" / "pretrain.json").read_text())
-    text = json.dumps(config)
-    present = {"resume": "monai_ilm.engines.RNGState" in text, "nan_guard": "monai_ilm.handlers.NaNGuard" in text,
-               "validation": "validate_pretrain_settings" in text,
-               "iteration_checkpoints": "iteration_checkpoint_saver" in text}  # fmt: skip
-    changes: dict = {}
-    for part, values in RECIPE_CHANGES.items():
-        for key, value in ({} if present[part] else values).items():
-            changes[key] = changes.get(key, []) + value if key.startswith("+") else value
-    run = list(config["run"])
-    for part, line in RUN_LINES.items():
-        if line not in run:
-            run.insert(1, line)
-    if run != config["run"]:
-        changes["run"] = run
-    return changes
-
-
 def recipe(tmp_path: Path) -> list[str]:
-    """pretrain.json, quick.json and, when needed, the changes not yet in the recipe."""
-    configs = [str(BUNDLE / "configs" / name) for name in ("pretrain.json", "quick.json")]
-    if missing_changes():
-        (tmp_path / "changes.json").write_text(json.dumps(missing_changes()))
-        configs.append(str(tmp_path / "changes.json"))
-    return configs
+    """The recipe under test: pretrain.json with quick.json on top."""
+    return [str(BUNDLE / "configs" / name) for name in ("pretrain.json", "quick.json")]
 
 
 def run_in_process(configs: list[str], **overrides) -> None:
@@ -177,14 +108,6 @@ def test_sigkilled_bundle_run_resumes_mid_epoch_to_identical_weights(nih_data, t
     assert final["trainer"]["iteration"] == reference["trainer"]["iteration"] == 8
     for part in ("network", "intermediate_loss", "optimizer"):
         assert_bitwise_equal(final[part], reference[part], part)
-
-
-def error_chain(error: BaseException) -> str:
-    messages = []
-    while error is not None:
-        messages.append(str(error))
-        error = error.__cause__ or error.__context__
-    return "\n".join(messages)
 
 
 @pytest.mark.parametrize(

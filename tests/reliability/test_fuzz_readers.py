@@ -97,40 +97,36 @@ def copy_of(source: Path) -> Path:
     return root
 
 
+def garble_and_load(source: Path, names: list[str], data, dataset: str, split: str, **kwargs) -> None:
+    """Garble one of ``names`` in a copy of ``source``, then load it: it must load or fail cleanly."""
+    root = copy_of(source)
+    try:
+        name = data.draw(st.sampled_from(names))
+        (root / name).write_bytes(garble((root / name).read_text(), data))
+        load_or_fail(dataset, root, split, **kwargs)
+    finally:
+        shutil.rmtree(root.parent)
+
+
 @FUZZ
 @given(data=st.data(), split=SPLITS)
 def test_garbled_nih_files(samples, data, split):
-    root = copy_of(samples["nih"])
-    try:
-        name = data.draw(st.sampled_from(["Data_Entry_2017_v2020.csv", "train_val_list.txt", "test_list.txt"]))
-        (root / name).write_bytes(garble((root / name).read_text(), data))
-        source = data.draw(st.sampled_from(["official", "seeded"]))
-        load_or_fail("nih", root, split, split_source=source, require_all_classes=False)
-    finally:
-        shutil.rmtree(root.parent)
+    source = data.draw(st.sampled_from(["official", "seeded"]))
+    names = ["Data_Entry_2017_v2020.csv", "train_val_list.txt", "test_list.txt"]
+    garble_and_load(samples["nih"], names, data, "nih", split, split_source=source, require_all_classes=False)
 
 
 @FUZZ
 @given(data=st.data(), split=SPLITS)
 def test_garbled_idc_split_csvs(samples, data, split):
-    root = copy_of(samples["idc"])
-    try:
-        name = data.draw(st.sampled_from(["train_split.csv", "val_split.csv", "test_split.csv"]))
-        (root / name).write_bytes(garble((root / name).read_text(), data))
-        load_or_fail("idc", root, split, split_source="csv")
-    finally:
-        shutil.rmtree(root.parent)
+    names = ["train_split.csv", "val_split.csv", "test_split.csv"]
+    garble_and_load(samples["idc"], names, data, "idc", split, split_source="csv")
 
 
 @FUZZ
 @given(data=st.data(), split=SPLITS)
 def test_garbled_dr_labels(samples, data, split):
-    root = copy_of(samples["dr"])
-    try:
-        (root / "trainLabels.csv").write_bytes(garble((root / "trainLabels.csv").read_text(), data))
-        load_or_fail("dr", root, split, require_all_classes=False)
-    finally:
-        shutil.rmtree(root.parent)
+    garble_and_load(samples["dr"], ["trainLabels.csv"], data, "dr", split, require_all_classes=False)
 
 
 @FUZZ
