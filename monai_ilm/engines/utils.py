@@ -54,8 +54,8 @@ def prepare_views(
     for key in view_keys:
         view = batchdata[key]
         view = view.as_tensor() if hasattr(view, "as_tensor") else view
-        view = view.to(device, non_blocking=non_blocking)
-        views.append(view.contiguous(memory_format=channels_last_format(view.ndim)) if channels_last else view)
+        layout = channels_last_format(view.ndim) if channels_last else torch.preserve_format
+        views.append(view.to(device, non_blocking=non_blocking, memory_format=layout))  # one copy, layout included
     return views
 
 

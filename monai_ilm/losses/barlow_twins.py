@@ -57,11 +57,12 @@ def barlow_twins_loss(
     """
     if z1.dim() != 2 or z1.shape != z2.shape:
         raise ValueError(f"z1 and z2: expected two (N, D) tensors of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}.")
-    if not (global_batch and world_size() > 1) and z1.shape[0] < 2:
+    across_ranks = global_batch and world_size() > 1
+    if not across_ranks and z1.shape[0] < 2:
         raise ValueError(f"batch size: Barlow Twins standardises over the batch and needs at least 2 samples, got {z1.shape[0]}.")
     with torch.autocast(z1.device.type, enabled=False):  # the cross-correlation in float32, also under autocast
         z1, z2 = z1.float(), z2.float()
-        if global_batch and world_size() > 1:
+        if across_ranks:
             c = _global_cross_correlation(z1, z2, eps)
         else:
             c = _standardise(z1, eps).t() @ _standardise(z2, eps) / z1.shape[0]
