@@ -138,10 +138,10 @@ def _with_parsed(df: pd.DataFrame) -> pd.DataFrame:
     rows = rows[rows["metric"].isin([m for m, p in parsed.items() if p is not None])]
     if rows.empty:
         return rows.assign(
-            kind=pd.Series(dtype=object), block_b=pd.Series(dtype="Int64"), other=pd.Series(dtype=object)
+            cka_kind=pd.Series(dtype=object), block_b=pd.Series(dtype="Int64"), other=pd.Series(dtype=object)
         )
     return rows.assign(
-        kind=rows["metric"].map(lambda m: parsed[m].kind),
+        cka_kind=rows["metric"].map(lambda m: parsed[m].kind),
         block_b=rows["metric"].map(lambda m: parsed[m].block_b).astype("Int64"),
         other=rows["metric"].map(lambda m: parsed[m].other or ""),  # "" = fine-tuned pair
     )
@@ -157,7 +157,7 @@ def cka_kinds(df: pd.DataFrame) -> list[str]:
         Metric names such as ``["cka_linear", "cka_rbf", "cka_linear_debiased"]``.
     """
     standard = [f"cka_{k}" for k in KERNELS]
-    present = set(_with_parsed(df)["kind"])
+    present = set(_with_parsed(df)["cka_kind"])
     return standard + sorted(present - set(standard))
 
 
@@ -200,7 +200,7 @@ def encoder_pairs(df: pd.DataFrame, dataset: str, kind: str) -> list[EncoderPair
         Pairs in display order (method, then fine-tuned pairs by label fraction, then encoder-vs-encoder).
     """
     rows = _with_parsed(df[df["dataset"] == dataset])
-    rows = rows[(rows["kind"] == kind) & rows["block_b"].notna()]
+    rows = rows[(rows["cka_kind"] == kind) & rows["block_b"].notna()]
     pairs = {
         EncoderPair(m, o or None, round(float(f), 9))
         for m, o, f in zip(rows["method"], rows["other"], rows["label_fraction"])
@@ -229,7 +229,7 @@ def block_matrix(df: pd.DataFrame, dataset: str, kind: str, pair: EncoderPair) -
     """
     rows = _with_parsed(df[(df["dataset"] == dataset) & (df["method"] == pair.method)])
     rows = rows[
-        (rows["kind"] == kind)
+        (rows["cka_kind"] == kind)
         & np.isclose(rows["label_fraction"].to_numpy(dtype=float), pair.label_fraction, atol=1e-9)
     ]
     other = rows["other"] == (pair.other or "")

@@ -282,6 +282,8 @@ def aggregate_seeds(df: pd.DataFrame, keys: Sequence[str] = tuple(CELL_KEYS)) ->
     """
     keys = list(keys)
     cols = keys + ["value", "ci_low", "ci_high", "value_std", "n_rows", "seeds", "n", "run_ids", "timestamp"]
+    summaries = df[df["kind"] == "seed_mean"] if "kind" in df else df.iloc[:0]
+    df = df[df["kind"] == "run"] if "kind" in df else df
     if df.empty:
         return pd.DataFrame(columns=cols)
     work = df.assign(
@@ -305,7 +307,24 @@ def aggregate_seeds(df: pd.DataFrame, keys: Sequence[str] = tuple(CELL_KEYS)) ->
     ).reset_index()
     for col in ("seeds", "run_ids"):  # plain tuples (pandas may infer an Arrow list type for string items)
         out[col] = pd.Series([tuple(v) for v in out[col]], index=out.index, dtype=object)
-    return out[cols]
+    return _with_summary_intervals(out[cols], summaries, keys)
+
+
+def _with_summary_intervals(cells: pd.DataFrame, summaries: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Take the interval of the runner's ``seed_mean`` row (seed spread and test sampling) where it covers
+    exactly the cell's seeds; computed by ``monai_ilm.results.seeds``, not here."""
+    if summaries.empty or set(keys) != set(CELL_KEYS):
+        return cells
+    fresh = {}
+    for rec in summaries.to_dict("records"):
+        seeds = tuple(sorted(int(x) for x in str(rec["seeds"]).split(",") if x.strip()))
+        fresh[(tuple(None if pd.isna(rec[k]) else rec[k] for k in keys), seeds)] = rec
+    cells = cells.copy()
+    for i, cell in cells.iterrows():
+        key = (tuple(None if pd.isna(cell[k]) else cell[k] for k in keys), tuple(cell["seeds"]))
+        if key in fresh and len(cell["seeds"]) > 1:
+            cells.loc[i, ["ci_low", "ci_high"]] = [fresh[key]["ci_low"], fresh[key]["ci_high"]]
+    return cells
 
 
 def collapse_seeds(df: pd.DataFrame) -> pd.DataFrame:
@@ -318,16 +337,19 @@ def collapse_seeds(df: pd.DataFrame) -> pd.DataFrame:
         df: results rows.
 
     Returns:
-        A validated results frame with one row per cell (``seed`` is the smallest contributing seed and
-        ``run_id`` the first contributing run).
+        A validated results frame with one ``seed_mean`` row per cell (``seeds`` lists the contributing seeds
+        and ``run_id`` names the first contributing run).
     """
     if df.empty:
         return empty_frame()
     agg = aggregate_seeds(df)
+    if "kind" in df:
+        df = df[df["kind"] == "run"]
     first = df.drop_duplicates(CELL_KEYS)[CELL_KEYS + ["run_id", "checkpoint", "config_hash"]]
     merged = agg.merge(first, on=CELL_KEYS, how="left", suffixes=("", "_first"))
-    merged["seed"] = merged["seeds"].map(lambda s: s[0])
     merged["run_id"] = merged["run_ids"].map(lambda s: s[0])
+    merged = merged.assign(seed=None, kind="seed_mean", baseline="",
+                           seeds=merged["seeds"].map(lambda s: ",".join(map(str, s))))  # fmt: skip
     return validate(merged[list(empty_frame().columns)])
 
 

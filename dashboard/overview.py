@@ -111,7 +111,7 @@ def build_table(name: str, df: pd.DataFrame, metrics: Mapping[str, str], cka_kin
     Raises:
         ValueError: from the table builders (e.g. a dataset without a metric).
     """
-    common = {"methods": order_methods(df["method"]), "datasets": _datasets(df), "duplicates": "latest"}
+    common = {"methods": order_methods(df["method"]), "datasets": _datasets(df), "duplicates": "seeds"}
     if name == "linear":
         has_ft = ((df["protocol"] == "finetune") & df["method"].isin(FINETUNE_METHODS)).any()
         return linear_evaluation_table(

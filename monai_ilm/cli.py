@@ -12,38 +12,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from monai_ilm.errors import install_excepthook
+from monai_ilm.experiment import bundle_command, bundles_root, parse_overrides, run_experiment
 from monai_ilm.methods import METHODS
 
 __all__ = ["main", "bundle_command", "bundles_root"]
 
 logger = logging.getLogger("monai_ilm.cli")
-
-
-def bundles_root() -> Path:
-    """The ``bundles/`` folder of the source tree this package runs from.
-
-    Raises:
-        FileNotFoundError: when the package is not run from a checkout holding ``bundles/``.
-    """
-    root = Path(__file__).resolve().parents[1] / "bundles"
-    if not root.is_dir():
-        raise FileNotFoundError(f"bundles: expected the bundle folder at {root}; run from a monai-ilm checkout.")
-    return root
-
-
-def bundle_command(bundle: Path, config: str, overrides: dict[str, object], extra_configs: Sequence[str] = ()) -> list[str]:
-    """The ``python -m monai.bundle run`` command line for ``bundle/configs/<config>`` (+ extra configs) and overrides."""
-    configs = [str(bundle / "configs" / name) for name in (config, *extra_configs)]
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(configs)]
-    command += ["--bundle_root", str(bundle), "--logging_file", str(bundle / "configs" / "logging.conf")]
-    for key, value in overrides.items():
-        command += [f"--{key}", str(value)]
-    return command
 
 
 def _csv(text: str, kind: type = str) -> list:
@@ -53,7 +32,6 @@ def _csv(text: str, kind: type = str) -> list:
 def demo(output_dir: Path, seed: int, n_patients: int, image_size: int) -> None:
     """Sample NIH data -> pretrain three methods -> the paper's evaluation -> results table."""
     from monai_ilm.data.synthetic import make_nih_sample
-    from monai_ilm.experiment import run_experiment
 
     started = time.perf_counter()
     data_dir = output_dir / "sample_data" / "nih"
@@ -69,12 +47,35 @@ def demo(output_dir: Path, seed: int, n_patients: int, image_size: int) -> None:
 
 
 def print_tables(results_dir: Path) -> None:
-    """Print the paper's four tables regenerated from a results directory."""
-    from monai_ilm.results import read_results
-    from monai_ilm.results.tables import paper_tables
+    """Print the paper's four tables and the paired differences, regenerated from a results directory.
 
-    for name, table in paper_tables(read_results(results_dir)).items():
-        print(f"\n== {name} ==\n{table.formatted.to_string()}")
+    Each cell is the mean over the seeds present (see :mod:`monai_ilm.results.seeds` for its interval); the
+    line above each table says how many seeds its cells combine.
+    """
+    from monai_ilm.results import read_results
+    from monai_ilm.results.seeds import BASELINES
+    from monai_ilm.results.tables import differences_table, paper_tables
+
+    results = read_results(results_dir)
+    seeds = sorted({int(s) for s in results.loc[results["kind"] == "run", "seed"].dropna()})
+    methods = [*METHODS, "supervised", *sorted(set(results["method"]) - {*METHODS, "supervised"})]
+    tables = dict(paper_tables(results, methods=methods))
+    for baseline in BASELINES:
+        table = differences_table(results, baseline=baseline, methods=methods)
+        if table.value.size:
+            tables[f"difference to {baseline} (paired bootstrap)"] = table
+    for name, table in tables.items():
+        print(f"\n== {name} ==  {_seed_note(table.seed_counts, seeds)}\n{table.formatted.to_string()}")
+
+
+def _seed_note(counts: list[int], seeds: list[int]) -> str:
+    if not counts:
+        return ""
+    if counts == [1]:
+        return "one seed per cell: the interval is that run's test-set bootstrap"
+    span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return (f"mean over {span} seeds per cell (seeds {', '.join(map(str, seeds))}); interval: two-stage bootstrap "
+            "over seeds and test resamples")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,20 +98,26 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--quick", action="store_true", help="add the bundle's quick.json (CPU minutes)")
     experiment.add_argument("--no_supervised", action="store_true", help="skip the randomly initialised baseline")
     experiment.add_argument("--print_commands", action="store_true", help="print one command per cell, run nothing")
+    experiment.add_argument("--config", action="append", default=[], type=Path, metavar="FILE",
+                            help="a JSON config merged after the bundle's configs in every cell (repeatable)")
+    experiment.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                            help="a setting for every cell, e.g. max_epochs=50 (repeatable; values read as JSON)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    install_excepthook()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
     if args.command == "demo":
         demo(args.output_dir.resolve(), args.seed, args.n_patients, args.image_size)
     elif args.command == "experiment":
-        from monai_ilm.experiment import run_experiment
-
         bundle = Path(args.bundle)
         if not bundle.exists():
             bundle = bundles_root() / args.bundle
         run_experiment(bundle, args.dataset_dir, args.output_dir, _csv(args.methods), _csv(args.fractions, float),
                        _csv(args.seeds, int), quick=args.quick, supervised=not args.no_supervised,
-                       print_commands=args.print_commands)  # fmt: skip
+                       print_commands=args.print_commands, extra_configs=args.config,
+                       overrides=parse_overrides(args.settings))  # fmt: skip
+        if not args.print_commands:
+            print_tables(args.output_dir / "results")

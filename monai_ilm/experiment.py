@@ -2,24 +2,48 @@
 
 Each cell is one bundle run (``python -m monai.bundle run`` with the bundle's configs), so what the
 runner does can always be typed by hand or sent to a cluster scheduler: ``print_commands`` prints
-one command per cell instead of running it. Cells already in the results table (or pretraining runs
-with a final checkpoint) are skipped, so an interrupted experiment resumes where it stopped.
+one command per cell instead of running it.
+
+Only fresh results are reused. Every cell has a fingerprint (:mod:`monai_ilm.provenance`): its resolved
+settings that change the numbers plus the content hash of every file it reads (the pretraining checkpoint,
+the fine-tuned model, the predictions). A cell is skipped only when its stored fingerprint matches; otherwise
+it runs again and its old outputs are moved to ``<output_dir>/superseded/<time>/`` (kept, never tabulated).
+Each cell's log line says what happened and why, e.g. ``run finetune mse seed 0 1 %: changed: max_epochs
+2 -> 3``. An interrupted pretraining run with the same settings resumes from its newest checkpoint.
+
+After the cells, :func:`monai_ilm.results.seeds.summarize` writes the rows that combine seeds and compare
+methods, which the tables show.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
+import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from monai_ilm.data.splits import validate_fraction
 from monai_ilm.methods import check_method
-from monai_ilm.results import has_cell, read_results
+from monai_ilm.provenance import PRETRAINING_RECORD, bundle_settings, changed_settings, code_version, fingerprint
+from monai_ilm.results import results_path, utc_now
 
-__all__ = ["Cell", "plan_cells", "run_experiment", "PROTOCOL_CONFIGS"]
+__all__ = [
+    "BUNDLE_DATASETS",
+    "PROTOCOL_CONFIGS",
+    "Cell",
+    "bundle_command",
+    "bundles_root",
+    "parse_overrides",
+    "plan_cells",
+    "run_bundle",
+    "run_experiment",
+]
 
 logger = logging.getLogger("monai_ilm.experiment")
 
@@ -32,6 +56,57 @@ PROTOCOL_CONFIGS = {
     "ks": "finetune.json",
 }
 BUNDLE_DATASETS = {"nih_chestxray_ilm": "nih", "breast_histopathology_ilm": "idc", "diabetic_retinopathy_ilm": "dr"}
+
+
+def bundles_root() -> Path:
+    """The ``bundles/`` folder of the source tree this package runs from.
+
+    Raises:
+        FileNotFoundError: when the package is not run from a checkout holding ``bundles/``.
+    """
+    root = Path(__file__).resolve().parents[1] / "bundles"
+    if not root.is_dir():
+        raise FileNotFoundError(f"bundles: expected the bundle folder at {root}; run from a monai-ilm checkout.")
+    return root
+
+
+def _command_value(value: Any) -> str:
+    return value if isinstance(value, str) else str(value) if isinstance(value, Path) else json.dumps(value)
+
+
+def bundle_command(
+    bundle: Path, config: str, overrides: dict[str, object], extra_configs: Sequence[str] = ()
+) -> list[str]:
+    """The ``python -m monai.bundle run`` command line for ``bundle/configs/<config>`` (+ extra configs) and overrides.
+
+    Extra configs may be names inside ``bundle/configs`` or paths of the user's own files.
+    """
+    configs = [str(bundle / "configs" / name) for name in (config, *extra_configs)]
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(configs)]
+    command += ["--bundle_root", str(bundle), "--logging_file", str(bundle / "configs" / "logging.conf")]
+    for key, value in overrides.items():
+        command += [f"--{key}", _command_value(value)]
+    return command
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["max_epochs=3", "layers=[\\"layer4\\"]"]`` -> ``{"max_epochs": 3, "layers": ["layer4"]}``.
+
+    Values are read as JSON where they parse (numbers, booleans, null, lists), else kept as strings.
+
+    Raises:
+        ValueError: naming the pair that has no ``=`` or an empty key.
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set: expected KEY=VALUE, got {pair!r}.")
+        try:
+            out[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key.strip()] = text
+    return out
 
 
 @dataclass(frozen=True)
@@ -53,6 +128,10 @@ class Cell:
         if self.protocol != "pretrain":
             args.update(protocol=self.protocol, label_fraction=self.label_fraction)
         return args
+
+    def __str__(self) -> str:
+        fraction = "" if self.protocol == "pretrain" else f" {self.label_fraction:g}"
+        return f"{self.protocol} {self.method} seed {self.seed}{fraction}"
 
 
 def plan_cells(
@@ -83,12 +162,130 @@ def plan_cells(
     return cells
 
 
-def is_done(cell: Cell, dataset: str, output_dir: Path, results) -> bool:
-    if cell.protocol == "pretrain":
-        final = output_dir / "pretrain" / f"{cell.method}_seed{cell.seed}" / "models" / "checkpoint_final.pt"
-        return final.is_file()
-    return has_cell(results, dataset=dataset, method=cell.method, protocol=cell.protocol,
-                    label_fraction=cell.label_fraction, seed=cell.seed)  # fmt: skip
+# ---------------------------------------------------------------------------------------------- freshness
+@dataclass
+class _Matrix:
+    """What every cell of one experiment shares: the bundle, the folders and the user's overrides."""
+
+    bundle: Path
+    dataset: str
+    output_dir: Path
+    common: dict[str, Any]
+    quick: bool
+    extra_configs: tuple[str, ...]
+    stamp: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+
+    def configs(self, cell: Cell) -> list[str]:
+        return [*cell.configs(self.quick), *self.extra_configs]
+
+    def arguments(self, cell: Cell) -> dict[str, Any]:
+        return {**self.common, **cell.arguments()}
+
+    def config_files(self, cell: Cell) -> list[Path]:
+        return [self.bundle / "configs" / name for name in self.configs(cell)]
+
+    def pretrain_dir(self, cell: Cell) -> Path:
+        return self.output_dir / "pretrain" / f"{cell.method}_seed{cell.seed}"
+
+    def supersede(self, paths: Sequence[Path], reason: str) -> None:
+        """Move a cell's earlier outputs under ``superseded/<time>/`` (same relative paths), with the reason."""
+        target_root = self.output_dir / "superseded" / self.stamp
+        for path in paths:
+            if not path.exists():
+                continue
+            target = target_root / path.relative_to(self.output_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), str(target))
+            with (target_root / "reasons.txt").open("a", encoding="utf-8") as log:
+                log.write(f"{path.relative_to(self.output_dir)}: {reason}\n")
+
+
+def _evaluation_keys(bundle: Path) -> set[str]:
+    """Settings declared by the evaluation configs: they do not change a pretraining run."""
+    keys: set[str] = set()
+    for name in set(PROTOCOL_CONFIGS.values()):
+        keys |= set(json.loads((bundle / "configs" / name).read_text(encoding="utf-8")))
+    return keys
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, content: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(content, indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _why_stale(stored: dict | None, settings: dict, inputs: dict | None = None) -> str:
+    if stored is None:
+        return "new"
+    if "fingerprint" not in stored:
+        return "made without a fingerprint (by hand or by an older monai-ilm)"
+    changes = changed_settings(stored.get("settings", {}), settings)
+    if inputs is not None:
+        old_inputs = {role: entry.get("sha256") for role, entry in stored.get("inputs", {}).items()}
+        changes += [f"{role} content" for role in sorted(set(old_inputs) | set(inputs))
+                    if old_inputs.get(role) != inputs.get(role)]  # fmt: skip
+    return "changed: " + ", ".join(changes) if changes else "fingerprint differs"
+
+
+def _pretrain(matrix: _Matrix, cell: Cell) -> bool:
+    """Run (or reuse) one pretraining cell; returns whether it ran."""
+    run_dir = matrix.pretrain_dir(cell)
+    evaluation_keys = _evaluation_keys(matrix.bundle)
+    settings = bundle_settings(matrix.config_files(cell), matrix.arguments(cell), exclude=evaluation_keys)
+    current = fingerprint(settings)
+    record_path = run_dir / PRETRAINING_RECORD
+    record = _read_json(record_path)
+    finished = (run_dir / "models" / "checkpoint_final.pt").is_file() and (run_dir / "models" / "model.pt").is_file()
+    if record is not None and record.get("fingerprint") == current:
+        if record.get("status") == "done" and finished:
+            logger.info("reuse %s: fingerprint %s matches", cell, current)
+            return False
+        logger.info("run %s: resuming the unfinished run with the same settings", cell)
+    else:
+        reason = _why_stale(record or {}, settings) if run_dir.exists() else "new"
+        logger.info("run %s: %s", cell, reason)
+        matrix.supersede([run_dir], reason)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    content = {"fingerprint": current, "settings": settings, "code_version": code_version(), "started": utc_now()}
+    _write_json(record_path, {**content, "status": "running"})
+    run_bundle(matrix.bundle, matrix.configs(cell), matrix.arguments(cell))
+    if not (run_dir / "models" / "model.pt").is_file():
+        raise RuntimeError(
+            f"pretraining {cell}: finished without {run_dir / 'models' / 'model.pt'} (the best-validation weights "
+            "every evaluation reads); check that the validation split is not empty and val_interval <= max_epochs."
+        )
+    _write_json(record_path, {**content, "status": "done", "finished": utc_now()})
+    return True
+
+
+def _evaluate(matrix: _Matrix, cell: Cell) -> bool:
+    """Run (or reuse) one evaluation cell; returns whether it ran."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(p) for p in matrix.config_files(cell)])
+    parser.update({k: str(v) if isinstance(v, Path) else v for k, v in matrix.arguments(cell).items()})
+    evaluation = parser.get_parsed_content("evaluation")
+    inputs, settings = evaluation.input_hashes(), evaluation.settings()
+    current = fingerprint(settings, inputs)
+    csv = results_path(matrix.output_dir / "results", evaluation.run_id)
+    metadata = ((_read_json(csv.with_suffix(".json")) or {}).get("metadata") or {}) if csv.is_file() else None
+    if metadata and metadata.get("fingerprint") == current:
+        logger.info("reuse %s: fingerprint %s matches", cell, current)
+        return False
+    reason = _why_stale(metadata, settings, inputs)
+    logger.info("run %s: %s", cell, reason)
+    outputs = [csv, csv.with_suffix(".json"), csv.with_name(f"{csv.stem}.replicates.npz"), evaluation.cell_dir()]
+    matrix.supersede(outputs, reason)
+    run_bundle(matrix.bundle, matrix.configs(cell), matrix.arguments(cell))
+    return True
 
 
 def run_experiment(
@@ -101,15 +298,28 @@ def run_experiment(
     quick: bool = False,
     supervised: bool = True,
     print_commands: bool = False,
+    extra_configs: Sequence[str | Path] = (),
+    overrides: Mapping[str, Any] | None = None,
 ) -> list[Cell]:
-    """Run (or print) every cell of the matrix that is not done yet; returns the cells run.
+    """Run (or print) every cell of the matrix whose results are missing or stale; returns the cells run.
+
+    Args:
+        bundle: a monai-ilm bundle folder.
+        dataset_dir: the data set, in its published layout.
+        output_dir: pretraining runs, evaluation cells and the results table go here.
+        methods: pretraining methods.
+        fractions: label fractions of fine-tuning (100 % is always added).
+        seeds: seeds; every seed is a full replicate of the matrix.
+        quick: add the bundle's ``quick.json``.
+        supervised: add the randomly initialised baseline.
+        print_commands: print one command per cell and run nothing.
+        extra_configs: the user's config files, merged after the bundle's configs in every cell.
+        overrides: settings passed to every cell (``--set KEY=VALUE``), applied last.
 
     Raises:
         ValueError: for a bundle that is not one of monai-ilm's, or bad methods/fractions.
-        FileNotFoundError: when ``bundle`` or ``dataset_dir`` does not exist.
+        FileNotFoundError: when ``bundle``, ``dataset_dir`` or an extra config does not exist.
     """
-    from monai_ilm.cli import bundle_command  # the CLI formats commands; imported late to avoid a cycle
-
     bundle, dataset_dir, output_dir = Path(bundle).resolve(), Path(dataset_dir).resolve(), Path(output_dir).resolve()
     if not (bundle / "configs" / "pretrain.json").is_file():
         raise FileNotFoundError(f"bundle: {bundle} holds no configs/pretrain.json; expected a monai-ilm bundle folder.")
@@ -117,22 +327,25 @@ def run_experiment(
         raise ValueError(f"bundle: expected one of {list(BUNDLE_DATASETS)}, got {bundle.name!r}.")
     if not dataset_dir.exists():
         raise FileNotFoundError(f"dataset_dir: {dataset_dir} does not exist.")
-    dataset = BUNDLE_DATASETS[bundle.name]
+    extra = tuple(str(Path(path).resolve()) for path in extra_configs)
+    for path in extra:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--config: expected a JSON config file at {path}, found none.")
     cells = plan_cells(methods, fractions, seeds, supervised)
-    common = {"dataset_dir": dataset_dir, "output_dir": output_dir}
-    done, ran = read_results(output_dir / "results"), []
+    common = {"dataset_dir": dataset_dir, "output_dir": output_dir, **dict(overrides or {})}
+    matrix = _Matrix(bundle, BUNDLE_DATASETS[bundle.name], output_dir, common, quick, extra)
+    ran = []
     for cell in cells:
-        configs = cell.configs(quick)
-        arguments = {**common, **cell.arguments()}
         if print_commands:
-            print(shlex.join(bundle_command(bundle, configs[0], arguments, configs[1:])))
+            configs = matrix.configs(cell)
+            print(shlex.join(bundle_command(bundle, configs[0], matrix.arguments(cell), configs[1:])))
             continue
-        if is_done(cell, dataset, output_dir, done):
-            logger.info("skip (done): %s", cell)
-            continue
-        logger.info("run: %s", cell)
-        run_bundle(bundle, configs, arguments)
-        ran.append(cell)
+        if (_pretrain if cell.protocol == "pretrain" else _evaluate)(matrix, cell):
+            ran.append(cell)
+    if not print_commands:
+        from monai_ilm.results.seeds import summarize
+
+        summarize(output_dir / "results")
     return ran
 
 

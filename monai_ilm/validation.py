@@ -32,6 +32,7 @@ HEADS = ("linear", "mlp")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 EVALUATION_METHODS = (*METHODS, "supervised")
 AMP_DTYPES = ("bfloat16", "float16")
+NIH_SPLITS = ("official", "chexnet", "seeded")
 _MAX_SHOWN = 80
 
 
@@ -181,6 +182,35 @@ def check_pool_sizes(key: str, value: object, num_layers: int) -> list[int | Non
     return sizes
 
 
+def check_data_settings(
+    dataset_name: object = None,
+    nih_split: object = None,
+    val_fraction: object = None,
+    require_all_classes: object = None,
+) -> None:
+    """Check the settings that choose the split of the data (a setting left out, None, is not checked).
+
+    Args:
+        dataset_name: the data set; ``nih_split`` other than ``"official"`` is refused for any but ``"nih"``.
+        nih_split: one of :data:`NIH_SPLITS`.
+        val_fraction: null (each reader's own) or a number in (0, 1).
+        require_all_classes: true or false.
+
+    Raises:
+        ValueError: naming the first bad setting and the allowed values.
+    """
+    if nih_split is not None:
+        check_choice("nih_split", nih_split, NIH_SPLITS)
+        if isinstance(dataset_name, str) and dataset_name != "nih" and nih_split != NIH_SPLITS[0]:
+            raise _fail("nih_split", f"'{NIH_SPLITS[0]}' (it applies to dataset_name 'nih' only, not {dataset_name!r})",
+                        nih_split)  # fmt: skip
+    if val_fraction is not None:
+        if not _is_real(val_fraction) or not 0.0 < float(val_fraction) < 1.0:
+            raise _fail("val_fraction", "null (each data set's own) or a finite number in (0, 1)", val_fraction)
+    if require_all_classes is not None:
+        check_bool("require_all_classes", require_all_classes)
+
+
 def check_existing_path(key: str, value: object, expected: str = "an existing file or folder") -> Path:
     """``value`` as a path that exists.
 
@@ -308,6 +338,10 @@ def validate_pretrain_settings(
     log_interval: object = None,
     nan_check_interval: object = None,
     checkpoint_iterations: object = None,
+    nih_split: object = None,
+    val_fraction: object = None,
+    require_all_classes: object = None,
+    skip_unreadable: object = None,
 ) -> None:
     """Check the settings of a pretraining recipe (``pretrain.json``); a setting left out (None) is not checked.
 
@@ -332,6 +366,12 @@ def validate_pretrain_settings(
         log_interval, nan_check_interval: positive integers (iterations).
         checkpoint_iterations: an integer >= 0 (0: no iteration checkpoints); with ``nan_check_interval``
             above 1, a multiple of it, so every iteration checkpoint follows a NaN check.
+        nih_split: ``"official"``, ``"chexnet"`` or ``"seeded"``; used by ``dataset_name`` ``"nih"`` only
+            (other data sets accept only the default ``"official"``, which they ignore).
+        val_fraction: null (each data set's own default) or a number in (0, 1): the share of the
+            train+val patients that form val, wherever a validation split is drawn.
+        require_all_classes: true or false (raise, rather than warn, when a class misses a split).
+        skip_unreadable: true or false (drop missing and unreadable images with a logged count, rather than stop).
 
     Raises:
         ValueError: for the first bad setting, naming it and the allowed values.
@@ -371,6 +411,9 @@ def validate_pretrain_settings(
         check_choice("momentum_schedule", momentum_schedule, SCHEDULES)
     _check_speed(amp, amp_dtype, channels_last, compile, log_interval)
     _check_nan_checks(nan_check_interval, checkpoint_iterations)
+    check_data_settings(dataset_name, nih_split, val_fraction, require_all_classes)
+    if skip_unreadable is not None:
+        check_bool("skip_unreadable", skip_unreadable)
 
 
 def _check_speed(amp: object, amp_dtype: object, channels_last: object, compile: object, log_interval: object) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+
 import pytest
 
 from monai_ilm.cli import bundles_root, main
 from monai_ilm.data.synthetic import make_nih_sample
-from monai_ilm.experiment import plan_cells, run_experiment
+from monai_ilm.experiment import Cell, parse_overrides, plan_cells, run_experiment
 from monai_ilm.results import read_results
 from monai_ilm.results.tables import paper_tables
 
@@ -56,3 +60,84 @@ def test_quick_experiment_fills_the_four_tables_and_resumes(tmp_path):
     assert set(tables) == {"linear", "finetune", "feature_reuse", "probe"}
     assert tables["probe"].value.shape == (1, 4)  # blocks 1-4
     assert run_experiment(bundle, data, tmp_path / "out", ["mse"], [0.06], [0], quick=True) == []  # all done
+
+    # a setting that only feature reuse uses: exactly that cell runs again, the old rows are kept aside
+    changed = {"cka_kernel": "linear_debiased"}
+    ran = run_experiment(bundle, data, tmp_path / "out", ["mse"], [0.06], [0], quick=True, overrides=changed)
+    assert [(c.protocol, c.method, c.label_fraction) for c in ran] == [("feature_reuse", "mse", 0.06)]
+    results = read_results(tmp_path / "out" / "results")
+    assert set(results.query("protocol == 'feature_reuse'")["metric"]) == {"cka_linear_debiased"}
+    reasons = next((tmp_path / "out" / "superseded").glob("*/reasons.txt")).read_text()
+    assert 'changed: cka_kernel "linear" -> "linear_debiased"' in reasons
+    assert run_experiment(bundle, data, tmp_path / "out", ["mse"], [0.06], [0], quick=True, overrides=changed) == []
+
+
+class _FakePretraining:
+    """Stands in for the pretraining bundle: writes the files a finished run leaves, their content from max_epochs."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, bundle, configs, arguments):
+        self.calls.append(dict(arguments))
+        models = Path(arguments["output_dir"]) / "pretrain" / f"{arguments['method']}_seed{arguments['seed']}" / "models"
+        models.mkdir(parents=True, exist_ok=True)
+        for name in ("model.pt", "checkpoint_final.pt"):
+            (models / name).write_text(f"epochs {arguments.get('max_epochs', 2)}")
+
+
+def test_pretraining_is_reused_only_with_the_same_settings(tmp_path, monkeypatch, caplog):
+    fake = _FakePretraining()
+    monkeypatch.setattr("monai_ilm.experiment.run_bundle", fake)
+    monkeypatch.setattr("monai_ilm.experiment.plan_cells", lambda *a, **k: [Cell("pretrain", "mse", 0)])
+    monkeypatch.setattr("monai_ilm.results.seeds.summarize", lambda *a, **k: [])
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    bundle = bundles_root() / "nih_chestxray_ilm"
+
+    def experiment(**overrides):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="monai_ilm.experiment"):
+            ran = run_experiment(bundle, data, out, ["mse"], [1.0], [0], quick=True, overrides=overrides)
+        return len(ran), caplog.text
+
+    assert experiment()[0] == 1
+    count, log = experiment()
+    assert count == 0 and "reuse pretrain mse seed 0: fingerprint" in log
+    count, log = experiment(evaluation_epochs=7)  # an evaluation setting does not touch pretraining
+    assert count == 0
+    count, log = experiment(max_epochs=3)
+    assert count == 1 and "run pretrain mse seed 0: changed: max_epochs 2 -> 3" in log
+    superseded = next((out / "superseded").glob("*/pretrain/mse_seed0/models/model.pt"))
+    assert superseded.read_text() == "epochs 2"  # the old run is kept, out of the way
+    record = json.loads((out / "pretrain" / "mse_seed0" / "run_settings.json").read_text())
+    assert record["status"] == "done" and record["settings"]["max_epochs"] == 3 and record["code_version"]["torch"]
+
+
+def test_a_run_made_without_the_runner_is_not_reused_silently(tmp_path, monkeypatch, caplog):
+    fake = _FakePretraining()
+    monkeypatch.setattr("monai_ilm.experiment.run_bundle", fake)
+    monkeypatch.setattr("monai_ilm.experiment.plan_cells", lambda *a, **k: [Cell("pretrain", "mse", 0)])
+    monkeypatch.setattr("monai_ilm.results.seeds.summarize", lambda *a, **k: [])
+    out = tmp_path / "out"
+    fake("bundle", [], {"output_dir": out, "method": "mse", "seed": 0, "max_epochs": 100})  # e.g. the demo's folder
+    with caplog.at_level(logging.INFO, logger="monai_ilm.experiment"):
+        ran = run_experiment(bundles_root() / "nih_chestxray_ilm", tmp_path, out, ["mse"], [1.0], [0], quick=True)
+    assert len(ran) == 1 and "made without a fingerprint" in caplog.text
+
+
+def test_overrides_reach_every_printed_command(tmp_path, capsys):
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps({"image_size": 128}))
+    main(["experiment", "--bundle", "nih_chestxray_ilm", "--dataset_dir", str(tmp_path), "--methods", "mse",
+          "--fractions", "0.01", "--print_commands", "--config", str(extra), "--set", "max_epochs=50",
+          "--set", 'layers=["layer3","layer4"]'])  # fmt: skip
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines and all(str(extra) in line and "--max_epochs 50" in line for line in lines)
+    assert all("""--layers '["layer3", "layer4"]'""" in line for line in lines)
+
+
+def test_parse_overrides():
+    assert parse_overrides(["a=3", "b=x", "c=[1, 2]", "d=true"]) == {"a": 3, "b": "x", "c": [1, 2], "d": True}
+    with pytest.raises(ValueError, match="--set: expected KEY=VALUE"):
+        parse_overrides(["max_epochs"])

@@ -3,13 +3,13 @@
 Every reader returns a MONAI datalist: a list of dicts with at least ``"image"`` (a path, or an
 array for MedMNIST), ``"label"`` (an int class index, or a multi-hot float list for NIH) and
 ``"patient_id"``. :func:`load_datalist` dispatches to the right reader by name, which is what the
-bundle configs call.
+bundle configs call (with :func:`datalist_options`), and names every row by a stable ``"image_id"``.
 """
 
 from __future__ import annotations
 
 from monai_ilm.data.csv_datalist import read_csv_datalist
-from monai_ilm.data.dispatch import DATASETS, load_datalist
+from monai_ilm.data.dispatch import DATASETS, IMAGE_ID_KEY, datalist_options, load_datalist
 from monai_ilm.data.dr import DR_GRADES, DR_REFERABLE_CLASSES, read_dr
 from monai_ilm.data.folder import read_image_folder
 from monai_ilm.data.idc import IDC_CLASSES, read_idc
@@ -31,6 +31,7 @@ __all__ = [
     "DR_GRADES",
     "DR_REFERABLE_CLASSES",
     "IDC_CLASSES",
+    "IMAGE_ID_KEY",
     "NIH_FINDINGS",
     "SPLIT_NAMES",
     "PatientLeakError",
@@ -38,6 +39,7 @@ __all__ = [
     "assert_patient_disjoint",
     "check_class_presence",
     "check_image_readable",
+    "datalist_options",
     "label_fraction",
     "load_datalist",
     "patient_split",

@@ -99,6 +99,11 @@ def read_csv_datalist(
     missing = [column for column in wanted if column not in table.columns]
     if missing:
         raise ValueError(f"CSV '{csv_path}' has no column(s) {missing}; found {list(table.columns)}.")
+    table = table.reset_index(drop=True)  # rows with more cells than the header make pandas index by them
+    empty = np.flatnonzero(table[image_column].isna().to_numpy())
+    if len(empty):
+        row = int(empty[0]) + 2
+        raise ValueError(f"CSV '{csv_path}' row {row}: column '{image_column}' is empty; every row needs an image.")
     if split_column is not None and split is not None:
         if split not in SPLIT_ALIASES:
             raise ValueError(f"split must be one of {list(SPLIT_ALIASES)}, got '{split}'.")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from monai_ilm.data.csv_datalist import SPLIT_ALIASES, read_csv_datalist
@@ -18,7 +19,7 @@ from monai_ilm.data.nifti import EXPECTED_LAYOUT as NIFTI_LAYOUT
 from monai_ilm.data.nifti import read_nifti_folder
 from monai_ilm.data.nih import EXPECTED_LAYOUT as NIH_LAYOUT
 from monai_ilm.data.nih import read_nih
-from monai_ilm.data.splits import SPLIT_NAMES, patient_split, validate_fraction
+from monai_ilm.data.splits import SPLIT_NAMES, patient_split, train_val_test_split, validate_fraction
 from monai_ilm.data.splits import label_fraction as take_label_fraction
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,75 @@ DATASET_LAYOUTS: dict[str, str] = {
 
 DATASETS: tuple[str, ...] = tuple(DATASET_LAYOUTS)
 
+IMAGE_ID_KEY = "image_id"
+"""The datalist key of each row's stable image id: its path relative to ``dataset_dir`` (or the MedMNIST index)."""
+
+DEFAULT_RATIOS: tuple[float, float, float] = (0.7, 0.1, 0.2)
+
+
+def datalist_options(
+    dataset: str,
+    nih_split: str = "official",
+    val_fraction: float | None = None,
+    require_all_classes: bool = False,
+    skip_unreadable: bool = False,
+) -> dict:
+    """The reader options that a bundle's data settings give every :func:`load_datalist` call.
+
+    Pretraining and every evaluation cell pass the same options, so they read the same splits.
+
+    Args:
+        dataset: the data set name (see :data:`DATASETS`).
+        nih_split: the NIH split source, ``"official"``, ``"chexnet"`` or ``"seeded"`` (see
+            :func:`~monai_ilm.data.nih.read_nih`); other data sets take only the default, which they ignore.
+        val_fraction: the share of the train+val patients that form val wherever a validation split is
+            drawn, or None for each reader's own default.
+        require_all_classes: raise, instead of logging a warning, when a class is missing from a split.
+        skip_unreadable: drop unreadable images with a warning (readers of image files only; MedMNIST
+            arrays have none).
+
+    Returns:
+        Keyword arguments for :func:`load_datalist` (its ``options``).
+
+    Raises:
+        ValueError: naming the first bad setting and the allowed values.
+    """
+    from monai_ilm.validation import check_choice, check_data_settings
+
+    check_choice("dataset_name", dataset, DATASETS)
+    check_data_settings(dataset, nih_split, val_fraction, require_all_classes)
+    options: dict = {"require_all_classes": require_all_classes}
+    if dataset == "nih":
+        options["split_source"] = nih_split
+    if val_fraction is not None:
+        options["val_fraction"] = float(val_fraction)
+    if skip_unreadable:
+        options["skip_unreadable"] = True
+    return options
+
+
+def _add_image_ids(rows: list[dict], root: Path) -> list[dict]:
+    """Give each row with a file path the path relative to ``root`` (or ``root``'s folder for a file) as its id.
+
+    Paths outside ``root`` keep their absolute form. Rows that already have an id keep it.
+    """
+    base = root.resolve()
+    base = base if base.is_dir() else base.parent
+    prefix = os.path.join(str(base), "")
+    for row in rows:
+        image = row.get("image")
+        if IMAGE_ID_KEY in row or not isinstance(image, (str, os.PathLike)):
+            continue
+        path = os.fspath(image)
+        if path.startswith(prefix) and f"{os.sep}.." not in path:
+            relative = path[len(prefix) :]
+        else:
+            relative = os.path.relpath(os.path.abspath(path), base)
+            if relative.startswith(".."):
+                relative = os.path.abspath(path)
+        row[IMAGE_ID_KEY] = relative.replace(os.sep, "/")
+    return rows
+
 
 def _split_folder(root: Path, split: str) -> Path | None:
     folders = set(list_subdirectories(root))
@@ -47,19 +117,31 @@ def _has_split_folders(root: Path) -> bool:
 
 
 def _load_tree(
-    root: Path, split: str, seed: int, read: Callable[[Path], list[dict]], ratios: Sequence[float], val_fraction: float
+    root: Path,
+    split: str,
+    seed: int,
+    read: Callable[[Path], list[dict]],
+    ratios: Sequence[float],
+    val_fraction: float | None,
+    require_all_classes: bool,
 ) -> list[dict]:
     """One split of a tree read by ``read``: from split folders when present, else a seeded patient split.
 
     With split folders but no val folder, val is carved from the train folder by patient (and train
-    is what is left), so the two never share a patient.
+    is what is left; ``val_fraction`` of the patients, 0.1 when None), so the two never share a patient.
     """
     if not _has_split_folders(root):
-        return patient_split(read(root), ratios=ratios, seed=seed)[SPLIT_NAMES.index(split)]
+        parts = train_val_test_split(read(root), ratios, seed, val_fraction, require_all_classes=require_all_classes)
+        return parts[SPLIT_NAMES.index(split)]
+    val_fraction = 0.1 if val_fraction is None else val_fraction
     train_folder = _split_folder(root, "train")
     if split in ("train", "val") and _split_folder(root, "val") is None and train_folder is not None:
         parts = patient_split(
-            read(train_folder), ratios=(1 - val_fraction, val_fraction), seed=seed, split_names=("train", "val")
+            read(train_folder),
+            ratios=(1 - val_fraction, val_fraction),
+            seed=seed,
+            split_names=("train", "val"),
+            require_all_classes=require_all_classes,
         )
         return parts[0 if split == "train" else 1]
     folder = _split_folder(root, split)
@@ -71,7 +153,9 @@ def _load_tree(
     return read(folder)
 
 
-def _load_csv(root: Path, split: str, seed: int, ratios, kwargs: dict) -> list[dict]:
+def _load_csv(
+    root: Path, split: str, seed: int, ratios, val_fraction: float | None, require_all_classes: bool, kwargs: dict
+) -> list[dict]:
     csv_path = root if root.is_file() else root / kwargs.pop("csv_file", "datalist.csv")
     if not csv_path.is_file():
         raise FileNotFoundError(f"dataset_dir '{root}' holds no '{csv_path.name}'; expected {DATASET_LAYOUTS['csv']}.")
@@ -80,7 +164,9 @@ def _load_csv(root: Path, split: str, seed: int, ratios, kwargs: dict) -> list[d
     split_column = kwargs.pop("split_column", "split" if "split" in header else None)
     if split_column is not None:
         return read_csv_datalist(csv_path, split_column=split_column, split=split, **kwargs)
-    return patient_split(read_csv_datalist(csv_path, **kwargs), ratios=ratios, seed=seed)[SPLIT_NAMES.index(split)]
+    rows = read_csv_datalist(csv_path, **kwargs)
+    parts = train_val_test_split(rows, ratios, seed, val_fraction, require_all_classes=require_all_classes)
+    return parts[SPLIT_NAMES.index(split)]
 
 
 def load_datalist(
@@ -89,13 +175,19 @@ def load_datalist(
     split: str,
     seed: int = 0,
     label_fraction: float = 1.0,
+    options: Mapping | None = None,
     **kwargs,
 ) -> list[dict]:
     """The datalist of one split of one data set, optionally reduced to a labelled fraction.
 
     This is the function the bundle configs call, e.g.
     ``{"_target_": "monai_ilm.data.load_datalist", "dataset": "nih", "dataset_dir": "@dataset_dir",
-    "split": "train", "label_fraction": 0.01}``.
+    "split": "train", "label_fraction": 0.01, "options": "@datalist_options"}``.
+
+    Every row gets a stable id under :data:`IMAGE_ID_KEY` (``"image_id"``): the image path relative to
+    ``dataset_dir`` (to its folder when ``dataset_dir`` is a file; the absolute path for images outside
+    it), or ``"<file stem>-<split>-<index>"`` for MedMNIST arrays. The evaluation pipelines keep it, so
+    predictions and features are named by image.
 
     Args:
         dataset: ``"nih"``, ``"idc"``, ``"dr"``, ``"medmnist"``, ``"csv"``, ``"folder"`` or ``"nifti"``.
@@ -104,17 +196,29 @@ def load_datalist(
         seed: the seed of every split and subset drawn (the same seed gives the same rows).
         label_fraction: keep this fraction of the split's rows, grouped by patient and stratified
             (:func:`monai_ilm.data.splits.label_fraction`; nested across fractions for one seed).
+        options: reader options given as one mapping (the bundles pass :func:`datalist_options` here);
+            ``kwargs`` override them.
         kwargs: passed to the reader (:func:`~monai_ilm.data.nih.read_nih`, :func:`~monai_ilm.data.idc.read_idc`,
             :func:`~monai_ilm.data.dr.read_dr`, :func:`~monai_ilm.data.medmnist.read_medmnist`,
             :func:`~monai_ilm.data.csv_datalist.read_csv_datalist`, :func:`~monai_ilm.data.folder.read_image_folder`
-            or :func:`~monai_ilm.data.nifti.read_nifti_folder`). ``ratios`` and ``val_fraction`` set the
-            seeded split of ``csv``, ``folder`` and ``nifti`` data without split information.
+            or :func:`~monai_ilm.data.nifti.read_nifti_folder`), except the following, which every data set
+            takes. ``ratios``: the train/val/test patient fractions of a seeded three-way split (default
+            0.7/0.1/0.2). ``val_fraction``: the share of the train+val patients that form val, wherever a
+            validation split is drawn: carved from NIH's ``train_val_list.txt``, from a train folder or
+            from EyePACS train, or, for a seeded three-way split, from what is left after the test
+            patients are drawn (:func:`~monai_ilm.data.splits.train_val_test_split`; the test split
+            does not change with it). None keeps each reader's default (NIH 1/8, EyePACS 1/5, folders
+            0.1, a one-step split by ``ratios``); fixed splits (CheXNet lists, MedMNIST, split CSVs and
+            folders) ignore it. ``require_all_classes``: raise,
+            instead of logging a warning, when a class present in the data is missing from a drawn split
+            (default False).
 
     Returns:
         Rows ``{"image": path or array, "label": int or multi-hot list, "patient_id": str, ...}``.
 
     Raises:
-        ValueError: for an unknown data set or split (listing the allowed values), or a fraction outside (0, 1].
+        ValueError: for an unknown data set or split (listing the allowed values), a fraction outside (0, 1],
+            or a ``val_fraction`` outside (0, 1).
         FileNotFoundError: naming ``dataset_dir`` when it does not exist or lacks the expected layout.
     """
     if dataset not in DATASET_LAYOUTS:
@@ -125,22 +229,29 @@ def load_datalist(
     root = Path(dataset_dir).expanduser()
     if not root.exists():
         raise FileNotFoundError(f"dataset_dir '{root}' does not exist; expected {DATASET_LAYOUTS[dataset]}.")
-    ratios = kwargs.pop("ratios", (0.7, 0.1, 0.2))
-    val_fraction = kwargs.pop("val_fraction", 0.1)
+    kwargs = {**(options or {}), **kwargs}
+    val_fraction = kwargs.pop("val_fraction", None)
+    if val_fraction is not None:
+        from monai_ilm.validation import check_data_settings
+
+        check_data_settings(val_fraction=val_fraction)
+    ratios = kwargs.pop("ratios", DEFAULT_RATIOS)
+    strict = kwargs.pop("require_all_classes", False)
+    split_options = {"seed": seed, "ratios": ratios, "val_fraction": val_fraction, "require_all_classes": strict}
     if dataset == "nih":
-        rows = read_nih(root, split, seed=seed, **kwargs)
+        rows = read_nih(root, split, **split_options, **kwargs)
     elif dataset == "idc":
-        rows = read_idc(root, split, seed=seed, ratios=ratios, **kwargs)
+        rows = read_idc(root, split, **split_options, **kwargs)
     elif dataset == "dr":
-        rows = read_dr(root, split, seed=seed, ratios=ratios, **kwargs)
+        rows = read_dr(root, split, **split_options, **kwargs)
     elif dataset == "medmnist":
         rows = read_medmnist(root, split, **kwargs)
     elif dataset == "csv":
-        rows = _load_csv(root, split, seed, ratios, kwargs)
-    elif dataset == "folder":
-        rows = _load_tree(root, split, seed, lambda path: read_image_folder(path, **kwargs), ratios, val_fraction)
+        rows = _load_csv(root, split, seed, ratios, val_fraction, strict, kwargs)
     else:
-        rows = _load_tree(root, split, seed, lambda path: read_nifti_folder(path, **kwargs), ratios, val_fraction)
+        read = read_image_folder if dataset == "folder" else read_nifti_folder
+        rows = _load_tree(root, split, seed, lambda path: read(path, **kwargs), ratios, val_fraction, strict)
+    rows = _add_image_ids(rows, root)
     if fraction < 1.0:
         rows = take_label_fraction(rows, fraction, seed=seed)
     logger.info("%s %s split of '%s': %d rows (label fraction %g)", dataset, split, root, len(rows), fraction)

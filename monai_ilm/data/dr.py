@@ -36,11 +36,12 @@ from monai_ilm.data.files import (
     strip_suffix,
 )
 from monai_ilm.data.integrity import drop_or_raise_missing, verify_images
-from monai_ilm.data.splits import SPLIT_NAMES, patient_split
+from monai_ilm.data.splits import SPLIT_NAMES, patient_split, train_val_test_split
 
 LAYOUTS: tuple[str, ...] = ("auto", "kaggle", "jama16")
 GRADINGS: tuple[str, ...] = ("referable", "grades")
 REFERABLE_GRADE = 2
+DEFAULT_VAL_FRACTION = 0.2  # the authors' share of train moved to val
 DR_GRADES: tuple[str, ...] = ("no DR", "mild", "moderate", "severe", "proliferative")
 DR_REFERABLE_CLASSES: tuple[str, ...] = ("non-referable", "referable")
 EXPECTED_LAYOUT = (
@@ -104,8 +105,12 @@ def read_kaggle_labels(csv_path: PathLike, image_dir: PathLike) -> list[dict]:
             f"EyePACS label CSV '{csv_path}' has no column(s) {missing}; expected the header 'image,level' "
             f"(found {list(table.columns)})."
         )
+    table = table.reset_index(drop=True)  # rows with more cells than the header make pandas index by them
+    empty = np.flatnonzero(table["image"].isna().to_numpy())
+    if len(empty):
+        raise ValueError(f"EyePACS label CSV '{csv_path}' row {int(empty[0]) + 2}: 'image' is empty; expected a name.")
     levels = pd.to_numeric(table["level"], errors="coerce")
-    bad = table.index[~levels.isin(range(5))]
+    bad = np.flatnonzero(~levels.isin(range(5)).to_numpy())
     if len(bad):
         row = int(bad[0])
         raise ValueError(
@@ -135,18 +140,23 @@ def _with_labels(rows: list[dict], grading: str) -> list[dict]:
 
 
 def _split_by_referable(
-    rows: list[dict], ratios: Sequence[float], seed: int, split_names: Sequence[str], require_all_classes: bool
+    rows: list[dict],
+    ratios: Sequence[float],
+    seed: int,
+    split_names: Sequence[str],
+    require_all_classes: bool,
+    val_fraction: float | None = None,
 ) -> list[list[dict]]:
-    """Patient split stratified on referable DR, so both gradings get the same split of patients."""
-    parts = patient_split(
-        rows,
-        ratios=ratios,
-        seed=seed,
-        split_names=split_names,
-        class_names=DR_REFERABLE_CLASSES,
-        require_all_classes=require_all_classes,
-        label_key="referable",
-    )
+    """Patient split stratified on referable DR, so both gradings get the same split of patients.
+
+    A train/val/test split with ``val_fraction`` draws test first and carves val from the rest.
+    """
+    common = {"seed": seed, "class_names": DR_REFERABLE_CLASSES, "require_all_classes": require_all_classes,
+              "label_key": "referable"}  # fmt: skip
+    if tuple(split_names) == SPLIT_NAMES:
+        parts = train_val_test_split(rows, ratios, val_fraction=val_fraction, **common)
+    else:
+        parts = patient_split(rows, ratios=ratios, split_names=split_names, **common)
     for part in parts:
         for row in part:
             row.pop("referable")
@@ -158,7 +168,7 @@ def _read_kaggle(
     split: str,
     seed: int,
     ratios: Sequence[float],
-    val_fraction: float,
+    val_fraction: float | None,
     grading: str,
     require_all_classes: bool,
 ) -> list[dict]:
@@ -174,8 +184,11 @@ def _read_kaggle(
     rows = _with_labels(read_kaggle_labels(labels_csv, root / "train"), grading)
     for row in rows:
         row["referable"] = grade_to_label(row["grade"], "referable")
-    ratios = (1.0 - val_fraction, val_fraction) if has_test else tuple(ratios)
-    parts = _split_by_referable(rows, ratios, seed, ("train", "val") if has_test else SPLIT_NAMES, require_all_classes)
+    if has_test:
+        carve = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
+        parts = _split_by_referable(rows, (1.0 - carve, carve), seed, ("train", "val"), require_all_classes)
+    else:
+        parts = _split_by_referable(rows, ratios, seed, SPLIT_NAMES, require_all_classes, val_fraction)
     return parts[SPLIT_NAMES.index(split)]
 
 
@@ -198,7 +211,7 @@ def _read_jama16_folder(folder: Path) -> list[dict]:
 
 
 def _read_jama16(
-    root: Path, split: str, seed: int, val_fraction: float, grading: str, require_all_classes: bool
+    root: Path, split: str, seed: int, val_fraction: float | None, grading: str, require_all_classes: bool
 ) -> list[dict]:
     folders = {
         name: next((root / f for f in names if (root / f).is_dir()), None)
@@ -225,9 +238,8 @@ def _read_jama16(
         if binarised:
             row.pop("grade")
     if split in ("train", "val") and folders["val"] is None:
-        parts = _split_by_referable(
-            rows, (1.0 - val_fraction, val_fraction), seed, ("train", "val"), require_all_classes
-        )
+        carve = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
+        parts = _split_by_referable(rows, (1.0 - carve, carve), seed, ("train", "val"), require_all_classes)
         return parts[0 if split == "train" else 1]
     for row in rows:
         row.pop("referable")
@@ -241,10 +253,10 @@ def read_dr(
     grading: str = "referable",
     seed: int = 0,
     ratios: Sequence[float] = (0.7, 0.1, 0.2),
-    val_fraction: float = 0.2,
+    val_fraction: float | None = None,
     verify: bool = False,
     skip_unreadable: bool = False,
-    require_all_classes: bool = True,
+    require_all_classes: bool = False,
 ) -> list[dict]:
     """Datalist of one split of EyePACS diabetic retinopathy.
 
@@ -255,10 +267,13 @@ def read_dr(
         grading: ``"referable"`` (grade >= 2 is class 1; the paper's task) or ``"grades"`` (0-4).
         seed: seed of the patient-level carve-outs.
         ratios: train/val/test patient fractions when every split comes from ``trainLabels.csv``.
-        val_fraction: fraction of train patients moved to val when there is a separate test set.
+        val_fraction: fraction of train patients moved to val when there is a separate test set or
+            no validation folder (None: 1/5, the authors'). When every split comes from ``trainLabels.csv``
+            and it is given, test is drawn first (``ratios[2]``) and val is this fraction of the rest.
         verify: decode every image of the split (slow at full scale).
         skip_unreadable: drop missing or unreadable images with a logged warning instead of raising.
-        require_all_classes: raise when a class is missing from a carved split.
+        require_all_classes: raise when a class is missing from a carved split; ``False`` logs a warning
+            naming the class and the split instead.
 
     Returns:
         Rows ``{"image": path, "label": int, "patient_id": str, "image_name": str, "grade": int, ...}``.
@@ -273,7 +288,7 @@ def read_dr(
         raise ValueError(f"layout must be one of {list(LAYOUTS)}, got '{layout}'.")
     if grading not in GRADINGS:
         raise ValueError(f"grading must be one of {list(GRADINGS)}, got '{grading}'.")
-    if not 0.0 < val_fraction < 1.0:
+    if val_fraction is not None and not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
     root = require_directory(dataset_dir, EXPECTED_LAYOUT)
     layout = detect_layout(root) if layout == "auto" else layout

@@ -27,7 +27,7 @@ import pandas as pd
 
 from monai_ilm.data.files import PathLike, list_files, list_subdirectories, read_table, require_directory
 from monai_ilm.data.integrity import drop_or_raise_missing, verify_images
-from monai_ilm.data.splits import SPLIT_NAMES, assert_patient_disjoint, patient_split
+from monai_ilm.data.splits import SPLIT_NAMES, assert_patient_disjoint, train_val_test_split
 
 IDC_CLASSES: tuple[str, ...] = ("IDC-negative", "IDC-positive")
 """Class names by index: 0 = IDC-negative, 1 = IDC-positive."""
@@ -109,8 +109,12 @@ def read_idc_split_csv(csv_path: PathLike, dataset_dir: PathLike) -> list[dict]:
             f"IDC split CSV '{csv_path}' has no column(s) {missing}; expected the header 'img_path,labels' "
             f"(found {list(table.columns)})."
         )
+    table = table.reset_index(drop=True)  # rows with more cells than the header make pandas index by them
+    empty = np.flatnonzero(table["img_path"].isna().to_numpy())
+    if len(empty):
+        raise ValueError(f"IDC split CSV '{csv_path}' row {int(empty[0]) + 2}: 'img_path' is empty; expected a path.")
     labels = pd.to_numeric(table["labels"], errors="coerce")
-    bad = table.index[~labels.isin([0, 1])]
+    bad = np.flatnonzero(~labels.isin([0, 1]).to_numpy())
     if len(bad):
         row = int(bad[0])
         raise ValueError(
@@ -150,10 +154,11 @@ def read_idc(
     split_source: str = "auto",
     seed: int = 0,
     ratios: Sequence[float] = (0.7, 0.1, 0.2),
+    val_fraction: float | None = None,
     split_csv_dir: PathLike | None = None,
     verify: bool = False,
     skip_unreadable: bool = False,
-    require_all_classes: bool = True,
+    require_all_classes: bool = False,
 ) -> list[dict]:
     """Datalist of one split of the Kaggle IDC breast histopathology patches.
 
@@ -164,10 +169,13 @@ def read_idc(
             ``"auto"`` (the CSVs when they provide the split, else seeded).
         seed: seed of the patient split.
         ratios: train/val/test fractions of patients for the seeded split.
+        val_fraction: for the seeded split, when given, test is drawn first (``ratios[2]`` of the
+            patients) and val is this fraction of the other patients; the split CSVs ignore it.
         split_csv_dir: where the split CSVs are (default: ``dataset_dir``).
         verify: decode every patch of the split (slow at full scale).
         skip_unreadable: drop missing or unreadable patches with a logged warning instead of raising.
-        require_all_classes: raise when a class is missing from a seeded split.
+        require_all_classes: raise when a class is missing from a seeded split; ``False`` logs a warning
+            naming the class and the split instead.
 
     Returns:
         Rows ``{"image": path, "label": 0|1, "patient_id": str, "x": int, "y": int}``.
@@ -195,10 +203,11 @@ def read_idc(
                 f"no IDC split CSV for split '{split}' in '{csv_dir}'; expected {SPLIT_CSV_NAMES[split]} "
                 "(or val_split.csv and test_split.csv for train)."
             )
-        parts = patient_split(
-            scan_idc(root), ratios=ratios, seed=seed, class_names=IDC_CLASSES, require_all_classes=require_all_classes
+        parts = train_val_test_split(
+            scan_idc(root), ratios, seed, val_fraction, class_names=IDC_CLASSES, require_all_classes=require_all_classes
         )
         datalist = parts[SPLIT_NAMES.index(split)]
+        datalist = drop_or_raise_missing(datalist, [], skip_unreadable, f"the IDC '{split}' split of '{root}'")
     if verify:
         datalist, _ = verify_images(datalist, skip_unreadable)
     return datalist

@@ -7,7 +7,8 @@ memory, so datalist rows hold the arrays themselves; the loading transform
 (:class:`monai_ilm.transforms.LoadImageWithPathd`) accepts arrays as well as paths.
 
 MedMNIST publishes no patient ids: each image is treated as its own patient
-(``"<file stem>-<split>-<index>"``), which is what the official splits do too.
+(``"<file stem>-<split>-<index>"``), which is what the official splits do too. That name is also
+each row's ``"image_id"``.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def read_medmnist(dataset_dir: PathLike, split: str = "train", flag: str | None 
         flag: the file's data set name when ``dataset_dir`` holds several files.
 
     Returns:
-        Rows ``{"image": uint8 array (H, W) or (H, W, C), "label": int or multi-hot list, "patient_id": str}``.
+        Rows ``{"image": uint8 array (H, W) or (H, W, C), "label": int or multi-hot list, "patient_id": str,
+        "image_id": str}`` (patient and image id are both ``"<file stem>-<split>-<index>"``).
 
     Raises:
         ValueError: for an unknown split, missing arrays, or images and labels of different lengths.
@@ -92,6 +94,8 @@ def read_medmnist(dataset_dir: PathLike, split: str = "train", flag: str | None 
         raise ValueError(f"MedMNIST file '{path}': {image_key} has shape {images.shape}; expected (N, H, W[, C]).")
     label_values = _labels_to_python(labels, f"MedMNIST file '{path}' ({label_key})")
     stem = path.stem
+    names = [f"{stem}-{split}-{i}" for i in range(len(images))]
     return [
-        {"image": images[i], "label": label_values[i], "patient_id": f"{stem}-{split}-{i}"} for i in range(len(images))
+        {"image": images[i], "label": label_values[i], "patient_id": names[i], "image_id": names[i]}
+        for i in range(len(images))
     ]

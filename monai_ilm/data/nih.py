@@ -11,7 +11,9 @@ CheXNet split lists (70/10/20 by patient, 15 columns: file name and 14 labels). 
 nested folders work as they are, and the split comes from one of three sources:
 
 * ``"official"``: NIH's ``test_list.txt`` is the test split; ``train_val_list.txt`` is split by
-  patient into train and val with a seed (``val_fraction`` of its patients, stratified);
+  patient into train and val with a seed (``val_fraction`` of its patients, stratified). Without
+  the lists (Kaggle's "sample" download, user subsets) the seeded split below is used, with a
+  logged warning naming the missing list;
 * ``"chexnet"``: the CheXNet lists used by the paper (``chest_xray_14_{split}_list.txt``,
   ``labels/{split}_list.txt`` or ``{split}_list.txt`` with 15 columns; labels are taken from the list);
 * ``"seeded"``: a seeded, stratified 70/10/20 patient-level split of the whole metadata table.
@@ -41,7 +43,7 @@ from monai_ilm.data.files import (
     require_directory,
 )
 from monai_ilm.data.integrity import drop_or_raise_missing, verify_images
-from monai_ilm.data.splits import SPLIT_NAMES, assert_patient_disjoint, patient_split
+from monai_ilm.data.splits import SPLIT_NAMES, assert_patient_disjoint, patient_split, train_val_test_split
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ METADATA_FILES: tuple[str, ...] = (
 )
 REQUIRED_COLUMNS: tuple[str, ...] = ("Image Index", "Finding Labels", "Patient ID")
 SPLIT_SOURCES: tuple[str, ...] = ("official", "chexnet", "seeded")
+OFFICIAL_LISTS: tuple[str, ...] = ("train_val_list.txt", "test_list.txt")
+DEFAULT_VAL_FRACTION = 0.125  # val = 1/8 of train_val gives the CheXNet 70:10 train:val ratio
 EXPECTED_LAYOUT = (
     "a NIH ChestX-ray14 folder holding Data_Entry_2017_v2020.csv(.gz) or Data_Entry_2017.csv(.gz) and the PNGs "
     "in images_001/images/ ... images_012/images/ (or flat)"
@@ -233,13 +237,7 @@ def _to_datalist(frame: pd.DataFrame, image_paths: dict[str, str] | None, root: 
 def _select_official(
     frame: pd.DataFrame, root: Path, split: str, seed: int, val_fraction: float, require_all_classes: bool
 ) -> pd.DataFrame:
-    train_val_path, test_path = root / "train_val_list.txt", root / "test_list.txt"
-    for path in (train_val_path, test_path):
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"dataset_dir '{root}' has no '{path.name}'; split_source='official' needs NIH's train_val_list.txt "
-                "and test_list.txt (use split_source='seeded' for a seeded patient-level split instead)."
-            )
+    train_val_path, test_path = (root / name for name in OFFICIAL_LISTS)
     test_names = set(_read_name_list(test_path))
     train_val_names = set(_read_name_list(train_val_path))
     unknown = (test_names | train_val_names) - set(frame["image_name"])
@@ -270,10 +268,20 @@ def _split_rows(frame: pd.DataFrame) -> list[dict]:
 
 
 def _select_seeded(
-    frame: pd.DataFrame, split: str, seed: int, ratios: Sequence[float], require_all_classes: bool
+    frame: pd.DataFrame,
+    split: str,
+    seed: int,
+    ratios: Sequence[float],
+    val_fraction: float | None,
+    require_all_classes: bool,
 ) -> pd.DataFrame:
-    parts = patient_split(
-        _split_rows(frame), ratios=ratios, seed=seed, class_names=NIH_FINDINGS, require_all_classes=require_all_classes
+    parts = train_val_test_split(
+        _split_rows(frame),
+        ratios,
+        seed,
+        val_fraction,
+        class_names=NIH_FINDINGS,
+        require_all_classes=require_all_classes,
     )
     return frame.iloc[[row["row"] for row in parts[SPLIT_NAMES.index(split)]]]
 
@@ -283,44 +291,48 @@ def read_nih(
     split: str = "train",
     split_source: str = "official",
     seed: int = 0,
-    val_fraction: float = 0.125,
+    val_fraction: float | None = None,
     ratios: Sequence[float] = (0.7, 0.1, 0.2),
     split_list_dir: PathLike | None = None,
     check_images: bool = True,
     verify: bool = False,
     skip_unreadable: bool = False,
-    require_all_classes: bool = True,
+    require_all_classes: bool = False,
 ) -> list[dict]:
     """Datalist of one split of NIH ChestX-ray14.
 
     Args:
         dataset_dir: the NIH folder (metadata table and images; see the module docstring).
         split: ``"train"``, ``"val"`` or ``"test"``.
-        split_source: ``"official"`` (NIH lists; val carved from train_val by patient),
-            ``"chexnet"`` (the paper's CheXNet lists) or ``"seeded"`` (seeded patient split of all rows).
+        split_source: ``"official"`` (NIH lists; val carved from train_val by patient; the seeded split,
+            with a warning, when a list is missing), ``"chexnet"`` (the paper's CheXNet lists) or
+            ``"seeded"`` (seeded patient split of all rows).
         seed: the seed for the val carve-out (official) or the whole split (seeded).
-        val_fraction: with ``"official"``, the fraction of train_val patients that form val. The default
-            1/8 gives the CheXNet 70:10 train:val ratio.
+        val_fraction: with ``"official"``, the fraction of train_val patients that form val (None: 1/8,
+            the CheXNet 70:10 train:val ratio). With ``"seeded"``, when given, test is drawn first
+            (``ratios[2]`` of the patients) and val is this fraction of the other patients.
         ratios: with ``"seeded"``, the train/val/test fractions of patients.
         split_list_dir: where the split lists are (default: ``dataset_dir``).
         check_images: look each image up on disk (one listing per folder) and fail on missing ones.
             ``False`` builds flat paths without touching the images (metadata-only work).
         verify: also decode every image of the split (slow at full scale).
         skip_unreadable: drop missing or unreadable images with a logged warning instead of raising.
-        require_all_classes: for seeded splits, raise when a finding is missing from a split.
+        require_all_classes: for seeded splits and the val carve-out, raise when a finding is missing
+            from a split; ``False`` logs a warning naming the finding and the split instead.
 
     Returns:
         Rows ``{"image": path, "label": 14 floats, "patient_id": str, "image_name": str, ...}``.
 
     Raises:
-        ValueError: for an unknown ``split`` or ``split_source``, a malformed table or list.
-        FileNotFoundError: when ``dataset_dir``, the metadata table, a split list or an image is missing.
+        ValueError: for an unknown ``split`` or ``split_source``, a malformed table or list, or (with
+            ``require_all_classes``) a finding missing from a split.
+        FileNotFoundError: when ``dataset_dir``, the metadata table, a CheXNet list or an image is missing.
     """
     if split not in SPLIT_NAMES:
         raise ValueError(f"split must be one of {list(SPLIT_NAMES)}, got '{split}'.")
     if split_source not in SPLIT_SOURCES:
         raise ValueError(f"split_source must be one of {list(SPLIT_SOURCES)}, got '{split_source}'.")
-    if not 0.0 < val_fraction < 1.0:
+    if val_fraction is not None and not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
     started = time.perf_counter()
     root = require_directory(dataset_dir, EXPECTED_LAYOUT)
@@ -329,10 +341,22 @@ def read_nih(
         frame = _read_chexnet_list(_find_chexnet_list(list_dir, split))
     else:
         frame = read_nih_metadata(find_metadata_csv(root))
+        missing_lists = [name for name in OFFICIAL_LISTS if not (list_dir / name).is_file()]
+        if split_source == "official" and missing_lists:
+            shares = "/".join(f"{100 * r:g}" for r in ratios) + " (train/val/test)"
+            if val_fraction is not None:
+                shares = f"{100 * ratios[2]:g}% test, val_fraction {val_fraction:g} of the rest,"
+            logger.warning(
+                "NIH %s split: '%s' has no %s, so the official split is replaced by the seeded %s "
+                "patient-level split with seed %d; set split_source='seeded' to choose it explicitly.",
+                split, list_dir, " or ".join(f"'{name}'" for name in missing_lists), shares, seed,
+            )  # fmt: skip
+            split_source = "seeded"
         if split_source == "official":
-            frame = _select_official(frame, list_dir, split, seed, val_fraction, require_all_classes)
+            carve = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
+            frame = _select_official(frame, list_dir, split, seed, carve, require_all_classes)
         else:
-            frame = _select_seeded(frame, split, seed, ratios, require_all_classes)
+            frame = _select_seeded(frame, split, seed, ratios, val_fraction, require_all_classes)
     image_paths = None
     if check_images:
         image_paths = index_nih_images(root)

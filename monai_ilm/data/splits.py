@@ -17,11 +17,14 @@ Everything is vectorised over patients, so the 112,120-row NIH table takes well 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 """Split names, in the order of :func:`patient_split`'s default ratios."""
@@ -227,7 +230,9 @@ def patient_split(
         seed: the random seed.
         split_names: names of the splits, used in error messages (train/val/test for three splits).
         class_names: names of the classes (indexed by class index or multi-hot column), for messages.
-        require_all_classes: raise when a class present in ``datalist`` is absent from a split.
+        require_all_classes: raise when a class present in ``datalist`` is absent from a split;
+            ``False`` logs a warning naming the class and the split instead (a class with fewer
+            carriers than there are splits cannot be in every split).
         label_key: the key holding the label.
         patient_key: the key holding the patient id.
 
@@ -261,26 +266,74 @@ def patient_split(
     row_split = patient_split_index[table.row_patient]
     parts = [[dict(datalist[i]) for i in np.flatnonzero(row_split == s)] for s in range(len(weights))]
     assert_patient_disjoint(*parts, names=names, patient_key=patient_key)
-    if require_all_classes:
-        advice = f"with ratios {tuple(ratios)} use more data, other ratios or require_all_classes=False"
-        _require_classes(table, patient_split_index, names, "patients", advice)
+    advice = f"with ratios {tuple(ratios)} use more data, other ratios or require_all_classes=False"
+    _require_classes(table, patient_split_index, names, "patients", advice, strict=require_all_classes)
     return parts
 
 
+def train_val_test_split(
+    datalist: Sequence[Mapping],
+    ratios: Sequence[float] = (0.7, 0.1, 0.2),
+    seed: int = 0,
+    val_fraction: float | None = None,
+    class_names: Sequence[str] | None = None,
+    require_all_classes: bool = True,
+    label_key: str = "label",
+    patient_key: str = "patient_id",
+) -> list[list[dict]]:
+    """Train, val and test parts of a datalist, patient-disjoint and stratified.
+
+    Without ``val_fraction``, one :func:`patient_split` by ``ratios``. With it, the test part is drawn
+    first (``ratios[2]`` of the patients) and val is then carved from the rest (``val_fraction`` of the
+    train+val patients), so the test part does not depend on ``val_fraction``.
+
+    Args:
+        datalist: rows with ``patient_key`` and (optionally) ``label_key``.
+        ratios: the train/val/test fractions of patients (only the test one is used with ``val_fraction``).
+        seed: the random seed.
+        val_fraction: the share of the train+val patients that form val, in (0, 1), or None.
+        class_names, require_all_classes, label_key, patient_key: as for :func:`patient_split`.
+
+    Returns:
+        ``[train, val, test]``.
+
+    Raises:
+        ValueError: as :func:`patient_split`, for ``ratios`` that are not three fractions, or a
+            ``val_fraction`` outside (0, 1).
+    """
+    weights = _validate_ratios(ratios)
+    if len(weights) != len(SPLIT_NAMES):
+        raise ValueError(f"ratios must hold train/val/test fractions, got {tuple(ratios)}.")
+    common = {"seed": seed, "class_names": class_names, "require_all_classes": require_all_classes,
+              "label_key": label_key, "patient_key": patient_key}  # fmt: skip
+    if val_fraction is None:
+        return patient_split(datalist, ratios=ratios, **common)
+    if not 0.0 < val_fraction < 1.0:  # also rejects NaN
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
+    test = float(weights[2])
+    train_val, test_part = patient_split(datalist, (1.0 - test, test), split_names=("train+val", "test"), **common)
+    train, val = patient_split(train_val, (1.0 - val_fraction, val_fraction), split_names=("train", "val"), **common)
+    return [train, val, test_part]
+
+
 def _require_classes(
-    table: _PatientTable, split_index: np.ndarray, names: Sequence[str], unit: str, advice: str
+    table: _PatientTable, split_index: np.ndarray, names: Sequence[str], unit: str, advice: str, strict: bool = True
 ) -> None:
-    """Raise naming the first class that is present in ``table`` but absent from one of the splits."""
+    """Raise naming the first class that is present in ``table`` but absent from one of the splits.
+
+    With ``strict=False``, log one warning per missing class and split instead.
+    """
     carriers_per_class = table.carries.sum(axis=0)
     for split, name in enumerate(names):
         present = table.carries[split_index == split].any(axis=0)
-        missing = np.flatnonzero(~present & (carriers_per_class > 0))
-        if len(missing):
-            column = int(missing[0])
-            raise ValueError(
+        for column in np.flatnonzero(~present & (carriers_per_class > 0)).tolist():
+            message = (
                 f"class '{table.class_names[column]}' has no image in the '{name}' split: only "
-                f"{int(carriers_per_class[column])} of {table.num_patients} {unit} carry it; {advice}."
+                f"{int(carriers_per_class[column])} of {table.num_patients} {unit} carry it"
             )
+            if strict:
+                raise ValueError(f"{message}; {advice}.")
+            logger.warning("%s; require_all_classes=True makes this an error.", message)
 
 
 def check_class_presence(

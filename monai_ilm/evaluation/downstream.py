@@ -25,7 +25,8 @@ behaviour back for comparison:
   here the best-validation weights are restored before testing (``select="best"``).
 * D11: the reference's "frozen" encoder ran BatchNorm in train mode under ``no_grad``, so its running
   statistics drifted on the labelled data; :class:`DownstreamClassifier` keeps a frozen encoder in eval mode.
-* D12: the DR AUC ranked the raw class-1 logit; here it ranks ``softmax(logits)[1]``.
+* D12: the DR AUC ranked the raw class-1 logit; here it is the AUC of ``softmax(logits)[1]``, computed by
+  ranking ``l_1 - l_0`` (the same order, without the ties of probabilities that round to 1.0).
 * D13: the IDC model was *selected* on micro-F1 (accuracy) but *tested* on macro-F1; here both are macro-F1.
 """
 
@@ -50,6 +51,7 @@ from monai.utils import set_determinism
 from scipy.special import expit, softmax
 from torch import nn
 
+from monai_ilm.data.nih import NIH_FINDINGS
 from monai_ilm.evaluation.features import (
     _default_device,
     batch_ids,
@@ -60,7 +62,7 @@ from monai_ilm.evaluation.intervals import BootstrapCI, bootstrap_ci
 from monai_ilm.evaluation.ks import KSResult, ks_distance
 from monai_ilm.evaluation.metrics import binary_auc, f1, mean_auc
 from monai_ilm.networks.backbones import StageEncoder, global_pool, resnet_encoder
-from monai_ilm.results.rows import make_row
+from monai_ilm.results.rows import make_row, per_class_metric
 
 __all__ = [
     "PAPER_TASKS",
@@ -89,12 +91,16 @@ SELECTIONS = ("best", "last")
 
 
 # --------------------------------------------------------------------------------------------- task presets
+def _finding_names(logits: np.ndarray) -> Sequence[str] | None:
+    return NIH_FINDINGS if logits.ndim == 2 and logits.shape[1] == len(NIH_FINDINGS) else None
+
+
 def _mean_auc(y_true: np.ndarray, logits: np.ndarray) -> float:
-    return mean_auc(y_true, logits).mean
+    return mean_auc(y_true, logits, class_names=_finding_names(logits)).mean
 
 
 def _per_finding_auc(y_true: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    return mean_auc(y_true, logits).per_class
+    return mean_auc(y_true, logits, class_names=_finding_names(logits)).per_class
 
 
 def _auc_probability(y_true: np.ndarray, logits: np.ndarray) -> float:
@@ -632,7 +638,8 @@ class DownstreamResult:
         task: task preset name.
         metric: results-table metric name (``mean_auc``, ``auc``, ``f1_macro``).
         multilabel: whether the outputs are per-finding sigmoids.
-        value: the metric on the full test set.
+        value: the metric on the full test set, or with ``ci_method="standard_error"`` the bootstrap mean (the
+            interval's centre; the full-set metric is then ``ci.full_value``).
         ci: the bootstrap interval (:class:`~monai_ilm.evaluation.BootstrapCI`), or None if not computed.
         per_class: per-class metric (NIH: AUC per finding, NaN where undefined), or None.
         logits: raw test outputs ``(n, n_outputs)``.
@@ -681,7 +688,10 @@ def score_predictions(
 
     ``ci_method="percentile"`` (default) is a real 95 % interval; ``"standard_error"`` is the paper's
     ``mean +/- 1.96 sd / sqrt(B)`` (method_spec section 7.2; the paper used ``n_resamples=500``), pooling the
-    per-finding AUCs for the multi-label task as the reference did.
+    per-finding AUCs for the multi-label task as the reference did. The reported ``value`` is the full-test-set
+    metric with ``"percentile"`` (or without an interval) and the bootstrap mean, the centre of the interval,
+    with ``"standard_error"`` (the paper's convention); ``ci.full_value`` keeps the full-set metric and
+    ``ci.replicates`` the score of every resample, for paired comparisons across methods.
 
     Args:
         predictions: logits and labels (e.g. from :func:`predict`).
@@ -710,10 +720,13 @@ def score_predictions(
     value = float(np.nanmean(per_class)) if per_class is not None else float(full)
     ci = None
     if n_resamples > 0:
-        ci = bootstrap_ci(
-            task.test_metric, labels, logits, n_resamples=n_resamples, confidence=confidence, seed=seed,
-            method=ci_method, per_class=task.per_class,
-        )  # fmt: skip
+        with warnings.catch_warnings():  # the metric's warnings on the full test set were given just above
+            warnings.simplefilter("ignore")
+            ci = bootstrap_ci(
+                task.test_metric, labels, logits, n_resamples=n_resamples, confidence=confidence, seed=seed,
+                method=ci_method, per_class=task.per_class,
+            )  # fmt: skip
+        value = ci.value  # the bootstrap mean for "standard_error", so the value lies in its interval
     return DownstreamResult(
         task=task.name,
         metric=task.metric,
@@ -864,10 +877,10 @@ def downstream_rows(
     )  # fmt: skip
     rows = [make_row(metric=result.metric, value=result.value, ci_low=result.ci_low, ci_high=result.ci_high, **common)]
     if per_class_rows and result.per_class is not None:
-        prefix = result.metric.split("_")[-1]  # "mean_auc" -> "auc"
         for c, value in enumerate(result.per_class):
             if np.isfinite(value):
-                rows.append(make_row(metric=f"{prefix}_{_class_label(class_names, c)}", value=float(value), **common))
+                metric = per_class_metric(result.metric, _class_label(class_names, c))
+                rows.append(make_row(metric=metric, value=float(value), **common))
     return rows
 
 

@@ -30,6 +30,7 @@ from monai.networks.utils import eval_mode
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
+from monai_ilm.data.dispatch import IMAGE_ID_KEY
 from monai_ilm.networks.backbones import StageEncoder, global_pool
 
 __all__ = [
@@ -224,9 +225,11 @@ def batch_ids(
 ) -> list[str]:
     """Identifiers of the samples of a batch.
 
-    In order of preference: ``batch[id_key]`` when ``id_key`` is given; the ``filename_or_obj`` meta data
-    that MONAI's ``LoadImaged`` attaches to the image ``MetaTensor`` (the image path, unique per image);
-    otherwise the running positions ``offset .. offset + n - 1`` in the loader.
+    In order of preference: ``batch[id_key]`` when ``id_key`` is given; the image ids that
+    :func:`monai_ilm.data.load_datalist` gives every row and the evaluation presets keep
+    (``batch["image_id"]``); the ``filename_or_obj`` meta data that MONAI's ``LoadImaged`` attaches to the
+    image ``MetaTensor`` (the image path, unique per image); otherwise the running positions
+    ``offset .. offset + n - 1`` in the loader.
 
     Args:
         batch: a collated batch dict.
@@ -241,6 +244,8 @@ def batch_ids(
     Raises:
         ValueError: if ``id_key`` is missing from the batch or does not hold ``n`` values.
     """
+    if id_key is None and IMAGE_ID_KEY in batch:
+        id_key = IMAGE_ID_KEY
     if id_key is not None:
         if id_key not in batch:
             raise ValueError(f"id_key: the batch has no key {id_key!r}; available keys: {sorted(batch)}.")

@@ -20,9 +20,10 @@ unseeded); an explicit ``(B, n)`` index matrix can be passed instead for exact c
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,8 +49,14 @@ PAPER_Z = 1.96  # the constant hard-coded in the original bootstrap_performance
 class BootstrapCI:
     """A metric with its bootstrap confidence interval.
 
+    The reported ``value`` always lies in its own interval: with ``"percentile"`` it is the metric on the full
+    data set; with ``"standard_error"`` it is the bootstrap mean, the centre of that interval and the number the
+    paper printed (the full-set metric can fall outside the narrow ``mean +/- z sd / sqrt(B)`` interval), while
+    the full-set metric stays available as ``full_value``.
+
     Attributes:
-        value: the metric on the full data set (for ``per_class``: the mean over the defined classes).
+        value: the point estimate to report: ``full_value`` for ``"percentile"``, ``bootstrap_mean`` for
+            ``"standard_error"``.
         ci_low: lower end of the interval.
         ci_high: upper end of the interval.
         n: number of samples in the data set.
@@ -60,6 +67,13 @@ class BootstrapCI:
         bootstrap_mean: mean of the resample scores (pooled over classes for ``per_class`` standard-error);
             the centre of the ``"standard_error"`` interval and the point estimate the paper printed.
         bootstrap_sd: population standard deviation (ddof = 0) of the same scores.
+        full_value: the metric on the full data set (for ``per_class``: the mean over the defined classes).
+        replicates: the per-resample summary score that the percentile interval is taken over (for
+            ``per_class``: the mean over the classes defined on that resample), one per resample drawn, in the
+            order of the index matrix, NaN where the metric was undefined. Two results computed on the same
+            test rows with the same ``seed`` (or ``indices``) share their resamples, so the element-wise
+            difference of their replicates is the bootstrap distribution of the paired difference. Read-only;
+            not part of ``==`` or the hash.
     """
 
     value: float
@@ -72,6 +86,8 @@ class BootstrapCI:
     failed: int
     bootstrap_mean: float
     bootstrap_sd: float
+    full_value: float = math.nan
+    replicates: np.ndarray = field(default_factory=lambda: np.empty(0), compare=False, repr=False)
 
 
 def resample_indices(n: int, n_resamples: int, seed: int | None = 0) -> np.ndarray:
@@ -220,6 +236,10 @@ def bootstrap_ci(
     and the percentile interval use the per-resample mean over the defined classes (macro average), while the
     ``"standard_error"`` method pools all ``B x C`` defined values as the paper did for NIH ChestX-ray14.
 
+    The returned ``value`` is the full-set metric for ``"percentile"`` and the bootstrap mean (the interval's
+    centre, the paper's convention) for ``"standard_error"``; ``full_value`` is always the full-set metric and
+    ``replicates`` holds the score of every resample in draw order (see :class:`BootstrapCI`).
+
     Args:
         metric_fn: ``metric_fn(y_true_subset, y_score_subset)`` returning a float (or a 1-D per-class array
             when ``per_class``).
@@ -252,7 +272,8 @@ def bootstrap_ci(
     with warnings.catch_warnings():  # undefined resamples are counted in `failed`, not warned about B times
         warnings.simplefilter("ignore")
         per_resample = [_evaluate(metric_fn, yt[i], ys[i], per_class) for i in idx]
-    valid = [v for v in per_resample if not np.all(np.isnan(v))]
+    defined = np.array([not np.all(np.isnan(v)) for v in per_resample])
+    valid = [v for v, ok in zip(per_resample, defined) if ok]
     failed = len(per_resample) - len(valid)
     if len(valid) < 2 or failed > max_failed_fraction * len(per_resample):
         raise ValueError(
@@ -260,6 +281,9 @@ def bootstrap_ci(
             f"(max_failed_fraction={max_failed_fraction}); the test set is too small or too unbalanced."
         )
     summaries = np.array([np.nanmean(v) for v in valid])
+    replicates = np.full(len(per_resample), np.nan)
+    replicates[defined] = summaries
+    replicates.flags.writeable = False
     pooled = np.concatenate(valid) if per_class else summaries
     pooled = pooled[np.isfinite(pooled)]
     if method == "percentile":
@@ -267,8 +291,9 @@ def bootstrap_ci(
     else:
         _, low, high = standard_error_interval(pooled, n_resamples=len(valid), confidence=confidence)
     centre = pooled if method == "standard_error" else summaries
+    full_value = float(np.nanmean(full))
     return BootstrapCI(
-        value=float(np.nanmean(full)),
+        value=float(centre.mean()) if method == "standard_error" else full_value,
         ci_low=low,
         ci_high=high,
         n=n,
@@ -278,4 +303,6 @@ def bootstrap_ci(
         failed=failed,
         bootstrap_mean=float(centre.mean()),
         bootstrap_sd=float(centre.std()),
+        full_value=full_value,
+        replicates=replicates,
     )

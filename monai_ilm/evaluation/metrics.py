@@ -7,15 +7,20 @@
 The AUC is computed from ranks (the Mann-Whitney U statistic), ``AUC = (R_+ - n_+(n_+ + 1)/2) / (n_+ n_-)``
 where ``R_+`` is the sum of the mid-ranks of the positive scores, so ties count one half. Ignite/MONAI
 handlers can wrap these functions; they accept numpy arrays or torch tensors.
+
+Rank logits, not probabilities: the sigmoid and the softmax are monotone, so they rank as the logits do in exact
+arithmetic, but in float64 ``sigmoid(x)`` is exactly 1.0 for every ``x`` above about 37, which turns confident
+predictions into ties and biases the AUC towards 0.5.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
 from scipy.stats import rankdata
 
 from monai_ilm.evaluation._arrays import as_binary_labels, to_numpy
@@ -75,15 +80,18 @@ class MeanAUC:
     skipped: tuple[int, ...]
 
 
-def mean_auc(y_true: Any, probs: Any) -> MeanAUC:
+def mean_auc(y_true: Any, probs: Any, class_names: Sequence[str] | None = None) -> MeanAUC:
     """Mean ROC-AUC over findings, the NIH ChestX-ray14 metric.
 
-    A finding whose labels are all 0 (or all 1) in ``y_true`` has no AUC; as in the original (a ``nanmean``),
-    it is skipped and reported in ``skipped``. Sigmoid probabilities or raw logits give the same AUCs.
+    A finding whose labels are all 0 (or all 1) in ``y_true``, e.g. a rare finding absent from a test split, has
+    no AUC: as in the original (a ``nanmean``) it is skipped, listed in ``skipped``, and the mean is over the
+    other findings; a ``UserWarning`` names the skipped findings. Pass raw logits rather than sigmoid outputs:
+    both rank alike except where the sigmoid rounds to exactly 1.0 (logits above about 37), which makes ties.
 
     Args:
         y_true: multi-hot labels of shape ``(n, n_findings)``.
-        probs: per-finding scores of the same shape.
+        probs: per-finding scores of the same shape, preferably raw logits.
+        class_names: names of the findings for the warning (default: their column indices).
 
     Returns:
         A :class:`MeanAUC`.
@@ -96,26 +104,41 @@ def mean_auc(y_true: Any, probs: Any) -> MeanAUC:
     if y.shape != p.shape:
         raise ValueError(f"y_true and probs: expected the same shape (n, n_findings), got {y.shape} and {p.shape}.")
     per_class = np.full(p.shape[1], np.nan)
+    positives = y.sum(axis=0)
     for c in range(p.shape[1]):
-        if 0 < y[:, c].sum() < y.shape[0]:
+        if 0 < positives[c] < y.shape[0]:
             per_class[c] = roc_auc(y[:, c], p[:, c])
     skipped = tuple(int(c) for c in np.flatnonzero(np.isnan(per_class)))
     if len(skipped) == per_class.size:
         raise ValueError("y_true: every finding has a single label value; the mean AUC is undefined.")
+    if skipped:
+        named = class_names is not None
+        reasons = [
+            f"{repr(str(class_names[c])) if named and c < len(class_names) else f'#{c}'} "
+            f"(column {c}: no {'positive' if positives[c] == 0 else 'negative'} label)"
+            for c in skipped
+        ]
+        warnings.warn(
+            f"y_true: no AUC for finding(s) {', '.join(reasons)}; the mean AUC is over the "
+            f"{per_class.size - len(skipped)} other findings.",
+            stacklevel=2,
+        )
     return MeanAUC(mean=float(np.nanmean(per_class)), per_class=per_class, skipped=skipped)
 
 
 def binary_auc(y_true: Any, logits: Any, score: str = "probability") -> float:
     """ROC-AUC of a two-class classifier, the diabetic-retinopathy metric.
 
-    By default the positive-class probability ``softmax(l)_1 = sigmoid(l_1 - l_0)`` is ranked. The original
+    By default the AUC is that of the positive-class probability ``softmax(l)_1 = sigmoid(l_1 - l_0)``, computed
+    by ranking the logit difference ``l_1 - l_0``: the same order, without the ties that the probability's
+    rounding to exactly 1.0 (differences above about 37) would create among confident cases. The original
     code ranked the raw class-1 logit ``l_1`` (method_spec D12), which is *not* rank-equivalent: two samples
     with the same ``l_1`` can have very different ``l_1 - l_0``. ``score="raw_logit"`` reproduces the paper.
 
     Args:
         y_true: binary labels of shape ``(n,)``.
         logits: two-class logits (or probabilities) of shape ``(n, 2)``, or a single positive-class score of
-            shape ``(n,)`` (sigmoid output or logit; both rank identically), used as is.
+            shape ``(n,)`` (preferably a logit: a sigmoid output saturates into ties), used as is.
         score: ``"probability"`` (default, fixed) or ``"raw_logit"`` (paper-faithful); ignored for 1-D input.
 
     Returns:
@@ -131,7 +154,7 @@ def binary_auc(y_true: Any, logits: Any, score: str = "probability") -> float:
         return roc_auc(y_true, lg)
     if lg.shape[1] != 2:
         raise ValueError(f"logits: expected shape (n, 2) or (n,), got {lg.shape}.")
-    positive = expit(lg[:, 1] - lg[:, 0]) if score == "probability" else lg[:, 1]
+    positive = lg[:, 1] - lg[:, 0] if score == "probability" else lg[:, 1]
     return roc_auc(y_true, positive)
 
 

@@ -11,10 +11,18 @@ of the image: they are extracted **once** per split for all four blocks
 vectors. Without train-time augmentation this is exactly the end-to-end probe, at a tiny fraction of the cost
 (a random augmentation in the training transform would be drawn once instead of once per epoch). Each head
 is an ``nn.Linear`` trained by :func:`~monai_ilm.evaluation.downstream.fit_downstream` (MONAI
-``SupervisedTrainer``, mini-batch Adam, lr 1e-3, the task loss) with per-epoch validation and best-epoch
-selection, then tested with a bootstrap interval. That mirrors the reference probe (Adam 1e-3 on a
-``Linear``, checkpoints chosen on the validation metric, method_spec section 7.4) and shares one code path with
-linear evaluation, so the block-4 probe is the linear evaluation of Table 1 up to augmentation. scikit-learn's
+``SupervisedTrainer``, mini-batch Adam, the task loss) with per-epoch validation and best-epoch selection, then
+tested with a bootstrap interval. That mirrors the reference probe (Adam 1e-3 on a ``Linear``, batch 16,
+checkpoints chosen on the validation metric, method_spec section 7.4) and shares one code path with linear
+evaluation; the evaluation cell (``EvaluationRun``, protocol ``probe``) trains it with the same learning rate,
+batch size and epochs as the ``linear`` protocol.
+
+Block 4 and the linear evaluation. The paper prints the same number for both (its probe trained on augmented
+images, like its linear evaluation). Here the block-4 probe differs from the ``linear`` protocol in two ways:
+its head sees cached features of **un-augmented** training images, while ``linear`` draws a new training
+augmentation every epoch through the frozen encoder; and the head's random initialisation is drawn differently.
+Both are reported and neither is copied into the other: the linear evaluation as protocol ``linear``, the
+block-4 probe as protocol ``probe``, block 4. Compare blocks with each other within ``probe``. scikit-learn's
 ``LogisticRegression`` was not used: it adds an L2 penalty whose strength would need its own validation
 search, needs one-vs-rest wrappers for the 14 NIH findings, and cannot run on a GPU.
 
@@ -128,7 +136,7 @@ def probe_features(
     max_epochs: int = 100,
     lr: float = 1e-3,
     weight_decay: float = 0.0,
-    batch_size: int = 256,
+    batch_size: int = 16,
     standardize: bool = False,
     device: str | torch.device | None = None,
     seed: int = 0,
@@ -148,9 +156,10 @@ def probe_features(
         blocks: 1-based blocks to probe (default: all blocks of ``train``).
         num_classes: outputs of each head (default: the task's, or the label width for multi-label).
         max_epochs: epochs per probe.
-        lr: Adam learning rate.
+        lr: Adam learning rate (the evaluation cell passes its ``lr``, the bundles' ``evaluation_lr``).
         weight_decay: Adam weight decay.
-        batch_size: mini-batch size.
+        batch_size: mini-batch size of the head's training (the cell passes ``evaluation_batch_size``; 16 is
+            the reference probe's); the validation and test features are scored in batches of the same size.
         standardize: z-score each feature with the training mean/std first (off in the reference; it can help
             Adam when blocks differ widely in scale and does not change what a linear probe can express).
         device: where to train (default: CUDA if available).

@@ -20,6 +20,8 @@ same labelled subset, the same test rows in the same order, and no model is trai
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import time
@@ -32,27 +34,54 @@ import torch
 from monai.data import DataLoader, Dataset
 
 from monai_ilm.data import load_datalist
-from monai_ilm.evaluation.downstream import downstream_network, downstream_rows, run_downstream
+from monai_ilm.data.integrity import check_datalists
+from monai_ilm.data.nih import NIH_FINDINGS
+from monai_ilm.evaluation.downstream import DownstreamResult, downstream_network, downstream_rows, run_downstream
 from monai_ilm.evaluation.feature_reuse import feature_reuse, feature_reuse_rows
 from monai_ilm.evaluation.features import _default_device, load_pretrained_encoder
 from monai_ilm.evaluation.ks import ks_distance
 from monai_ilm.evaluation.probing import probe_blocks, probe_rows
 from monai_ilm.networks import resnet_encoder
-from monai_ilm.results import config_hash, make_row, utc_now, write_results
+from monai_ilm.provenance import PRETRAINING_RECORD, code_version, file_sha256, fingerprint
+from monai_ilm.results import make_row, replicate_key, utc_now, write_results
 from monai_ilm.transforms import eval_transforms, finetune_transforms
 
-__all__ = ["DATASET_TASKS", "EVALUATION_PROTOCOLS", "EvaluationRun", "run_dir_name"]
+__all__ = ["DATASET_TASKS", "EVALUATION_PROTOCOLS", "EvaluationRun", "evaluation_run_id", "run_dir_name"]
 
 logger = logging.getLogger("monai_ilm.evaluation")
 
 EVALUATION_PROTOCOLS = ("linear", "finetune", "probe", "feature_reuse", "ks")
 # data set -> (task preset of monai_ilm.evaluation.downstream, number of outputs)
 DATASET_TASKS = {"nih": ("multilabel", 14), "dr": ("binary_auc", 2), "idc": ("f1", 2)}
+# the splits each protocol reads images from ("ks" reads only what finetune saved)
+_PROTOCOL_SPLITS = {"linear": ("train", "val", "test"), "finetune": ("train", "val", "test"),
+                    "probe": ("train", "val", "test"), "feature_reuse": ("test",), "ks": ()}  # fmt: skip
+# data sets whose per-class metric gets a row per class, with the class names
+DATASET_CLASS_NAMES = {"nih": NIH_FINDINGS}
 
 
 def run_dir_name(method: str, seed: int, label_fraction: float) -> str:
     """The folder of one cell under ``<output_dir>/evaluation/<protocol>/``."""
     return f"{method}_seed{seed}_frac{label_fraction:g}"
+
+
+def evaluation_run_id(dataset: str, protocol: str, method: str, seed: int, label_fraction: float) -> str:
+    """The results-table ``run_id`` (and results file name) of one evaluation cell."""
+    return f"{dataset}-{protocol}-{method}-seed{seed}-frac{label_fraction:g}"
+
+
+# the fields that do not change the numbers of a cell (paths and placement): left out of its fingerprint
+_NOT_SETTINGS = ("dataset_dir", "output_dir", "pretrained_checkpoint", "device")
+# fields a protocol does not use, so changing them does not re-run it (feature reuse and KS read what
+# finetune wrote, whose content is part of their fingerprint)
+_UNUSED_SETTINGS = {
+    "linear": ("cka_kernel",),
+    "finetune": ("cka_kernel",),
+    "probe": ("cka_kernel",),
+    "feature_reuse": ("batch_size", "max_epochs", "lr", "num_workers", "n_resamples", "ci_method", "amp"),
+    "ks": ("backbone", "channels", "image_size", "batch_size", "max_epochs", "lr", "num_workers", "n_resamples",
+           "ci_method", "cka_kernel", "amp"),
+}  # fmt: skip
 
 
 @dataclass
@@ -78,6 +107,9 @@ class EvaluationRun:
         amp: mixed precision for the ``linear`` and ``finetune`` training (MONAI's ``amp``: float16
             autocast with a gradient scaler, CUDA only); features for probing and CKA, and the test
             predictions, stay float32.
+        datalist_options: reader options for every :func:`~monai_ilm.data.load_datalist` call of the cell
+            (the bundles pass ``@datalist_options``, the options of pretraining, so both read the same
+            splits); None uses the readers' defaults.
 
     Raises:
         ValueError: for an unknown protocol or data set, or a label fraction outside (0, 1].
@@ -104,6 +136,7 @@ class EvaluationRun:
     cka_kernel: str = "linear"
     device: Any = None
     amp: bool = False
+    datalist_options: dict | None = None
 
     def __post_init__(self) -> None:
         if self.protocol not in EVALUATION_PROTOCOLS:
@@ -129,7 +162,40 @@ class EvaluationRun:
 
     @property
     def run_id(self) -> str:
-        return f"{self.dataset_name}-{self.protocol}-{self.method}-seed{self.seed}-frac{self.label_fraction:g}"
+        return evaluation_run_id(self.dataset_name, self.protocol, self.method, self.seed, self.label_fraction)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that change this cell's numbers: the fields its protocol uses, but paths and the device."""
+        unused = (*_NOT_SETTINGS, *_UNUSED_SETTINGS[self.protocol])
+        return {k: v for k, v in asdict(self).items() if k not in unused}
+
+    def input_files(self) -> dict[str, Path]:
+        """The files this cell's numbers are computed from, by role (they must exist to fingerprint it)."""
+        inputs = {}
+        if self.pretrained_checkpoint is not None:
+            inputs["pretrained_checkpoint"] = Path(self.pretrained_checkpoint)
+        if self.protocol == "feature_reuse":
+            inputs["finetuned_model"] = self.cell_dir("finetune") / "model.pt"
+        if self.protocol == "ks":
+            inputs["predictions"] = self.cell_dir("finetune") / "predictions.npz"
+            inputs["predictions_full_labels"] = self.cell_dir("finetune", 1.0) / "predictions.npz"
+        return inputs
+
+    def input_hashes(self) -> dict[str, str]:
+        """``{role: sha256}`` of :meth:`input_files` (a missing file names the protocol to run first)."""
+        hashes = {}
+        for role, path in self.input_files().items():
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path}: expected the {role.replace('_', ' ')} of this cell; run the cell that writes it first "
+                    f"(pretraining for '{self.method}', or finetune for seed {self.seed})."
+                )
+            hashes[role] = file_sha256(path)
+        return hashes
+
+    def fingerprint(self) -> str:
+        """The fingerprint of this cell: its settings and the content of its inputs (see monai_ilm.provenance)."""
+        return fingerprint(self.settings(), self.input_hashes())
 
     def cell_dir(self, protocol: str | None = None, label_fraction: float | None = None) -> Path:
         fraction = self.label_fraction if label_fraction is None else label_fraction
@@ -139,7 +205,8 @@ class EvaluationRun:
     # ------------------------------------------------------------------ data
     def loader(self, split: str, train: bool = False) -> DataLoader:
         fraction = self.label_fraction if split == "train" else 1.0
-        data = load_datalist(self.dataset_name, self.dataset_dir, split, seed=self.seed, label_fraction=fraction)
+        data = load_datalist(self.dataset_name, self.dataset_dir, split, seed=self.seed, label_fraction=fraction,
+                             options=self.datalist_options)  # fmt: skip
         make = finetune_transforms if train else eval_transforms
         transform = make(self.dataset_name, image_size=self.image_size, channels=self.channels)
         generator = torch.Generator().manual_seed(self.seed)
@@ -150,24 +217,69 @@ class EvaluationRun:
         encoder = resnet_encoder(self.backbone, in_channels=self.channels)
         return load_pretrained_encoder(checkpoint, encoder, prefix=prefix)
 
+    def check_data(self) -> None:
+        """Stop before any training when a split the protocol reads is empty or holds unreadable images.
+
+        The splits are read with the options of :meth:`loader`; ``skip_unreadable`` among the
+        ``datalist_options`` lets the readers drop unreadable images instead.
+
+        Raises:
+            ValueError: naming an empty split.
+            UnreadableImageError: listing the unreadable images (see
+                :func:`monai_ilm.data.integrity.check_datalists`).
+        """
+        options = self.datalist_options or {}
+        datalists = {
+            split: load_datalist(self.dataset_name, self.dataset_dir, split, seed=self.seed,
+                                 label_fraction=self.label_fraction if split == "train" else 1.0, options=options)
+            for split in _PROTOCOL_SPLITS[self.protocol]
+        }  # fmt: skip
+        check_datalists(datalists, batch_size=self.batch_size, drop_last=False, num_workers=self.num_workers,
+                        skip_unreadable=bool(options.get("skip_unreadable", False)))  # fmt: skip
+
     # ------------------------------------------------------------------ protocols
     def run(self) -> Path:
         """Compute the cell and append its rows; returns the results file written."""
         started = time.perf_counter()
+        self.check_data()
+        inputs = self.input_hashes()
+        cell_fingerprint = fingerprint(self.settings(), inputs)
         torch.manual_seed(self.seed)
+        self._scored: dict[int | None, DownstreamResult] = {}
         rows = getattr(self, f"_run_{self.protocol}")()
         metadata = {
-            "config": {k: str(v) if isinstance(v, torch.device) else v for k, v in asdict(self).items()},
-            "checkpoint": self.pretrained_checkpoint,
+            "fingerprint": cell_fingerprint,
+            "settings": self.settings(),
+            "inputs": {role: {"path": str(path), "sha256": inputs[role]} for role, path in self.input_files().items()},
+            "pretraining": self._pretraining_record(),
+            "code_version": code_version(),
+            "device": str(self.device),
             "seed": self.seed,
             "seconds": round(time.perf_counter() - started, 2),
         }
         common = {"run_id": self.run_id, "checkpoint": str(self.pretrained_checkpoint or ""),
-                  "config_hash": config_hash(metadata["config"]), "timestamp": utc_now()}  # fmt: skip
+                  "config_hash": cell_fingerprint, "timestamp": utc_now()}  # fmt: skip
         rows = [{**row, **common} for row in rows]
-        path = write_results(Path(self.output_dir) / "results", rows, metadata, overwrite=True)
+        path = write_results(Path(self.output_dir) / "results", rows, metadata, overwrite=True,
+                             replicates=self._replicates())  # fmt: skip
         logger.info("%s: %d rows in %.1f s -> %s", self.run_id, len(rows), metadata["seconds"], path)
         return path
+
+    def _pretraining_record(self) -> dict | None:
+        """The settings record the experiment runner keeps beside the pretraining run, when there is one."""
+        if self.pretrained_checkpoint is None:
+            return None
+        record = Path(self.pretrained_checkpoint).parent.parent / PRETRAINING_RECORD
+        return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+
+    def _replicates(self) -> dict[str, Any]:
+        """Bootstrap replicates of the scored rows, for seed aggregation and paired differences."""
+        out: dict[str, Any] = {}
+        for block, result in self._scored.items():
+            if result.ci is not None and getattr(result.ci, "replicates", None) is not None:
+                out[replicate_key(result.metric, block)] = result.ci.replicates
+                out["test_ids_sha256"] = hashlib.sha256("\n".join(map(str, result.ids)).encode()).hexdigest()
+        return out
 
     def _columns(self) -> dict[str, Any]:
         return {"dataset": self.dataset_name, "method": self.method, "seed": self.seed, "run_id": self.run_id}
@@ -182,7 +294,14 @@ class EvaluationRun:
                                 amp=self.amp)  # fmt: skip
         np.savez(cell / "predictions.npz", probabilities=result.probabilities, labels=result.labels,
                  ids=np.asarray(result.ids, dtype=str))  # fmt: skip
-        return downstream_rows(result, self.protocol, label_fraction=self.label_fraction, **self._columns())
+        self._scored[None] = result
+        return downstream_rows(result, self.protocol, label_fraction=self.label_fraction, **self._per_class(),
+                               **self._columns())  # fmt: skip
+
+    def _per_class(self) -> dict[str, Any]:
+        """Per-finding rows beside the mean where the data set has named classes (NIH's 14 findings)."""
+        names = DATASET_CLASS_NAMES.get(self.dataset_name)
+        return {"per_class_rows": names is not None, "class_names": names}
 
     def _run_linear(self) -> list[dict]:
         return self._downstream(freeze_encoder=True)
@@ -191,10 +310,17 @@ class EvaluationRun:
         return self._downstream(freeze_encoder=False)
 
     def _run_probe(self) -> list[dict]:
+        """Linear probes of blocks 1-4 trained with the evaluation settings (``lr``, ``batch_size``, ``max_epochs``).
+
+        They train on features cached once from un-augmented images, whereas ``linear`` trains its head with the
+        training augmentation, so the block-4 probe is not the ``linear`` number; both are reported, as
+        protocol ``probe`` block 4 and protocol ``linear`` (see :mod:`monai_ilm.evaluation.probing`).
+        """
         results = probe_blocks(self.encoder(self.pretrained_checkpoint), self.loader("train"), self.loader("val"),
                                self.loader("test"), self.task, device=self.device, seed=self.seed,
-                               max_epochs=self.max_epochs, n_resamples=self.n_resamples,
-                               ci_method=self.ci_method)  # fmt: skip
+                               max_epochs=self.max_epochs, lr=self.lr, batch_size=self.batch_size,
+                               n_resamples=self.n_resamples, ci_method=self.ci_method)  # fmt: skip
+        self._scored.update(results)
         return probe_rows(results, label_fraction=self.label_fraction, **self._columns())
 
     def _finetune_output(self, name: str, label_fraction: float | None = None) -> Path:

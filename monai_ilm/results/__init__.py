@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from monai_ilm.results.rows import config_hash, make_row, utc_now
-from monai_ilm.results.schema import COLUMNS, PROTOCOLS, SCHEMA, Column, empty_frame, validate
+from monai_ilm.results.rows import config_hash, is_per_class_metric, make_row, per_class_metric, utc_now
+from monai_ilm.results.schema import COLUMNS, PROTOCOLS, ROW_KINDS, SCHEMA, Column, empty_frame, validate
 from monai_ilm.results.store import (
     ResultsFileWarning,
     has_cell,
     query,
+    read_replicates,
+    replicate_key,
+    replicates_path,
     read_results,
     read_run,
     results_path,
@@ -15,6 +18,7 @@ from monai_ilm.results.store import (
 )
 from monai_ilm.results.tables import (
     PaperTable,
+    differences_table,
     feature_reuse_table,
     finetune_table,
     format_cell,
@@ -26,21 +30,28 @@ from monai_ilm.results.tables import (
 __all__ = [
     "COLUMNS",
     "PROTOCOLS",
+    "ROW_KINDS",
     "SCHEMA",
     "Column",
     "empty_frame",
     "validate",
     "config_hash",
     "make_row",
+    "per_class_metric",
+    "is_per_class_metric",
     "utc_now",
     "ResultsFileWarning",
     "has_cell",
     "query",
+    "read_replicates",
+    "replicate_key",
+    "replicates_path",
     "read_results",
     "read_run",
     "results_path",
     "write_results",
     "PaperTable",
+    "differences_table",
     "feature_reuse_table",
     "finetune_table",
     "format_cell",

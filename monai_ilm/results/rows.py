@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from monai_ilm.results.schema import COLUMNS
 
-__all__ = ["config_hash", "utc_now", "make_row"]
+__all__ = ["config_hash", "utc_now", "make_row", "per_class_metric", "is_per_class_metric"]
 
 
 def config_hash(config: Mapping[str, Any], length: int = 12) -> str:
@@ -50,8 +50,9 @@ def utc_now() -> str:
 def make_row(**fields: Any) -> dict[str, Any]:
     """Build one results row, filling the optional columns with defaults.
 
-    Defaults: ``block``, ``ci_low``, ``ci_high`` = None; ``checkpoint``, ``config_hash`` = ``""``;
-    ``timestamp`` = :func:`utc_now`. All other columns of :data:`~monai_ilm.results.schema.SCHEMA` are required.
+    Defaults: ``block``, ``ci_low``, ``ci_high`` = None; ``checkpoint``, ``config_hash``, ``baseline``, ``seeds``
+    = ``""``; ``kind`` = ``"run"``; ``timestamp`` = :func:`utc_now`. All other columns of
+    :data:`~monai_ilm.results.schema.SCHEMA` are required.
     Types are checked later by :func:`~monai_ilm.results.schema.validate` (called when writing).
 
     Args:
@@ -66,10 +67,37 @@ def make_row(**fields: Any) -> dict[str, Any]:
     unknown = sorted(set(fields) - set(COLUMNS))
     if unknown:
         raise ValueError(f"fields: unknown column(s) {unknown}; expected a subset of {list(COLUMNS)}.")
-    row: dict[str, Any] = {"block": None, "ci_low": None, "ci_high": None, "checkpoint": "", "config_hash": ""}
+    row: dict[str, Any] = {"block": None, "ci_low": None, "ci_high": None, "checkpoint": "", "config_hash": "",
+                           "kind": "run", "baseline": "", "seeds": ""}  # fmt: skip
     row.update(fields)
     row.setdefault("timestamp", utc_now())
     missing = [c for c in COLUMNS if c not in row]
     if missing:
         raise ValueError(f"fields: missing required column(s) {missing}.")
     return {c: row[c] for c in COLUMNS}
+
+
+def per_class_metric(metric: str, class_name: str) -> str:
+    """The metric name of one class's value beside a class-averaged metric: ``mean_auc`` -> ``auc_<class>``.
+
+    Args:
+        metric: the averaged metric, e.g. ``"mean_auc"`` or ``"auc"``.
+        class_name: the class (e.g. an NIH finding such as ``"Effusion"``).
+
+    Returns:
+        ``"<last word of metric>_<class_name>"``.
+    """
+    return f"{metric.split('_')[-1]}_{class_name}"
+
+
+def is_per_class_metric(name: str, metrics: Iterable[str]) -> bool:
+    """Whether ``name`` is a per-class metric (see :func:`per_class_metric`) of one of the averaged ``metrics``.
+
+    Args:
+        name: a metric name.
+        metrics: the other metric names present.
+
+    Returns:
+        True if ``name`` starts with the per-class prefix of a different metric in ``metrics``.
+    """
+    return any(m != name and m.startswith("mean_") and name.startswith(per_class_metric(m, "")) for m in metrics)

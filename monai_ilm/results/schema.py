@@ -18,9 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Column", "SCHEMA", "COLUMNS", "PROTOCOLS", "empty_frame", "validate"]
+__all__ = ["Column", "SCHEMA", "COLUMNS", "PROTOCOLS", "ROW_KINDS", "empty_frame", "validate"]
 
 PROTOCOLS = ("linear", "finetune", "probe", "feature_reuse", "ks")
+ROW_KINDS = ("run", "seed_mean", "paired_difference")
+"""``run``: one seed's measurement; ``seed_mean``: the mean over the seeds of a cell with an interval that
+accounts for seed-to-seed spread and test sampling; ``paired_difference``: ``method - baseline`` on the same
+test resamples (see :mod:`monai_ilm.results.seeds`)."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class Column:
         nullable: whether missing values are allowed (written as empty CSV fields).
         description: meaning of the column.
         allow_empty: for ``"str"`` columns, whether the empty string is allowed.
+        default: the value a frame without this column gets (columns added after schema version 1, so older
+            results files stay readable); None for a required column.
     """
 
     name: str
@@ -40,6 +46,7 @@ class Column:
     nullable: bool
     description: str
     allow_empty: bool = False
+    default: Any = None
 
     @property
     def dtype(self) -> str:
@@ -57,7 +64,7 @@ SCHEMA: tuple[Column, ...] = (
     ),
     Column("protocol", "str", False, f"evaluation protocol, one of {PROTOCOLS}"),
     Column("label_fraction", "float", False, "fraction of the labelled training set used, in (0, 1]"),
-    Column("seed", "int", False, "random seed of the run"),
+    Column("seed", "int", True, "random seed of the run; empty for rows that combine seeds (see 'seeds')"),
     Column("block", "int", True, "ResNet block (1-4) for probe/feature_reuse rows; empty for whole-model rows"),
     Column("metric", "str", False, "metric name, e.g. 'mean_auc', 'auc', 'f1_macro', 'cka_linear', 'ks'"),
     Column("value", "float", False, "metric value on the full test set"),
@@ -68,6 +75,10 @@ SCHEMA: tuple[Column, ...] = (
     Column("checkpoint", "str", False, "checkpoint evaluated (path or name; may be empty)", allow_empty=True),
     Column("config_hash", "str", False, "hash of the run configuration (may be empty)", allow_empty=True),
     Column("timestamp", "timestamp", False, "ISO-8601 time the row was produced, e.g. 2025-01-31T12:00:00+00:00"),
+    Column("kind", "str", False, f"what the row is, one of {ROW_KINDS}", default="run"),
+    Column("baseline", "str", False, "for paired_difference rows: the method subtracted", allow_empty=True, default=""),
+    Column("seeds", "str", False, "the seeds a row combines, e.g. '0,1,2' (empty: the row's seed)", allow_empty=True,
+           default=""),
 )
 COLUMNS: tuple[str, ...] = tuple(c.name for c in SCHEMA)
 
@@ -165,6 +176,10 @@ def _check_ranges(df: pd.DataFrame) -> None:
             raise ValueError(f"results column {column!r}: expected {expected}, violated in rows {rows[:5]}.")
 
     fail("protocol", f"one of {PROTOCOLS}", ~df["protocol"].isin(PROTOCOLS))
+    fail("kind", f"one of {ROW_KINDS}", ~df["kind"].isin(ROW_KINDS))
+    fail("seed", "a seed for every 'run' row", (df["kind"] == "run") & df["seed"].isna())
+    fail("baseline", "a baseline method for every 'paired_difference' row",
+         (df["kind"] == "paired_difference") & (df["baseline"] == ""))
     fail("label_fraction", "a fraction in (0, 1]", (df["label_fraction"] <= 0) | (df["label_fraction"] > 1))
     fail("block", "a block index >= 0 or empty", df["block"] < 0)
     fail("n", "a sample count >= 1", df["n"] < 1)
@@ -176,10 +191,11 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
     """Check a results frame against :data:`SCHEMA` and return a copy with canonical dtypes and column order.
 
     Values may be given as strings (as read from CSV): numbers are parsed, empty strings become missing values
-    in nullable columns. The index is reset.
+    in nullable columns. The index is reset. Columns that have a :attr:`Column.default` may be absent (files
+    written before they existed); they are filled with the default.
 
     Args:
-        df: a frame with exactly the schema's columns (in any order).
+        df: a frame with the schema's columns (in any order).
 
     Returns:
         A validated copy with the columns in schema order and the dtypes of :attr:`Column.dtype`.
@@ -190,6 +206,7 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
     """
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"df: expected a pandas DataFrame, got {type(df).__name__}.")
+    df = df.assign(**{c.name: c.default for c in SCHEMA if c.default is not None and c.name not in df.columns})
     missing = [c for c in COLUMNS if c not in df.columns]
     extra = [c for c in df.columns if c not in COLUMNS]
     if missing:

@@ -24,6 +24,7 @@ import os
 import re
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from pathlib import Path
@@ -44,6 +45,9 @@ __all__ = [
     "read_results",
     "query",
     "has_cell",
+    "replicates_path",
+    "read_replicates",
+    "replicate_key",
 ]
 
 SCHEMA_VERSION = 1
@@ -135,11 +139,62 @@ def _rows_frame(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFram
     return validate(frame)
 
 
+def replicates_path(results_dir: str | os.PathLike, run_id: str) -> Path:
+    """Path of the bootstrap replicates of run ``run_id``: ``<run_id>.replicates.npz`` beside its CSV.
+
+    Raises:
+        ValueError: if ``run_id`` is not a safe file name.
+    """
+    return Path(results_dir) / f"{_check_run_id(run_id)}.replicates.npz"
+
+
+def replicate_key(metric: str, block: Any = None) -> str:
+    """The key of one row's replicates in a replicates file: ``"<metric>"`` or ``"<metric>@<block>"``."""
+    return metric if block is None or pd.isna(block) else f"{metric}@{int(block)}"
+
+
+def _replicates_bytes(replicates: Mapping[str, Any]) -> bytes:
+    arrays = {}
+    for key, values in replicates.items():
+        arrays[key] = np.asarray(values, dtype=np.float64 if key != "test_ids_sha256" else str)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def read_replicates(results_dir: str | os.PathLike, run_id: str) -> dict[str, np.ndarray]:
+    """The bootstrap replicates stored with a run (empty when the run has none).
+
+    Keys are :func:`replicate_key` names, each a float array of per-resample scores in resample order (NaN
+    where the metric was undefined), plus ``"test_ids_sha256"``: the hash of the test sample ids in order,
+    which two runs must share for their replicates to be paired.
+
+    Args:
+        results_dir: the results directory.
+        run_id: the run.
+
+    Returns:
+        ``{key: array}``; ``{}`` if there is no replicates file.
+
+    Raises:
+        ValueError: for an unreadable file (named in the message).
+    """
+    path = replicates_path(results_dir, run_id)
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: expected a replicates .npz file ({err}).") from err
+
+
 def write_results(
     results_dir: str | os.PathLike,
     rows: pd.DataFrame | Iterable[Mapping[str, Any]],
     run_metadata: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    replicates: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write one run's rows as ``<run_id>.csv`` plus a ``<run_id>.json`` metadata sidecar, atomically.
 
@@ -156,6 +211,8 @@ def write_results(
             arrays, paths and datetimes are converted.
         overwrite: replace an existing run with the same ``run_id`` instead of raising. While the CSV and its
             sidecar are being replaced, a concurrent reader may skip the run once with a checksum warning.
+        replicates: bootstrap replicates of the rows (see :func:`read_replicates`), written before the CSV so
+            that a published run always has them; a stale replicates file is removed when None.
 
     Returns:
         The path of the CSV file.
@@ -186,6 +243,11 @@ def write_results(
         meta = json.dumps(sidecar, indent=2, sort_keys=True, default=_json_default, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise ValueError(f"run_metadata: expected JSON-serialisable metadata ({err}).") from err
+    stale_replicates = replicates_path(results_dir, run_ids[0])
+    if replicates:
+        _publish(_replicates_bytes(replicates), stale_replicates, overwrite=True)
+    elif stale_replicates.exists():
+        stale_replicates.unlink()
     _publish(data, target, overwrite)
     _publish(meta.encode("utf-8"), target.with_suffix(".json"), overwrite=True)
     return target

@@ -8,21 +8,27 @@ The tables of Kaku et al. (NeurIPS 2021; reproduced in ``paper_results.md``):
    ((dataset, method) x (fraction, block | perf)) — :func:`feature_reuse_table`;
 4. layer-wise probing ((dataset, method) x block) — :func:`probing_table`.
 
-Each returns a :class:`PaperTable` with numeric frames (value, ci_low, ci_high) and a formatted frame whose
-cells read ``"74.4 (73.9–75.0)"`` (values scaled by 100 for percentages) or just the value when no interval was
-stored. When several rows fall into one cell (reruns, several seeds) ``duplicates`` decides: ``"latest"`` keeps
-the newest by timestamp, ``"mean"`` averages the values (and drops the interval), ``"error"`` raises.
+Each returns a :class:`PaperTable` with numeric frames (value, ci_low, ci_high, n_seeds) and a formatted frame
+whose cells read ``"74.4 (73.9–75.0)"`` (values scaled by 100 for percentages) or just the value when no interval
+was stored. When several rows fall into one cell ``duplicates`` decides. The default, ``"seeds"``, never shows
+one seed as if it were the mean: re-runs of one seed count once (the newest), and the seeds present are combined
+into their mean, with the interval of the ``seed_mean`` summary row (:mod:`monai_ilm.results.seeds`) when that
+row covers exactly these seeds, else without an interval (a single seed keeps its own). ``"latest"`` keeps the
+newest row whatever its seed, ``"mean"`` averages every row (and drops the interval), ``"error"`` raises.
+:func:`differences_table` shows the paired differences to a baseline method.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from monai_ilm.results.rows import is_per_class_metric
 from monai_ilm.results.schema import validate
 
 __all__ = [
@@ -34,9 +40,12 @@ __all__ = [
     "feature_reuse_table",
     "probing_table",
     "paper_tables",
+    "differences_table",
 ]
 
-DUPLICATE_POLICIES = ("latest", "mean", "error")
+DUPLICATE_POLICIES = ("seeds", "latest", "mean", "error")
+SUPERVISED_METHODS = ("supervised",)
+"""Baselines trained from scratch: they have fine-tuning rows only, and fill Table 1 from them."""
 MetricSpec = str | Mapping[str, str] | None
 
 
@@ -50,6 +59,7 @@ class PaperTable:
         ci_low: lower interval ends (NaN if none).
         ci_high: upper interval ends (NaN if none).
         formatted: strings ``"value (ci_low–ci_high)"``, scaled and rounded for display; ``""`` for empty cells.
+        n_seeds: how many seeds each cell combines (NaN for empty cells).
     """
 
     name: str
@@ -57,6 +67,15 @@ class PaperTable:
     ci_low: pd.DataFrame
     ci_high: pd.DataFrame
     formatted: pd.DataFrame
+    n_seeds: pd.DataFrame | None = None
+
+    @property
+    def seed_counts(self) -> list[int]:
+        """The distinct numbers of seeds behind the table's cells, ascending."""
+        if self.n_seeds is None:
+            return []
+        counts = self.n_seeds.to_numpy(dtype=float).ravel()
+        return sorted({int(c) for c in counts if np.isfinite(c)})
 
 
 def format_cell(value: float, ci_low: float = np.nan, ci_high: float = np.nan, scale: float = 100.0,
@@ -86,7 +105,8 @@ def _resolve_metrics(rows: pd.DataFrame, metric: MetricSpec, protocol: str) -> d
     """Map each dataset to the metric to tabulate, inferring it when it is unique."""
     out = {}
     for dataset in rows["dataset"].unique():
-        available = sorted(rows.loc[rows["dataset"] == dataset, "metric"].unique())
+        present = rows.loc[rows["dataset"] == dataset, "metric"].unique()
+        available = sorted(m for m in present if not is_per_class_metric(m, present))
         if isinstance(metric, str):
             out[dataset] = metric
         elif isinstance(metric, Mapping):
@@ -106,6 +126,7 @@ def _resolve_metrics(rows: pd.DataFrame, metric: MetricSpec, protocol: str) -> d
 def _select(df: pd.DataFrame, protocol: str, metric: MetricSpec, blocks: bool) -> pd.DataFrame:
     """Rows of one protocol with the chosen metric per dataset, whole-model (or per-block) rows only."""
     rows = df[(df["protocol"] == protocol) & (df["block"].notna() if blocks else df["block"].isna())]
+    rows = rows[rows["kind"] != "paired_difference"]
     if rows.empty:
         return rows
     chosen = _resolve_metrics(rows, metric, protocol)
@@ -116,16 +137,52 @@ def _dedupe(rows: pd.DataFrame, keys: list[str], duplicates: str) -> pd.DataFram
     """One row per cell according to the ``duplicates`` policy."""
     if duplicates not in DUPLICATE_POLICIES:
         raise ValueError(f"duplicates: expected one of {DUPLICATE_POLICIES}, got {duplicates!r}.")
+    summaries, rows = rows[rows["kind"] == "seed_mean"], rows[rows["kind"] == "run"]
+    if duplicates == "seeds":
+        return _combine_seeds(_newest(rows, [*keys, "seed"]), summaries, keys)
     counts = rows.groupby(keys, dropna=False).size()
     if duplicates == "error" and (counts > 1).any():
         raise ValueError(
             f"duplicates: several rows for cell(s) {counts[counts > 1].index.tolist()[:3]} (duplicates='error')."
         )
     if duplicates == "mean":
-        agg = rows.groupby(keys, dropna=False, sort=False)["value"].mean().reset_index()
-        return agg.assign(ci_low=np.nan, ci_high=np.nan)
+        agg = rows.groupby(keys, dropna=False, sort=False)["value"].agg(["mean", "size"]).reset_index()
+        return agg.rename(columns={"mean": "value", "size": "n_seeds"}).assign(ci_low=np.nan, ci_high=np.nan)
+    return _newest(rows, keys).assign(n_seeds=1)
+
+
+def _newest(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     order = pd.to_datetime(rows["timestamp"], utc=True, format="ISO8601")
     return rows.assign(_t=order).sort_values("_t", kind="stable").groupby(keys, dropna=False, sort=False).tail(1)
+
+
+def _seed_set(text: str) -> frozenset[int]:
+    return frozenset(int(s) for s in str(text).split(",") if s.strip())
+
+
+def _combine_seeds(runs: pd.DataFrame, summaries: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One record per cell: the mean over its seeds, with the summary row's interval when it is up to date."""
+    fresh = {}
+    for rec in _newest(summaries, keys).to_dict("records"):
+        fresh[tuple(rec[k] for k in keys)] = rec
+    cells = []
+    for key, group in runs.groupby(keys, dropna=False, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        seeds = frozenset(int(s) for s in group["seed"])
+        summary = fresh.get(key)
+        record = dict(zip(keys, key), n_seeds=len(seeds), value=float(group["value"].mean()))
+        if summary is not None and _seed_set(summary["seeds"]) == seeds:
+            record.update(value=summary["value"], ci_low=summary["ci_low"], ci_high=summary["ci_high"])
+        elif len(group) == 1:
+            record.update(ci_low=group["ci_low"].iloc[0], ci_high=group["ci_high"].iloc[0])
+        else:
+            record.update(ci_low=np.nan, ci_high=np.nan)
+        cells.append(record)
+        fresh.pop(key, None)
+    for key, summary in fresh.items():  # cells given only as summaries (e.g. already collapsed over seeds)
+        cells.append(dict(zip(keys, key), n_seeds=len(_seed_set(summary["seeds"])), value=summary["value"],
+                          ci_low=summary["ci_low"], ci_high=summary["ci_high"]))  # fmt: skip
+    return pd.DataFrame(cells, columns=[*keys, "n_seeds", "value", "ci_low", "ci_high"])
 
 
 def _ordered(values: Sequence, preferred: Sequence | None) -> list:
@@ -150,13 +207,15 @@ def _pivot(
     """Spread one-row-per-cell records into value / ci_low / ci_high frames with the given row and column order."""
     row_pos = {key: i for i, key in enumerate(row_order)}
     col_pos = {key: j for j, key in enumerate(col_order)}
-    arrays = {field: np.full((len(row_order), len(col_order)), np.nan) for field in ("value", "ci_low", "ci_high")}
+    fields = ("value", "ci_low", "ci_high", "n_seeds")
+    arrays = {field: np.full((len(row_order), len(col_order)), np.nan) for field in fields}
     for rec in cells.to_dict("records"):
         r = tuple(rec[k] for k in index) if len(index) > 1 else rec[index[0]]
         c = tuple(rec[k] for k in columns) if len(columns) > 1 else rec[columns[0]]
         if r in row_pos and c in col_pos:
             for field, arr in arrays.items():
-                arr[row_pos[r], col_pos[c]] = np.nan if pd.isna(rec[field]) else float(rec[field])
+                value = rec.get(field, np.nan)
+                arr[row_pos[r], col_pos[c]] = np.nan if pd.isna(value) else float(value)
     rows, cols = _frame_index(index, row_order), _frame_index(columns, col_order)
     return {field: pd.DataFrame(arr, index=rows, columns=cols) for field, arr in arrays.items()}
 
@@ -180,7 +239,7 @@ def _formatted(frames: dict[str, pd.DataFrame], scale, decimals, dash: str, with
 
 def _table(name: str, frames: dict[str, pd.DataFrame], scale, decimals, dash: str, with_ci=True) -> PaperTable:
     formatted = _formatted(frames, scale, decimals, dash, with_ci)
-    return PaperTable(name, frames["value"], frames["ci_low"], frames["ci_high"], formatted)
+    return PaperTable(name, frames["value"], frames["ci_low"], frames["ci_high"], formatted, frames["n_seeds"])
 
 
 def linear_evaluation_table(
@@ -190,7 +249,7 @@ def linear_evaluation_table(
     datasets: Sequence[str] | None = None,
     finetune_methods: Sequence[str] = (),
     label_fraction: float = 1.0,
-    duplicates: str = "latest",
+    duplicates: str = "seeds",
     scale: float = 100.0,
     decimals: int = 1,
     dash: str = "–",
@@ -207,7 +266,7 @@ def linear_evaluation_table(
         datasets: row order (default: order of first appearance).
         finetune_methods: methods whose fine-tuning rows fill their column.
         label_fraction: label fraction of the linear evaluation (paper: 100 %).
-        duplicates: policy for several rows per cell (``"latest"``, ``"mean"`` or ``"error"``).
+        duplicates: policy for several rows per cell (``"seeds"``, ``"latest"``, ``"mean"`` or ``"error"``).
         scale: display multiplier.
         decimals: display decimals.
         dash: separator inside the interval.
@@ -235,7 +294,7 @@ def finetune_table(
     metric: MetricSpec = None,
     methods: Sequence[str] | None = None,
     datasets: Sequence[str] | None = None,
-    duplicates: str = "latest",
+    duplicates: str = "seeds",
     scale: float = 100.0,
     decimals: int = 1,
     dash: str = "–",
@@ -280,7 +339,7 @@ def feature_reuse_table(
     methods: Sequence[str] | None = None,
     datasets: Sequence[str] | None = None,
     label_fractions: Sequence[float] | None = None,
-    duplicates: str = "latest",
+    duplicates: str = "seeds",
     cka_decimals: int = 2,
     perf_scale: float = 100.0,
     perf_decimals: int = 1,
@@ -344,7 +403,7 @@ def probing_table(
     metric: MetricSpec = None,
     methods: Sequence[str] | None = None,
     datasets: Sequence[str] | None = None,
-    duplicates: str = "latest",
+    duplicates: str = "seeds",
     scale: float = 100.0,
     decimals: int = 1,
     dash: str = "–",
@@ -386,7 +445,8 @@ def paper_tables(df: pd.DataFrame, **kwargs) -> dict[str, PaperTable]:
     Args:
         df: the long-form results table.
         kwargs: options applied to every table that accepts them (``methods``, ``datasets``, ``duplicates``,
-            ``dash``).
+            ``dash``, ``metric``). Table 1 takes its Supervised column from the fine-tuning rows at 100 %, as
+            the paper's does.
 
     Returns:
         A dict of :class:`PaperTable`; tables without rows are left out.
@@ -394,13 +454,14 @@ def paper_tables(df: pd.DataFrame, **kwargs) -> dict[str, PaperTable]:
     Raises:
         ValueError: for an unsupported option or any error of the individual builders.
     """
-    allowed = {"methods", "datasets", "duplicates", "dash"}
+    allowed = {"methods", "datasets", "duplicates", "dash", "metric"}
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise ValueError(f"kwargs: unsupported option(s) {unknown}; expected a subset of {sorted(allowed)}.")
     df = validate(df)
+    supervised = tuple(m for m in SUPERVISED_METHODS if ((df["protocol"] == "finetune") & (df["method"] == m)).any())
     builders = {
-        "linear": (linear_evaluation_table, "linear"),
+        "linear": (partial(linear_evaluation_table, finetune_methods=supervised), "linear"),
         "finetune": (finetune_table, "finetune"),
         "feature_reuse": (feature_reuse_table, "feature_reuse"),
         "probe": (probing_table, "probe"),
@@ -408,3 +469,55 @@ def paper_tables(df: pd.DataFrame, **kwargs) -> dict[str, PaperTable]:
     return {
         name: build(df, **kwargs) for name, (build, protocol) in builders.items() if (df["protocol"] == protocol).any()
     }
+
+
+def differences_table(
+    df: pd.DataFrame,
+    baseline: str = "moco",
+    metric: MetricSpec = None,
+    methods: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    scale: float = 100.0,
+    decimals: int = 1,
+    dash: str = "–",
+) -> PaperTable:
+    """Paired differences ``method - baseline`` (``paired_difference`` rows of :mod:`monai_ilm.results.seeds`).
+
+    Rows are ``(dataset, protocol, label_fraction)`` for the whole-model protocols (linear, finetune),
+    columns the methods; a cell reads ``"+2.2 (0.4–4.1)"``: the mean difference over the seeds both methods
+    have, with its paired bootstrap interval.
+
+    Args:
+        df: the long-form results table.
+        baseline: the method subtracted (``"moco"`` or ``"supervised"``).
+        metric: metric to show, a mapping, or None to infer the unique one per dataset.
+        methods: column order.
+        datasets: dataset order.
+        scale: display multiplier.
+        decimals: display decimals.
+        dash: separator inside the interval.
+
+    Returns:
+        A :class:`PaperTable` named ``"difference_to_<baseline>"``; empty when there are no such rows.
+    """
+    df = validate(df)
+    rows = df[(df["kind"] == "paired_difference") & (df["baseline"] == baseline) & df["block"].isna()]
+    rows = rows[rows["protocol"].isin(("linear", "finetune"))]
+    if not rows.empty:
+        chosen = _resolve_metrics(rows, metric, "paired_difference")
+        rows = rows[rows["metric"] == rows["dataset"].map(chosen)]
+    cells = rows.assign(n_seeds=rows["seeds"].map(lambda text: len(_seed_set(text))))
+    keys = ["dataset", "protocol", "label_fraction"]
+    row_order = [
+        (d, p, f)
+        for d in _ordered(cells["dataset"], datasets)
+        for p in ("linear", "finetune")
+        for f in sorted(cells.loc[(cells["dataset"] == d) & (cells["protocol"] == p), "label_fraction"].unique(),
+                        reverse=True)
+    ]  # fmt: skip
+    frames = _pivot(cells, keys, ["method"], row_order, _ordered(cells["method"], methods))
+    table = _table(f"difference_to_{baseline}", frames, scale, decimals, dash)
+    signed = table.formatted.copy()
+    for col in signed.columns:
+        signed[col] = ["+" + text if text and value > 0 else text for text, value in zip(signed[col], table.value[col])]
+    return PaperTable(table.name, table.value, table.ci_low, table.ci_high, signed, table.n_seeds)

@@ -9,6 +9,9 @@ config:
 * :func:`finetune_transforms`: one augmented ``image`` and its ``label``;
 * :func:`eval_transforms`: the un-augmented ``image`` and ``label``.
 
+The supervised pipelines keep the row's ``image_id`` (a string set by :func:`monai_ilm.data.load_datalist`)
+so that predictions and features can be named by image.
+
 Every pipeline starts with the deterministic steps (load, channels, resize, centre crop, plain
 tensor) **flat at the front**, so ``CacheDataset`` / ``PersistentDataset`` cache them (see
 :func:`cache_boundary`), and ends with float32, channel-first tensors without MONAI metadata
@@ -302,12 +305,13 @@ def _supervised(
     label_key: str,
     intensity: str,
     stage: str,
+    id_key: str,
 ) -> Compose:
     spec = get_preset(preset)
     size = _resolve_size(spec, image_size)
     steps = deterministic_transforms(preset, size, channels, image_key, intensity)
     steps += (spec.finetune if stage == "finetune" else spec.evaluate)(image_key, size)
-    steps += [LabelToTensord(label_key), SelectItemsd([image_key, label_key], allow_missing_keys=True)]
+    steps += [LabelToTensord(label_key), SelectItemsd([image_key, label_key, id_key], allow_missing_keys=True)]
     return Compose(steps + _finish([image_key], normalize, channels))
 
 
@@ -319,6 +323,7 @@ def finetune_transforms(
     image_key: str = "image",
     label_key: str = "label",
     intensity: str = "auto",
+    id_key: str = "image_id",
 ) -> Compose:
     """Supervised fine-tuning pipeline: ``{"image": augmented tensor, "label": tensor}``.
 
@@ -332,11 +337,12 @@ def finetune_transforms(
         image_key: the key holding the image path or array.
         label_key: the key holding the label (may be absent).
         intensity: ``"auto"`` (scale by bit depth) or ``"minmax"``.
+        id_key: the key of the row's image id, passed through unchanged (may be absent).
 
     Raises:
         ValueError: for an unknown preset, a non-positive size or invalid channels.
     """
-    return _supervised(preset, image_size, channels, normalize, image_key, label_key, intensity, "finetune")
+    return _supervised(preset, image_size, channels, normalize, image_key, label_key, intensity, "finetune", id_key)
 
 
 def eval_transforms(
@@ -347,6 +353,7 @@ def eval_transforms(
     image_key: str = "image",
     label_key: str = "label",
     intensity: str = "auto",
+    id_key: str = "image_id",
 ) -> Compose:
     """Evaluation pipeline: ``{"image": tensor, "label": tensor}``, deterministic (no augmentation).
 
@@ -358,11 +365,12 @@ def eval_transforms(
         image_key: the key holding the image path or array.
         label_key: the key holding the label (may be absent, e.g. at inference).
         intensity: ``"auto"`` (scale by bit depth) or ``"minmax"``.
+        id_key: the key of the row's image id, passed through unchanged (may be absent).
 
     Raises:
         ValueError: for an unknown preset, a non-positive size or invalid channels.
     """
-    return _supervised(preset, image_size, channels, normalize, image_key, label_key, intensity, "evaluate")
+    return _supervised(preset, image_size, channels, normalize, image_key, label_key, intensity, "evaluate", id_key)
 
 
 def view_transforms(preset: str, key: str, image_size: int | None = None, stage: str = "pretrain") -> Compose:

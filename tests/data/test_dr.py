@@ -60,6 +60,12 @@ class TestKaggle:
         (root / "trainLabels.csv").write_text("image,level\n10_left,7\n")
         with pytest.raises(ValueError, match="row 2: 'level' is '7'; expected 0-4"):
             read_dr(root)
+        (root / "trainLabels.csv").write_text("image,level\n10_left,0\n,1\n")
+        with pytest.raises(ValueError, match="row 3: 'image' is empty"):
+            read_dr(root)
+        (root / "trainLabels.csv").write_text("image,level\n10_left,0,,\n")  # more cells than the header
+        with pytest.raises(ValueError, match="trainLabels.csv' row 2"):
+            read_dr(root)
 
     def test_patient_of(self):
         assert patient_of("10_left") == "10" and patient_of("4432_right") == "4432"

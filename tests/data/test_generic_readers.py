@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from monai_ilm.data.csv_datalist import read_csv_datalist
 from monai_ilm.data.folder import read_image_folder
@@ -61,8 +62,8 @@ class TestMedMNIST:
 
 class TestCsv:
     def _write(self, tmp_path, text):
-        for name in ("a.png", "b.png", "c.png"):
-            (tmp_path / name).write_bytes(b"x")
+        for name in ("a.png", "b.png", "c.png"):  # real PNGs: skip_unreadable drops files that do not decode
+            Image.new("L", (4, 4)).save(tmp_path / name)
         path = tmp_path / "list.csv"
         path.write_text(text)
         return path
@@ -71,6 +72,11 @@ class TestCsv:
         path = self._write(tmp_path, "image,label,pid\na.png,0,p1\nb.png,1,p1\nc.png,1,p2\n")
         rows = read_csv_datalist(path, patient_column="pid")
         assert rows[0] == {"image": str(tmp_path.resolve() / "a.png"), "patient_id": "p1", "label": 0}
+
+    def test_empty_image_cell_is_named(self, tmp_path):
+        path = self._write(tmp_path, "image,label\na.png,0\n,1\n")
+        with pytest.raises(ValueError, match="list.csv' row 3: column 'image' is empty"):
+            read_csv_datalist(path)
 
     def test_class_names_multi_hot_and_unlabelled(self, tmp_path):
         path = self._write(tmp_path, "file,diagnosis,x,y\na.png,normal,0,1\nb.png,tumour,1,1\nc.png,normal,0,0\n")

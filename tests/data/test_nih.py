@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
 import time
 
@@ -119,14 +120,62 @@ class TestBadInput:
 
     def test_missing_lists_and_bad_arguments(self, tmp_path, nih_dir):
         shutil.copy(nih_dir / "Data_Entry_2017_v2020.csv", tmp_path)
-        with pytest.raises(FileNotFoundError, match="train_val_list.txt"):
-            read_nih(tmp_path, split_source="official")
         with pytest.raises(FileNotFoundError, match="CheXNet split list"):
             read_nih(tmp_path, split_source="chexnet")
         with pytest.raises(ValueError, match=r"split must be one of \['train', 'val', 'test'\]"):
             read_nih(nih_dir, split="validation")
         with pytest.raises(ValueError, match="split_source must be one of"):
             read_nih(nih_dir, split_source="kaggle")
+
+
+class TestSubsetsWithoutLists:
+    """Kaggle's "sample" download and user subsets: no split lists, rare findings."""
+
+    @pytest.fixture()
+    def no_lists(self, tmp_path, nih_dir):
+        root = tmp_path / "nih"
+        shutil.copytree(nih_dir, root, ignore=shutil.ignore_patterns("train_val_list.txt", "test_list.txt", "labels"))
+        return root
+
+    def test_official_without_lists_falls_back_to_the_seeded_split_with_a_warning(self, no_lists, caplog):
+        with caplog.at_level("WARNING", logger="monai_ilm.data"):
+            official = {s: read_nih(no_lists, s, seed=3) for s in ("train", "val", "test")}
+        seeded = {s: read_nih(no_lists, s, split_source="seeded", seed=3) for s in ("train", "val", "test")}
+        assert official == seeded
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert warnings and all("train_val_list.txt" in w and "seeded" in w and "70/10/20" in w for w in warnings)
+
+    def test_one_missing_list_is_named(self, no_lists, nih_dir, caplog):
+        shutil.copy(nih_dir / "train_val_list.txt", no_lists)
+        with caplog.at_level("WARNING", logger="monai_ilm.data"):
+            rows = read_nih(no_lists, "test")
+        assert rows == read_nih(no_lists, "test", split_source="seeded")
+        assert "'test_list.txt'" in caplog.text and "'train_val_list.txt'" not in caplog.text
+
+    def test_explicit_chexnet_without_lists_stays_an_error(self, no_lists):
+        with pytest.raises(FileNotFoundError, match="CheXNet split list"):
+            read_nih(no_lists, "train", split_source="chexnet")
+
+    @staticmethod
+    def _keep_finding_on_one_patient(root, finding="Hernia", patient="1"):
+        path = root / "Data_Entry_2017_v2020.csv"
+        table = pd.read_csv(path, dtype=str)
+        others = table["Patient ID"] != patient
+        labels = table["Finding Labels"].str.split("|")
+        labels[others] = labels[others].map(lambda names: [n for n in names if n != finding] or ["No Finding"])
+        table["Finding Labels"] = labels.str.join("|")
+        if not (~others & table["Finding Labels"].str.contains(finding)).any():
+            table.loc[~others, "Finding Labels"] = finding
+        table.to_csv(path, index=False)
+
+    def test_a_finding_too_rare_for_every_split_is_a_warning_naming_it(self, no_lists, caplog):
+        self._keep_finding_on_one_patient(no_lists)
+        with caplog.at_level("WARNING", logger="monai_ilm.data"):
+            splits = {s: read_nih(no_lists, s, split_source="seeded") for s in ("train", "val", "test")}
+        assert sum(len(rows) for rows in splits.values()) == 120
+        assert re.search(r"class 'Hernia' has no image in the '(train|val|test)' split", caplog.text)
+        with pytest.raises(ValueError, match=r"class 'Hernia' has no image in the '(train|val|test)' split"):
+            read_nih(no_lists, "val", split_source="seeded", require_all_classes=True)
 
 
 def test_generator_writes_the_real_header_and_16_bit_option(tmp_path):

@@ -105,6 +105,20 @@ class TestPatientSplit:
         parts = patient_split(rows, seed=0, require_all_classes=False)
         assert sum(len(p) for p in parts) == 21
 
+    def test_empty_class_without_the_strict_check_is_a_warning_naming_class_and_split(self, caplog):
+        rows = [{"image": f"{i}.png", "patient_id": str(i), "label": 0} for i in range(20)]
+        rows.append({"image": "rare.png", "patient_id": "rare", "label": 1})
+        with caplog.at_level("WARNING", logger="monai_ilm.data"):
+            parts = patient_split(rows, class_names=["normal", "tumour"], seed=0, require_all_classes=False)
+        lacking = [name for name, part in zip(("train", "val", "test"), parts) if all(r["label"] == 0 for r in part)]
+        assert len(lacking) == 2
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert sorted(warnings) == sorted(
+            f"class 'tumour' has no image in the '{name}' split: only 1 of 21 patients carry it; "
+            "require_all_classes=True makes this an error."
+            for name in lacking
+        )
+
     @pytest.mark.parametrize("ratios", [(0.5, 0.6), (0.0, 1.0), (-0.1, 1.1), ()])
     def test_bad_ratios(self, ratios):
         with pytest.raises(ValueError, match="ratios"):

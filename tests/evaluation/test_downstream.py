@@ -242,7 +242,8 @@ def test_paper_standard_error_interval_is_narrower(random_classifier_outputs):
     r = random_classifier_outputs["binary_auc"]
     preds = Predictions(r.logits, r.labels, r.ids)
     se = score_predictions(preds, "binary_auc", n_resamples=200, ci_method="standard_error")
-    assert se.value == r.value and (se.ci_high - se.ci_low) < (r.ci_high - r.ci_low)
+    assert se.ci.full_value == r.value and (se.ci_high - se.ci_low) < (r.ci_high - r.ci_low)
+    assert se.value == se.ci.bootstrap_mean  # the paper's point estimate, the centre of its interval
     with pytest.raises(ValueError, match="ci_method"):
         score_predictions(preds, "binary_auc", ci_method="bca")
 

@@ -68,11 +68,101 @@ class TestPaperFormula:
         assert res.bootstrap_sd == pytest.approx(sd, abs=1e-12)
         assert res.ci_low == pytest.approx(mu - 1.96 * sd / np.sqrt(b), abs=1e-12)
         assert res.ci_high == pytest.approx(mu + 1.96 * sd / np.sqrt(b), abs=1e-12)
-        assert res.value == pytest.approx(np.mean([roc_auc_score(y[:, k], probs[:, k]) for k in range(c)]), abs=1e-12)
+        assert res.value == pytest.approx(mu, abs=1e-12)  # the paper's point estimate: the pooled mean
+        full = np.mean([roc_auc_score(y[:, k], probs[:, k]) for k in range(c)])
+        assert res.full_value == pytest.approx(full, abs=1e-12)
 
         pct = bootstrap_ci(per_class_auc, y, probs, per_class=True, indices=indices)
         macro = a.mean(axis=1)
         assert (pct.ci_low, pct.ci_high) == pytest.approx(tuple(np.percentile(macro, [2.5, 97.5])), abs=1e-12)
+
+
+class TestStandardErrorValue:
+    def test_value_is_the_centre_of_its_interval_on_every_test_set(self):
+        # the plug-in variance is biased on resamples, so the full-set value often lies outside the narrow
+        # mean +/- 1.96 sd / sqrt(B) interval; the reported value must be the interval's centre
+        def variance(y_true, y_score):
+            return float(np.var(y_score))
+
+        for k in range(20):
+            score = np.random.default_rng(100 + k).normal(size=30)
+            res = bootstrap_ci(variance, np.zeros(30), score, n_resamples=200, seed=k, method="standard_error")
+            boot = np.array([np.var(score[i]) for i in resample_indices(30, 200, k)])
+            assert res.value == pytest.approx(boot.mean(), abs=1e-12), k
+            assert res.ci_low <= res.value <= res.ci_high, k
+            assert res.full_value == pytest.approx(np.var(score), abs=1e-12), k
+
+    def test_percentile_value_is_the_full_set_metric(self, binary_data):
+        y, score = binary_data
+        res = bootstrap_ci(roc_auc_score, y, score, n_resamples=50, seed=2)
+        assert res.value == res.full_value == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+
+
+    def test_results_row_reports_the_value_of_its_interval(self):
+        from monai_ilm.evaluation.downstream import Predictions, downstream_rows, score_predictions
+
+        # a test set (seed 8) whose full-set AUC lies outside the standard-error interval of 300 resamples
+        y = np.array([0, 1] * 12)
+        logits = np.stack([np.zeros(24), 0.8 * y + np.random.default_rng(8).normal(size=24)], axis=1)
+        full = roc_auc_score(y, logits[:, 1])
+        res = score_predictions(
+            Predictions(logits, y.astype(float), [str(i) for i in range(24)]), "binary_auc", n_resamples=300,
+            ci_method="standard_error", seed=8,
+        )  # fmt: skip
+        boot = []
+        for i in resample_indices(24, 300, 8):
+            pos, neg = logits[i, 1][y[i] == 1], logits[i, 1][y[i] == 0]
+            boot.append(stats.mannwhitneyu(pos, neg).statistic / (pos.size * neg.size))
+        row = downstream_rows(res, "linear", "dr", "moco", 1.0, 8, "r")[0]
+        assert not res.ci.ci_low <= full <= res.ci.ci_high and res.ci.full_value == pytest.approx(full, abs=1e-12)
+        assert row["value"] == res.value == res.ci.value == pytest.approx(np.mean(boot), abs=1e-12)
+        assert row["ci_low"] <= row["value"] <= row["ci_high"]
+
+
+class TestReplicates:
+    def test_one_score_per_resample_in_draw_order(self, binary_data):
+        y, score = binary_data
+        res = bootstrap_ci(roc_auc_score, y, score, n_resamples=40, seed=9)
+        idx = np.random.default_rng(9).integers(0, len(y), size=(40, len(y)))
+        assert res.replicates.shape == (40,)
+        for b in (0, 17, 39):
+            assert res.replicates[b] == pytest.approx(roc_auc_score(y[idx[b]], score[idx[b]]), abs=1e-12)
+        assert (res.ci_low, res.ci_high) == pytest.approx(tuple(np.percentile(res.replicates, [2.5, 97.5])), abs=1e-12)
+
+    @pytest.mark.filterwarnings("ignore:Only one class is present:UserWarning")
+    def test_undefined_resamples_are_nan_in_place(self):
+        y = np.array([1, 0, 0, 0, 0, 0])
+        res = bootstrap_ci(roc_auc_score, y, np.arange(6.0), n_resamples=100, max_failed_fraction=0.5)
+        single_class = resample_indices(6, 100, 0)
+        single_class = y[single_class].sum(axis=1) == 0
+        assert res.replicates.shape == (100,)
+        np.testing.assert_array_equal(np.isnan(res.replicates), single_class)
+        assert res.failed == single_class.sum()
+
+    @pytest.mark.filterwarnings("ignore:Only one class is present:UserWarning")
+    def test_per_class_replicates_are_the_macro_mean_of_each_resample(self):
+        gen = np.random.default_rng(4)
+        y = (gen.random((30, 3)) < 0.5).astype(int)
+        y[:3, 2], y[3:, 2] = 1, 0  # a rare class, absent from some resamples
+        probs = gen.random((30, 3)) + 0.3 * y
+        indices = gen.integers(0, 30, size=(25, 30))
+
+        def per_class_auc(yt, p):
+            return [roc_auc_score(yt[:, k], p[:, k]) if 0 < yt[:, k].sum() < len(yt) else np.nan for k in range(3)]
+
+        res = bootstrap_ci(per_class_auc, y, probs, per_class=True, indices=indices, method="standard_error")
+        for b, i in enumerate(indices):
+            defined = [roc_auc_score(y[i, k], probs[i, k]) for k in range(3) if 0 < y[i, k].sum() < 30]
+            assert res.replicates[b] == pytest.approx(np.mean(defined), abs=1e-12)
+
+    def test_paired_differences_share_the_resamples(self, binary_data):
+        y, score = binary_data
+        other = score + np.random.default_rng(1).normal(size=len(y))
+        a = bootstrap_ci(roc_auc_score, y, score, n_resamples=30, seed=3)
+        b = bootstrap_ci(roc_auc_score, y, other, n_resamples=30, seed=3)
+        idx = resample_indices(len(y), 30, 3)
+        diff = [roc_auc_score(y[i], score[i]) - roc_auc_score(y[i], other[i]) for i in idx]
+        np.testing.assert_allclose(a.replicates - b.replicates, diff, atol=1e-12)
 
 
 class TestPercentile:

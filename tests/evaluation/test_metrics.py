@@ -35,7 +35,8 @@ class TestMeanAuc:
         y[:, 4] = 0  # a finding without positives: no AUC
         y[:, 9] = 1  # a finding without negatives
         probs = 1 / (1 + np.exp(-(gen.normal(size=(60, 14)) + y)))
-        res = mean_auc(y, torch.tensor(probs))
+        with pytest.warns(UserWarning, match=r"#4 \(column 4: no positive label\), #9 \(column 9: no negative"):
+            res = mean_auc(y, torch.tensor(probs))
         defined = [c for c in range(14) if c not in (4, 9)]
         expected = [roc_auc_score(y[:, c], probs[:, c]) for c in defined]
         assert res.skipped == (4, 9)
@@ -43,6 +44,30 @@ class TestMeanAuc:
         np.testing.assert_allclose(res.per_class[defined], expected, atol=1e-12)
         assert res.mean == pytest.approx(np.mean(expected), abs=1e-12)
         assert res.mean == pytest.approx(roc_auc_score(y[:, defined], probs[:, defined], average="macro"), abs=1e-12)
+
+    def test_absent_finding_is_skipped_with_a_warning_naming_it(self, gen):
+        y = (gen.random((40, 4)) < 0.4).astype(int)
+        y[:, 1] = 0  # no positive in this split
+        y[:, 3] = 1  # no negative in this split
+        logits = gen.normal(size=(40, 4)) + y
+        names = ["Atelectasis", "Cardiomegaly", "Effusion", "Hernia"]
+        with pytest.warns(UserWarning, match=r"y_true: .*'Cardiomegaly' \(column 1: no positive label\).*'Hernia' "
+                          r"\(column 3: no negative label\).*over the 2 other findings"):
+            res = mean_auc(y, logits, class_names=names)
+        expected = [roc_auc_score(y[:, c], logits[:, c]) for c in (0, 2)]
+        assert res.skipped == (1, 3)
+        assert res.mean == pytest.approx(np.mean(expected), abs=1e-12)
+
+    def test_no_warning_when_every_finding_is_defined(self, gen, recwarn):
+        y = np.tile([[0, 1], [1, 0]], (5, 1))
+        mean_auc(y, gen.normal(size=(10, 2)))
+        assert len(recwarn) == 0
+
+    def test_saturated_sigmoid_logits_are_ranked_as_logits(self):
+        # expit(37) == expit(45) == 1.0 in float64: ranking the logits keeps the order the probabilities lose
+        y = np.array([[0], [1], [0], [1]])
+        logits = np.array([[38.0], [39.0], [40.0], [45.0]])
+        assert mean_auc(y, logits).mean == pytest.approx(roc_auc_score(y[:, 0], logits[:, 0])) == 0.75
 
     def test_all_findings_constant(self):
         with pytest.raises(ValueError, match="y_true: every finding has a single label value"):
@@ -67,6 +92,14 @@ class TestBinaryAuc:
         logits = np.array([[5.0, 4.0], [0.0, 1.0]])
         assert binary_auc(y, logits, score="raw_logit") == pytest.approx(roc_auc_score(y, logits[:, 1])) == 0.0
         assert binary_auc(y, logits) == pytest.approx(roc_auc_score(y, softmax(logits, axis=1)[:, 1])) == 1.0
+
+    def test_confident_cases_do_not_tie(self):
+        # l1 - l0 = 40, 39, 38, 45: the softmax probability of class 1 is exactly 1.0 in float64 for all four
+        y = np.array([0, 1, 0, 1])
+        logits = np.array([[0.0, 40.0], [0.0, 39.0], [0.0, 38.0], [0.0, 45.0]])
+        expected = roc_auc_score(y, logits[:, 1] - logits[:, 0])
+        assert expected == 0.75
+        assert binary_auc(y, logits) == pytest.approx(expected, abs=1e-12)
 
     def test_one_dimensional_score(self, gen):
         y = gen.integers(0, 2, 50)

@@ -118,3 +118,44 @@ def test_shuffled_evaluation_loader_and_missing_blocks_are_refused(encoder):
         feats.block(4)
     with pytest.raises(ValueError, match="blocks"):
         extract_stage_features(encoder, DataLoader(items, batch_size=4), blocks=(0, 5), device="cpu")
+
+
+class _StopProbe(Exception):
+    pass
+
+
+def test_probe_cell_trains_with_the_evaluation_settings(tmp_path, monkeypatch):
+    """evaluation_lr, evaluation_batch_size and evaluation_epochs reach the probe's optimiser, batches and trainer."""
+    import monai_ilm.evaluation.probing as probing
+    from ignite.engine import Events
+
+    from monai_ilm.evaluation import EvaluationRun
+
+    seen = {"lr": set(), "batches": []}
+
+    class Spy:
+        def attach(self, engine):
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+        def __call__(self, engine):
+            seen["lr"].update(group["lr"] for group in engine.optimizer.param_groups)
+            seen["batches"].append(len(engine.state.batch["label"]))
+            seen["max_epochs"] = engine.state.max_epochs
+
+    real_fit = probing.fit_downstream
+
+    def fit_first_block_only(*args, **kwargs):
+        real_fit(*args, **{**kwargs, "train_handlers": [Spy()], "log_name": None})
+        raise _StopProbe
+
+    items = {"train": brightness_items(10, 1), "val": brightness_items(6, 2), "test": brightness_items(6, 3)}
+    monkeypatch.setattr(probing, "fit_downstream", fit_first_block_only)
+    monkeypatch.setattr(EvaluationRun, "loader", lambda self, split, train=False: DataLoader(items[split], batch_size=3))
+    run = EvaluationRun(
+        protocol="probe", dataset_name="dr", dataset_dir=str(tmp_path), output_dir=str(tmp_path / "out"),
+        method="supervised", backbone="resnet18", batch_size=4, lr=0.05, max_epochs=2, n_resamples=10, device="cpu",
+    )  # fmt: skip
+    with pytest.raises(_StopProbe):
+        run._run_probe()
+    assert seen["lr"] == {0.05}
+    assert seen["batches"] == [4, 4, 2] * 2 and seen["max_epochs"] == 2

@@ -83,3 +83,49 @@ def test_cross_correlation_stays_float32_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = barlow_twins_loss(z1, z2, 1.0, 5e-3)
     assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def _identity_loss(**kwargs) -> IntermediateBarlowTwinsLoss:
+    """One 3-d layer whose projector is the identity, so the loss sees its inputs as they are."""
+    loss = IntermediateBarlowTwinsLoss(in_channels=[3], weights=1.0, scale=1.0, offdiag_weight=5e-3, projector_dims=[3], **kwargs)
+    with torch.no_grad():
+        loss.projectors[0][0].weight.copy_(torch.eye(3))
+    return loss
+
+
+def _reference_loss(bn: torch.nn.BatchNorm1d, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """The reference's formula: C = bn(z1)ᵀ bn(z2) / N with BatchNorm1d(affine=False), z1 standardised first."""
+    c = bn(z1).t() @ bn(z2) / z1.shape[0]
+    on = (1 - torch.diagonal(c)).pow(2).sum()
+    return on + 5e-3 * (c.pow(2).sum() - torch.diagonal(c).pow(2).sum())
+
+
+def test_output_standardisation_is_batch_norm_without_affine_in_train_and_eval_mode():
+    g = torch.Generator().manual_seed(0)
+    loss, bn = _identity_loss(), torch.nn.BatchNorm1d(3, affine=False)
+    for step in range(3):  # training: batch statistics, running statistics tracked (z1 first, then z2)
+        z1, z2 = torch.randn(8, 3, generator=g) * 2 + 1, torch.randn(8, 3, generator=g) - 3
+        assert loss([z1], [z2]).item() == pytest.approx(_reference_loss(bn, z1, z2).item(), rel=1e-5), step
+    loss.eval(), bn.eval()
+    z1, z2 = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g) + 2
+    with torch.no_grad():  # validation: the running statistics, left unchanged
+        assert loss([z1], [z2]).item() == pytest.approx(_reference_loss(bn, z1, z2).item(), rel=1e-5)
+        assert loss([z1], [z2]).item() != pytest.approx(barlow_twins_loss(z1, z2, 1.0, 5e-3).item(), rel=1e-3)
+    norm = loss.norms[0]
+    torch.testing.assert_close(norm.running_mean, bn.running_mean, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(norm.running_var, bn.running_var, rtol=1e-6, atol=1e-6)
+    assert int(norm.num_batches_tracked) == int(bn.num_batches_tracked) == 6
+
+
+def test_checkpoint_without_running_statistics_loads_and_validates_with_batch_statistics():
+    old = _identity_loss()
+    state = {k: v for k, v in old.state_dict().items() if not k.startswith("norms.")}  # written before tracking
+    loss = _identity_loss()
+    loss([torch.randn(6, 3)], [torch.randn(6, 3)])  # stale statistics that the load must reset
+    with pytest.warns(UserWarning, match="no running statistics"):
+        loss.load_state_dict(state)
+    assert int(loss.norms[0].num_batches_tracked) == 0
+    z1, z2 = torch.randn(6, 3), torch.randn(6, 3)
+    loss.eval()
+    assert loss([z1], [z2]).item() == pytest.approx(barlow_twins_loss(z1, z2, 1.0, 5e-3).item(), rel=1e-6)
+    assert IntermediateBarlowTwinsLoss(in_channels=[3], projector_dims=[3]).state_dict().keys() == old.state_dict().keys()

@@ -99,6 +99,7 @@ def test_every_bundle_recipe_passes(folders, bundle, method):
         ("log_interval", 0, "log_interval: expected an integer of at least 1"),
         ("nan_check_interval", 2.5, "nan_check_interval: expected an integer of at least 1"),
         ("checkpoint_iterations", -1, "checkpoint_iterations: expected an integer of at least 0"),
+        ("skip_unreadable", "no", "skip_unreadable: expected true or false, got 'no'"),
     ],
 )
 def test_bad_setting_is_named_with_the_allowed_values(folders, key, value, expected):

@@ -29,7 +29,7 @@ def test_empty_frame_validates():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"seed": "abc"}, "column 'seed': expected an integer, got row 0: 'abc'"),
+        ({"seed": "abc"}, "column 'seed': expected an integer or empty, got row 0: 'abc'"),
         ({"seed": 1.5}, "column 'seed': expected an integer"),
         ({"value": None}, "column 'value': expected a finite number, got row 0: None"),
         ({"value": float("inf")}, "column 'value': expected a finite number"),

@@ -1,0 +1,161 @@
+"""A bundle run that cannot succeed stops before training, and its last line says why.
+
+Splits too small for a batch, unreadable images found before caching (or dropped with
+``skip_unreadable``), and the one closing ``monai-ilm: ...`` line of a failed ``python -m monai.bundle run``
+or ``python -m monai_ilm experiment``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from monai.bundle import ConfigWorkflow
+from monai.bundle import run as bundle_run
+
+from monai_ilm.cli import bundle_command
+from monai_ilm.data import UnreadableImageError, load_datalist
+from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR
+from tests.helpers import error_chain
+
+BUNDLES = sorted(BUNDLE_DATA)
+DATASET = {"nih_chestxray_ilm": "nih", "breast_histopathology_ilm": "idc", "diabetic_retinopathy_ilm": "dr"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def configs(bundle: str, *names: str) -> list[str]:
+    return [str(BUNDLES_DIR / bundle / "configs" / name) for name in names]
+
+
+def run_bundle(bundle: str, names: tuple[str, ...], data: Path, output: Path, **overrides) -> None:
+    bundle_run(
+        config_file=configs(bundle, *names),
+        meta_file=configs(bundle, "metadata.json")[0],
+        logging_file=False,
+        bundle_root=str(BUNDLES_DIR / bundle),
+        dataset_dir=str(data),
+        output_dir=str(output),
+        **overrides,
+    )
+
+
+def damaged_copy(source: Path, target: Path, dataset: str, split: str, damage) -> tuple[Path, str]:
+    """A copy of the data set at ``target`` with one image of ``split`` damaged; returns the copy and the image."""
+    shutil.copytree(source, target)
+    victim = load_datalist(dataset, target, split)[1]["image"]
+    raw = Path(victim).read_bytes()
+    Path(victim).write_bytes(damage(raw))
+    return target, victim
+
+
+def cut_in_half(raw: bytes) -> bytes:
+    return raw[: len(raw) // 2]
+
+
+def bad_chunk_checksum(raw: bytes) -> bytes:
+    at = raw.index(b"IDAT") + 8  # a byte of PNG pixel data: the file is complete but its CRC no longer matches
+    return raw[:at] + bytes([raw[at] ^ 0xFF]) + raw[at + 1 :]
+
+
+def last_line(text: str) -> str:
+    return text.rstrip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_val_split_smaller_than_batch_size_stops_before_training(bundle, bundle_data, tmp_path):
+    """With drop_last, a val split smaller than a batch gives no validation and so no model.pt: stop at the start."""
+    data = bundle_data[bundle]
+    n_val = len(load_datalist(DATASET[bundle], data, "val", require_all_classes=False))
+    n_train = len(load_datalist(DATASET[bundle], data, "train", require_all_classes=False))
+    assert n_val + 1 <= n_train  # only val is too small
+    with pytest.raises(Exception) as error:
+        run_bundle(bundle, ("pretrain.json", "quick.json"), data, tmp_path, method="moco", batch_size=n_val + 1)
+    chain = error_chain(error.value)
+    assert f"val split: has {n_val} images, fewer than batch_size {n_val + 1} with drop_last" in chain, chain
+    assert not list(tmp_path.rglob("*.pt"))
+
+
+def test_evaluation_stops_on_an_empty_split_before_training(bundle_data, tmp_path, monkeypatch):
+    import monai_ilm.evaluation.protocols as protocols
+
+    real = protocols.load_datalist
+
+    def without_test_rows(dataset, dataset_dir, split, **kwargs):
+        return [] if split == "test" else real(dataset, dataset_dir, split, **kwargs)
+
+    monkeypatch.setattr(protocols, "load_datalist", without_test_rows)
+    bundle = "diabetic_retinopathy_ilm"
+    with pytest.raises(Exception) as error:
+        run_bundle(bundle, ("pretrain.json", "finetune.json", "quick.json"), bundle_data[bundle], tmp_path,
+                   method="supervised", label_fraction=1.0)  # fmt: skip
+    assert "test split: has 0 images" in error_chain(error.value), error_chain(error.value)
+    assert not (tmp_path / "evaluation").exists() or not list((tmp_path / "evaluation").rglob("*.pt"))
+    assert not (tmp_path / "results").exists()
+
+
+def test_evaluation_names_an_unreadable_image_before_training(bundle_data, tmp_path):
+    bundle = "diabetic_retinopathy_ilm"
+    data, victim = damaged_copy(bundle_data[bundle], tmp_path / "dr", "dr", "test", cut_in_half)
+    with pytest.raises(Exception) as error:
+        run_bundle(bundle, ("pretrain.json", "finetune.json", "quick.json"), data, tmp_path / "out",
+                   method="supervised")  # fmt: skip
+    chain = error_chain(error.value)
+    assert victim in chain and "skip_unreadable" in chain, chain
+    assert not (tmp_path / "out" / "results").exists()
+
+
+def test_unreadable_image_stops_pretraining_before_caching_or_is_skipped(bundle_data, tmp_path):
+    bundle = "diabetic_retinopathy_ilm"
+    data, victim = damaged_copy(bundle_data[bundle], tmp_path / "dr", "dr", "train", cut_in_half)
+    common = {
+        "config_file": configs(bundle, "pretrain.json", "quick.json"),
+        "meta_file": configs(bundle, "metadata.json")[0],
+        "logging_file": False,
+        "workflow_type": "train",
+        "bundle_root": str(BUNDLES_DIR / bundle),
+        "dataset_dir": str(data),
+        "output_dir": str(tmp_path / "out"),
+    }
+    with pytest.raises(Exception) as error:
+        ConfigWorkflow(**common).initialize()
+    chain = error_chain(error.value)
+    assert f"'{victim}'" in chain and "skip_unreadable" in chain, chain
+    assert "CacheDataset" not in chain  # found by the check in initialize, not while caching
+
+    workflow = ConfigWorkflow(**common, skip_unreadable=True)
+    workflow.initialize()
+    rows = load_datalist("dr", data, "train")
+    dataset = workflow.parser.get_parsed_content("train#dataset")
+    assert len(dataset) == len(rows) - 1 and victim not in [row["image"] for row in dataset.data]
+
+
+@pytest.mark.parametrize(
+    "bundle, damage",
+    [("diabetic_retinopathy_ilm", cut_in_half), ("nih_chestxray_ilm", bad_chunk_checksum)],
+    ids=["truncated_jpeg_found_before_caching", "bad_png_checksum_found_while_caching"],
+)
+def test_failed_bundle_run_ends_with_the_root_cause(bundle, damage, bundle_data, tmp_path):
+    data, victim = damaged_copy(bundle_data[bundle], tmp_path / "data", DATASET[bundle], "train", damage)
+    command = bundle_command(BUNDLES_DIR / bundle, "pretrain.json",
+                             {"dataset_dir": data, "output_dir": tmp_path / "out", "method": "moco"},
+                             extra_configs=["quick.json"])  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, check=False)
+    assert result.returncode != 0
+    line = last_line(result.stderr)
+    assert line.startswith("monai-ilm: UnreadableImageError: ") and victim in line, result.stderr[-3000:]
+
+
+def test_failed_experiment_ends_with_the_root_cause(bundle_data, tmp_path):
+    bundle = "diabetic_retinopathy_ilm"
+    data, victim = damaged_copy(bundle_data[bundle], tmp_path / "data", "dr", "val", cut_in_half)
+    command = [sys.executable, "-m", "monai_ilm", "experiment", "--bundle", bundle, "--dataset_dir", str(data),
+               "--output_dir", str(tmp_path / "out"), "--methods", "moco", "--fractions", "1.0", "--quick",
+               "--no_supervised"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, check=False)
+    assert result.returncode != 0
+    line = last_line(result.stderr)
+    assert line.startswith("monai-ilm: UnreadableImageError: ") and victim in line, result.stderr[-3000:]
