@@ -59,15 +59,25 @@ BUNDLE_DATASETS = {"nih_chestxray_ilm": "nih", "breast_histopathology_ilm": "idc
 
 
 def bundles_root() -> Path:
-    """The ``bundles/`` folder of the source tree this package runs from.
+    """The folder holding the bundles: the installed package data, or the checkout's ``bundles/``.
+
+    A wheel ships the repository's top-level ``bundles/`` as ``monai_ilm/bundles`` (see ``setup.py``); a
+    source checkout (editable install or ``PYTHONPATH``) has them beside the package.
 
     Raises:
-        FileNotFoundError: when the package is not run from a checkout holding ``bundles/``.
+        FileNotFoundError: when neither holds the bundles.
     """
-    root = Path(__file__).resolve().parents[1] / "bundles"
-    if not root.is_dir():
-        raise FileNotFoundError(f"bundles: expected the bundle folder at {root}; run from a monai-ilm checkout.")
-    return root
+    from importlib.resources import files
+
+    installed = Path(str(files("monai_ilm") / "bundles"))
+    checkout = Path(__file__).resolve().parents[1] / "bundles"
+    for root in (installed, checkout):
+        if (root / "nih_chestxray_ilm" / "configs").is_dir():
+            return root
+    raise FileNotFoundError(
+        f"bundles: expected the bundle folder in the installed package ({installed}) or the checkout ({checkout}), "
+        "found neither; reinstall monai-ilm."
+    )
 
 
 def _command_value(value: Any) -> str:

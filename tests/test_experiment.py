@@ -47,9 +47,11 @@ def test_print_commands(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_quick_experiment_fills_the_four_tables_and_resumes(tmp_path):
+def test_quick_experiment_without_nih_lists_fills_the_four_tables_and_resumes(tmp_path):
     data = tmp_path / "nih"
     make_nih_sample(data, n_patients=40, image_size=64, seed=0)
+    for optional in ("train_val_list.txt", "test_list.txt"):  # as in Kaggle's sample download or a user's subset
+        (data / optional).unlink()
     bundle = bundles_root() / "nih_chestxray_ilm"
     ran = run_experiment(bundle, data, tmp_path / "out", ["mse"], [0.06], [0], quick=True)
     assert len(ran) == len(plan_cells(["mse"], [0.06], [0]))
@@ -59,6 +61,10 @@ def test_quick_experiment_fills_the_four_tables_and_resumes(tmp_path):
     tables = paper_tables(results)
     assert set(tables) == {"linear", "finetune", "feature_reuse", "probe"}
     assert tables["probe"].value.shape == (1, 4)  # blocks 1-4
+    finetune = results.query("protocol == 'finetune' and kind == 'run' and method == 'mse'")
+    assert {"mean_auc", "auc_Effusion"} <= set(finetune["metric"])  # per-finding rows beside the mean
+    assert set(results["kind"]) == {"run", "seed_mean", "paired_difference"}
+    assert (tmp_path / "out" / "results" / "nih-finetune-mse-seed0-frac0.06.replicates.npz").is_file()
     assert run_experiment(bundle, data, tmp_path / "out", ["mse"], [0.06], [0], quick=True) == []  # all done
 
     # a setting that only feature reuse uses: exactly that cell runs again, the old rows are kept aside
