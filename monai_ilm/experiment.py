@@ -17,6 +17,7 @@ methods, which the tables show.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import shlex
@@ -298,6 +299,24 @@ def _evaluate(matrix: _Matrix, cell: Cell) -> bool:
     return True
 
 
+def _check_override_keys(bundle: Path, extra_configs: Sequence[str], overrides: Mapping[str, Any]) -> None:
+    """A ``--set`` key must name a setting of the bundle: a typo would otherwise change nothing but the fingerprints.
+
+    Raises:
+        ValueError: naming the unknown key and the closest settings.
+    """
+    names = ["pretrain.json", "quick.json", *set(PROTOCOL_CONFIGS.values())]
+    known: set[str] = set()
+    for path in [bundle / "configs" / name for name in names] + [Path(p) for p in extra_configs]:
+        known |= set(json.loads(path.read_text(encoding="utf-8")))
+    for key in overrides:
+        top = key.split("#")[0]
+        if top not in known:
+            close = difflib.get_close_matches(top, sorted(known), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"--set {key}: expected a setting of the bundle {bundle.name}, got an unknown key{hint}")
+
+
 def run_experiment(
     bundle: Path,
     dataset_dir: Path,
@@ -341,6 +360,7 @@ def run_experiment(
     for path in extra:
         if not Path(path).is_file():
             raise FileNotFoundError(f"--config: expected a JSON config file at {path}, found none.")
+    _check_override_keys(bundle, extra, overrides or {})
     cells = plan_cells(methods, fractions, seeds, supervised)
     common = {"dataset_dir": dataset_dir, "output_dir": output_dir, **dict(overrides or {})}
     matrix = _Matrix(bundle, BUNDLE_DATASETS[bundle.name], output_dir, common, quick, extra)

@@ -147,3 +147,10 @@ def test_parse_overrides():
     assert parse_overrides(["a=3", "b=x", "c=[1, 2]", "d=true"]) == {"a": 3, "b": "x", "c": [1, 2], "d": True}
     with pytest.raises(ValueError, match="--set: expected KEY=VALUE"):
         parse_overrides(["max_epochs"])
+
+
+def test_a_misspelt_setting_is_named_before_anything_runs(tmp_path):
+    with pytest.raises(ValueError, match="--set max_epoch: .*unknown key; did you mean max_epochs"):
+        run_experiment(bundles_root() / "nih_chestxray_ilm", tmp_path, tmp_path / "out", ["mse"], [1.0], [0],
+                       overrides={"max_epoch": 3})  # fmt: skip
+    assert not (tmp_path / "out").exists()
