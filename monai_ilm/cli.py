@@ -5,7 +5,8 @@ data set in its published layout, pretrains MoCo, MoCo+MSE and MoCo+Barlow Twins
 bundle's quick settings, evaluates them as the paper does (linear probe, fine-tuning at 1 %, 6 %
 and 100 % labels, layer-wise probing, CKA feature reuse, KS distance) into one results table,
 and prints how to open the dashboard. ``experiment`` runs the same matrix on any bundle and data
-set, or prints one command per cell for a cluster scheduler.
+set, or prints one command per cell for a cluster scheduler. ``export`` writes a self-contained bundle with a
+pretraining run's weights (:mod:`monai_ilm.export`); ``bundle copy`` gives an editable copy of a shipped bundle.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ def _csv(text: str, kind: type = str) -> list:
     return [kind(item.strip()) for item in text.split(",") if item.strip()]
 
 
-def demo(output_dir: Path, seed: int, n_patients: int, image_size: int) -> None:
+def demo(
+    output_dir: Path,
+    seed: int,
+    n_patients: int,
+    image_size: int,
+    methods: Sequence[str] = METHODS,
+    fractions: Sequence[float] = (0.01, 0.06, 1.0),
+) -> None:
     """Sample NIH data -> pretrain three methods -> the paper's evaluation -> results table."""
     from monai_ilm.data.synthetic import make_nih_sample
 
@@ -38,7 +46,7 @@ def demo(output_dir: Path, seed: int, n_patients: int, image_size: int) -> None:
     if not (data_dir / "Data_Entry_2017_v2020.csv").exists():
         logger.info("writing a sample NIH ChestX-ray14 data set to %s", data_dir)
         make_nih_sample(data_dir, n_patients=n_patients, image_size=image_size, seed=seed)
-    run_experiment(bundles_root() / "nih_chestxray_ilm", data_dir, output_dir, METHODS, (0.01, 0.06, 1.0), (seed,),
+    run_experiment(bundles_root() / "nih_chestxray_ilm", data_dir, output_dir, methods, fractions, (seed,),
                    quick=True)  # fmt: skip
     print_tables(output_dir / "results")
     print(f"\nDone in {time.perf_counter() - started:.0f} s.")
@@ -87,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_demo.add_argument("--seed", type=int, default=0)
     run_demo.add_argument("--n_patients", type=int, default=60)
     run_demo.add_argument("--image_size", type=int, default=96)
+    run_demo.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ", ".join(METHODS))
+    run_demo.add_argument("--fractions", default="0.01,0.06,1.0", help="comma-separated label fractions")
 
     experiment = commands.add_parser("experiment", help="pretrain and evaluate a method x fraction x seed matrix")
     experiment.add_argument("--bundle", required=True, help="a bundle folder or name, e.g. nih_chestxray_ilm")
@@ -102,6 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
                             help="a JSON config merged after the bundle's configs in every cell (repeatable)")
     experiment.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                             help="a setting for every cell, e.g. max_epochs=50 (repeatable; values read as JSON)")
+
+    export = commands.add_parser("export", help="a self-contained bundle with a pretraining run's weights")
+    export.add_argument("--bundle", required=True, help="the bundle that made the run, e.g. nih_chestxray_ilm")
+    export.add_argument("--run", required=True, type=Path, help="<output_dir>/pretrain/<method>_seed<s>")
+    export.add_argument("--to", required=True, type=Path, help="the new bundle folder (new or empty)")
+    export.add_argument("--results", type=Path, default=None, help="results table (default <output_dir>/results)")
+    export.add_argument("--image_size", type=int, default=None, help="the run's input size, if not in its record")
+
+    bundle = commands.add_parser("bundle", help="work with the shipped bundles")
+    bundle_commands = bundle.add_subparsers(dest="bundle_command", required=True)
+    copy = bundle_commands.add_parser("copy", help="copy a shipped bundle to a folder, to edit its settings")
+    copy.add_argument("name", help="e.g. nih_chestxray_ilm")
+    copy.add_argument("dir", type=Path)
     return parser
 
 
@@ -110,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
     if args.command == "demo":
-        demo(args.output_dir.resolve(), args.seed, args.n_patients, args.image_size)
+        demo(args.output_dir.resolve(), args.seed, args.n_patients, args.image_size, _csv(args.methods),
+             _csv(args.fractions, float))
     elif args.command == "experiment":
         bundle = Path(args.bundle)
         if not bundle.exists():
@@ -121,3 +145,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                        overrides=parse_overrides(args.settings))  # fmt: skip
         if not args.print_commands:
             print_tables(args.output_dir / "results")
+    elif args.command == "export":
+        from monai_ilm.export import export_bundle
+
+        target = export_bundle(args.bundle, args.run, args.to, results_dir=args.results, image_size=args.image_size)
+        print(f"Bundle with the weights of {args.run}: {target}")
+    elif args.command == "bundle":
+        from monai_ilm.export import copy_bundle
+
+        print(f"Copied {args.name} to {copy_bundle(args.name, args.dir)}")

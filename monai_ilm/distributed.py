@@ -332,6 +332,8 @@ RANK_ZERO_HANDLERS = (
     "CheckpointSaver",
     "AtomicCheckpointSaver",
     "EmbeddingSaver",
+    "OnlineKNNHandler",
+    "RepresentationHealthHandler",
 )
 
 

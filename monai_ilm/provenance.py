@@ -42,6 +42,9 @@ NOT_RESULT_SETTINGS = frozenset(
         "bundle_root", "dataset_dir", "output_dir", "run_dir", "ckpt_dir", "resume_path", "pretrained_checkpoint",
         # logging, progress and fault tolerance
         "log_interval", "nan_check_interval", "checkpoint_iterations",
+        # monitoring: the online kNN and the health indicators read the run, they never change it
+        "knn_interval", "knn_bank_size", "knn_val_size", "knn_cache_rate", "health_samples", "collapse_rank",
+        "collapse_patience",
         # where it runs and how much is cached (the results are the same)
         "device", "cache_rate",
     }

@@ -338,6 +338,13 @@ def validate_pretrain_settings(
     log_interval: object = None,
     nan_check_interval: object = None,
     checkpoint_iterations: object = None,
+    knn_interval: object = None,
+    knn_bank_size: object = None,
+    knn_val_size: object = None,
+    knn_cache_rate: object = None,
+    health_samples: object = None,
+    collapse_rank: object = None,
+    collapse_patience: object = None,
     nih_split: object = None,
     val_fraction: object = None,
     require_all_classes: object = None,
@@ -366,6 +373,9 @@ def validate_pretrain_settings(
         log_interval, nan_check_interval: positive integers (iterations).
         checkpoint_iterations: an integer >= 0 (0: no iteration checkpoints); with ``nan_check_interval``
             above 1, a multiple of it, so every iteration checkpoint follows a NaN check.
+        knn_interval: an integer >= 0 (epochs between online kNN scores; 0: off).
+        knn_bank_size, knn_val_size: positive integers. knn_cache_rate: in [0, 1].
+        health_samples: an integer >= 2. collapse_rank: a number >= 0. collapse_patience: an integer >= 0 (0: off).
         nih_split: ``"official"``, ``"chexnet"`` or ``"seeded"``; used by ``dataset_name`` ``"nih"`` only
             (other data sets accept only the default ``"official"``, which they ignore).
         val_fraction: null (each data set's own default) or a number in (0, 1): the share of the
@@ -411,6 +421,8 @@ def validate_pretrain_settings(
         check_choice("momentum_schedule", momentum_schedule, SCHEDULES)
     _check_speed(amp, amp_dtype, channels_last, compile, log_interval)
     _check_nan_checks(nan_check_interval, checkpoint_iterations)
+    _check_monitoring(knn_interval, knn_bank_size, knn_val_size, knn_cache_rate, health_samples, collapse_rank,
+                      collapse_patience)
     check_data_settings(dataset_name, nih_split, val_fraction, require_all_classes)
     if skip_unreadable is not None:
         check_bool("skip_unreadable", skip_unreadable)
@@ -436,6 +448,31 @@ def _check_nan_checks(nan_check_interval: object, checkpoint_iterations: object)
                 f"0 or a multiple of nan_check_interval ({every}), so no checkpoint holds an unchecked step",
                 checkpoint_iterations,
             )
+
+
+def _check_monitoring(
+    knn_interval: object,
+    knn_bank_size: object,
+    knn_val_size: object,
+    knn_cache_rate: object,
+    health_samples: object,
+    collapse_rank: object,
+    collapse_patience: object,
+) -> None:
+    """The settings of ``OnlineKNNHandler`` and ``RepresentationHealthHandler``."""
+    for key, value, minimum in (
+        ("knn_interval", knn_interval, 0),
+        ("knn_bank_size", knn_bank_size, 1),
+        ("knn_val_size", knn_val_size, 1),
+        ("health_samples", health_samples, 2),
+        ("collapse_patience", collapse_patience, 0),
+    ):
+        if value is not None:
+            check_int(key, value, minimum=minimum)
+    if knn_cache_rate is not None:
+        check_real("knn_cache_rate", knn_cache_rate, low=0.0, high=1.0)
+    if collapse_rank is not None:
+        check_real("collapse_rank", collapse_rank, low=0.0)
 
 
 def _check_schedule(

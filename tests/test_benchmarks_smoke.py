@@ -74,3 +74,11 @@ def test_gpu_throughput_cpu_smoke(tmp_path):
     results = payload["results"]["moco_mse"]
     assert results["model-only bf16-cl"]["images_per_s"] > 0 and results["end-to-end fp32"]["images_per_s"] > 0
     assert not payload["target"]["met"]  # never claimed on a CPU
+
+
+def test_monitoring_overhead_smoke(tmp_path):
+    args = ["--image-size", "32", "--batch-size", "4", "--queue-size", "64", "--steps", "3", "--knn-images", "16"]
+    args += ["--health-samples", "8", "--repeats", "1", "--threads", "1", "--output-dir", str(tmp_path)]
+    payload = load("monitoring_overhead").main(args)
+    assert set(payload["epoch_share"]) == {"nih", "dr", "idc"} and payload["seconds_per_knn_image"] > 0
+    assert json.loads((tmp_path / "monitoring_overhead.json").read_text())["target"] == 0.05

@@ -65,6 +65,9 @@ def test_quick_experiment_without_nih_lists_fills_the_four_tables_and_resumes(tm
     assert {"mean_auc", "auc_Effusion"} <= set(finetune["metric"])  # per-finding rows beside the mean
     assert set(results["kind"]) == {"run", "seed_mean", "paired_difference"}
     assert (tmp_path / "out" / "results" / "nih-finetune-mse-seed0-frac0.06.replicates.npz").is_file()
+    reuse = results.query("protocol == 'feature_reuse' and kind == 'run'")
+    assert sorted(reuse.groupby("block")["metric"].size()) == [4] * 4  # the 4 x 4 block matrix of linear CKA
+    assert set(reuse["metric"]) == {"cka_linear", "cka_linear@b1", "cka_linear@b2", "cka_linear@b3", "cka_linear@b4"}
     assert run_experiment(bundle, data, tmp_path / "out", ["mse"], [0.06], [0], quick=True) == []  # all done
 
     # a setting that only feature reuse uses: exactly that cell runs again, the old rows are kept aside
@@ -72,7 +75,8 @@ def test_quick_experiment_without_nih_lists_fills_the_four_tables_and_resumes(tm
     ran = run_experiment(bundle, data, tmp_path / "out", ["mse"], [0.06], [0], quick=True, overrides=changed)
     assert [(c.protocol, c.method, c.label_fraction) for c in ran] == [("feature_reuse", "mse", 0.06)]
     results = read_results(tmp_path / "out" / "results")
-    assert set(results.query("protocol == 'feature_reuse'")["metric"]) == {"cka_linear_debiased"}
+    plain = {m for m in results.query("protocol == 'feature_reuse'")["metric"] if "@" not in m}
+    assert plain == {"cka_linear", "cka_linear_debiased"}  # linear always, plus the configured kernel
     reasons = next((tmp_path / "out" / "superseded").glob("*/reasons.txt")).read_text()
     assert 'changed: cka_kernel "linear" -> "linear_debiased"' in reasons
     assert run_experiment(bundle, data, tmp_path / "out", ["mse"], [0.06], [0], quick=True, overrides=changed) == []

@@ -8,9 +8,13 @@ from monai_ilm.handlers.intermediate_layer_loss import IntermediateLayerLossHand
 from monai_ilm.handlers.loss_parts import LossPartsHandler
 from monai_ilm.handlers.momentum_update import MomentumUpdateHandler, momentum_at
 from monai_ilm.handlers.nan_guard import NaNGuard, NonFiniteLossError
+from monai_ilm.handlers.online_knn import OnlineKNNHandler, knn_metric_for, weighted_knn_scores
+from monai_ilm.handlers.representation_health import RepresentationCollapseError, RepresentationHealthHandler
 
 __all__ = [
     "AtomicCheckpointSaver",
     "EmbeddingSaver",
     "IntermediateLayerLossHandler", "LossPartsHandler", "MomentumUpdateHandler", "momentum_at"]
 __all__ += ["NaNGuard", "NonFiniteLossError"]
+__all__ += ["OnlineKNNHandler", "knn_metric_for", "weighted_knn_scores"]
+__all__ += ["RepresentationCollapseError", "RepresentationHealthHandler"]

@@ -37,8 +37,10 @@ class StageEncoder(nn.Module):
         stage_channels: number of channels of each stage output.
     """
 
-    stage_names: tuple[str, ...] = STAGE_NAMES
-    stage_channels: tuple[int, ...] = ()
+    # no class annotations: TorchScript reads them and cannot parse ``tuple[int, ...]``; it infers the types
+    # from the values of the instance instead
+    stage_names = STAGE_NAMES
+    stage_channels = ()
 
     @property
     def feature_dim(self) -> int:
@@ -94,13 +96,13 @@ class TorchvisionResNetEncoder(StageEncoder):
         self.stage_channels = tuple(_block_out(getattr(net, stage)) for stage in STAGE_NAMES)
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # the stages are written out, not looked up by name, so that TorchScript can compile this method
         net = self.net
         x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-        stages = []
-        for name in self.stage_names:
-            x = getattr(net, name)(x)
-            stages.append(x)
-        return stages
+        x1 = net.layer1(x)
+        x2 = net.layer2(x1)
+        x3 = net.layer3(x2)
+        return [x1, x2, x3, net.layer4(x3)]
 
 
 def _block_out(stage: nn.Sequential) -> int:

@@ -1,4 +1,5 @@
-"""Generated data sets in the published layouts, one per bundle, shared by the bundle tests."""
+"""Generated data sets in the published layouts, one quick pretraining run and one exported bundle per data set,
+shared by the bundle tests."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from monai_ilm.data.synthetic import make_dr_sample, make_idc_sample, make_nih_sample
 
 BUNDLES_DIR = Path(__file__).resolve().parents[2] / "bundles"
+SHARED_SCHEMAS = (Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "monai_bundle_schema").resolve()
 BUNDLE_DATA = {
     "nih_chestxray_ilm": lambda root: make_nih_sample(root, n_patients=30, image_size=64, seed=0),
     "breast_histopathology_ilm": lambda root: make_idc_sample(root, n_patients=12, patches_per_patient=10, seed=0),
@@ -24,3 +26,29 @@ def bundle_data(tmp_path_factory) -> dict[str, Path]:
         make(root)
         roots[bundle] = root
     return roots
+
+
+@pytest.fixture(scope="session")
+def quick_mse_runs(bundle_data, tmp_path_factory) -> dict[str, Path]:
+    """One quick MoCo+MSE pretraining per bundle (two epochs of three iterations): ``{bundle: output_dir}``."""
+    from monai.bundle import run as bundle_run
+
+    outputs = {}
+    for bundle in BUNDLE_DATA:
+        output = tmp_path_factory.mktemp(f"{bundle}_run")
+        configs = BUNDLES_DIR / bundle / "configs"
+        bundle_run(config_file=[str(configs / "pretrain.json"), str(configs / "quick.json")],
+                   meta_file=str(configs / "metadata.json"), logging_file=False, bundle_root=str(BUNDLES_DIR / bundle),
+                   dataset_dir=str(bundle_data[bundle]), output_dir=str(output), method="mse", epoch_length=3)
+        outputs[bundle] = output
+    return outputs
+
+
+@pytest.fixture(scope="session")
+def exported_bundles(quick_mse_runs, tmp_path_factory) -> dict[str, Path]:
+    """The bundle exported from each quick run (``python -m monai_ilm export``): ``{bundle: bundle folder}``."""
+    from monai_ilm.export import export_bundle
+
+    return {bundle: export_bundle(bundle, output / "pretrain" / "mse_seed0", tmp_path_factory.mktemp(bundle) / "export",
+                                  image_size=64)
+            for bundle, output in quick_mse_runs.items()}  # fmt: skip

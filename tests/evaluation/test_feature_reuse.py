@@ -121,3 +121,26 @@ def test_sample_ids_from_metatensor_file_names_or_positions():
     assert batch_ids({"image": images, "pid": torch.tensor([7, 8])}, 2, 0, id_key="pid") == ["7", "8"]
     with pytest.raises(ValueError, match="id_key"):
         batch_ids({"image": images}, 2, 0, id_key="pid")
+
+
+def _closed_form_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Kornblith et al. (2019), eq. (2): ||Y'X||_F^2 / (||X'X||_F ||Y'Y||_F) on centred features."""
+    x, y = x - x.mean(0), y - y.mean(0)
+    return float(np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+
+
+def test_matrix_rows_hold_every_off_diagonal_block_pair(encoders):
+    before, after = encoders
+    result = feature_reuse(before, after, DataLoader(items(), batch_size=6), matrix=True, keep_features=True,
+                           device="cpu")  # fmt: skip
+    table = validate(pd.DataFrame(feature_reuse_rows(result, "nih", "mse", 0.01, 0, "reuse-1")))
+    plain = table[table["metric"] == "cka_linear"]
+    assert list(plain["block"]) == [1, 2, 3, 4]
+    pairs = table[table["metric"] != "cka_linear"]
+    assert len(pairs) == 12 and set(pairs["metric"]) == {f"cka_linear@b{j}" for j in (1, 2, 3, 4)}
+    for row in pairs.itertuples():
+        j = int(row.metric.split("@b")[1])
+        assert j != row.block
+        x, y = result.before.block(int(row.block)), result.after.block(j)
+        assert row.value == pytest.approx(_closed_form_linear_cka(x.astype(np.float64), y.astype(np.float64)),
+                                          rel=1e-5)  # fmt: skip

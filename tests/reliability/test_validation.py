@@ -100,6 +100,13 @@ def test_every_bundle_recipe_passes(folders, bundle, method):
         ("nan_check_interval", 2.5, "nan_check_interval: expected an integer of at least 1"),
         ("checkpoint_iterations", -1, "checkpoint_iterations: expected an integer of at least 0"),
         ("skip_unreadable", "no", "skip_unreadable: expected true or false, got 'no'"),
+        ("knn_interval", -1, "knn_interval: expected an integer of at least 0, got -1"),
+        ("knn_bank_size", 0, "knn_bank_size: expected an integer of at least 1, got 0"),
+        ("knn_val_size", 1.5, "knn_val_size: expected an integer of at least 1, got 1.5"),
+        ("knn_cache_rate", 1.5, "knn_cache_rate: expected a finite number in [0, 1]"),
+        ("health_samples", 1, "health_samples: expected an integer of at least 2, got 1"),
+        ("collapse_rank", -1.0, "collapse_rank: expected a finite number >= 0"),
+        ("collapse_patience", True, "collapse_patience: expected an integer of at least 0, got True"),
     ],
 )
 def test_bad_setting_is_named_with_the_allowed_values(folders, key, value, expected):

@@ -1,0 +1,197 @@
+"""The MONAI model zoo's checks, written from its documented behaviour, on the shipped bundles and on a bundle
+exported from a quick pretraining run of each data set.
+
+What the zoo's CI checks (see ../shared/reference/monai_bundle_schema/README.md): metadata valid against the
+official schema it names, ``models/model.pt`` present or listed in ``large_files.yml``, a new version that is a
+key of the changelog, ``verify_net_in_out``, ``ckpt_export`` in script mode (and trace mode), the bundle's own
+inference on data, the workflow's properties, and its pre-commit rules (JSON formatting, end of file, trailing
+whitespace).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow, ckpt_export, verify_net_in_out
+from monai.bundle import run as bundle_run
+from packaging.version import Version
+
+import monai_ilm
+from monai_ilm.networks import MoCo, resnet_encoder
+from monai_ilm.results import make_row, write_results
+from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR, SHARED_SCHEMAS
+
+BUNDLES = sorted(BUNDLE_DATA)
+SCHEMA_URL = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
+
+
+def official_schema(url: str) -> dict:
+    """The official schema file a metadata's ``schema`` URL names, from ../shared; skips where it is absent."""
+    path = SHARED_SCHEMAS / url.rsplit("/", 1)[-1]
+    if not path.is_file():
+        pytest.skip(f"the official MONAI schema '{path}' is not available (it lives in ../shared)")
+    return json.loads(path.read_text())
+
+
+def schema_errors(metadata: dict) -> list[str]:
+    import jsonschema
+
+    schema = official_schema(metadata["schema"])
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [error.message for error in validator.iter_errors(metadata)]
+
+
+def metadata_of(bundle: Path) -> dict:
+    return json.loads((bundle / "configs" / "metadata.json").read_text())
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_shipped_metadata_validates_against_the_official_schema_it_names(bundle):
+    metadata = metadata_of(BUNDLES_DIR / bundle)
+    assert metadata["schema"] == SCHEMA_URL
+    assert schema_errors(metadata) == []
+    assert metadata["version"] in metadata["changelog"]
+    assert metadata["required_packages_version"]["monai-ilm"] == monai_ilm.__version__
+    # the shipped recipe is ResNet-50: (N, 3, H, W) -> (N, 2048), no spatial axes
+    pred = metadata["network_data_format"]["outputs"]["pred"]
+    assert pred["num_channels"] == 2048 and pred["spatial_shape"] == []
+
+
+def test_official_schema_rejects_the_old_metadata_layout():
+    """The defect of issue 15: metadata naming the 2022 schema lacked its required optional_packages_version."""
+    metadata = metadata_of(BUNDLES_DIR / "nih_chestxray_ilm")
+    metadata["schema"] = SCHEMA_URL.replace("20240725", "20220324")
+    assert any("optional_packages_version" in message for message in schema_errors(metadata))
+    del metadata["copyright"]
+    metadata["schema"] = SCHEMA_URL
+    assert any("copyright" in message for message in schema_errors(metadata))
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_exported_bundle_layout_version_and_metadata(bundle, exported_bundles):
+    exported = exported_bundles[bundle]
+    assert {p.name for p in exported.iterdir()} == {"configs", "docs", "models", "LICENSE", "large_files.yml"}
+    for name in ("configs/inference.json", "configs/metadata.json", "docs/README.md", "models/model.pt",
+                 "models/model.ts"):
+        assert (exported / name).is_file(), name
+    metadata, shipped = metadata_of(exported), metadata_of(BUNDLES_DIR / bundle)
+    assert schema_errors(metadata) == []
+    assert Version(metadata["version"]) > Version(shipped["version"])
+    assert metadata["version"] in metadata["changelog"] and "mse_seed0" in metadata["changelog"][metadata["version"]]
+    # the quick recipe: ResNet-18 at 64 px, 512 features
+    assert metadata["network_data_format"]["inputs"]["image"]["spatial_shape"] == [64, 64]
+    assert metadata["network_data_format"]["outputs"]["pred"]["num_channels"] == 512
+    # large_files.yml lists both weight files with their md5, as the zoo downloads and checks them
+    listed = (exported / "large_files.yml").read_text()
+    for name in ("models/model.pt", "models/model.ts"):
+        assert f'path: "{name}"' in listed and hashlib.md5((exported / name).read_bytes()).hexdigest() in listed
+    inference = json.loads((exported / "configs" / "inference.json").read_text())
+    assert inference["ckpt_path"] == "$@bundle_root + '/models/model.pt'"
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_exported_bundle_net_in_out_and_torchscript_script_and_trace(bundle, exported_bundles, quick_mse_runs,
+                                                                     tmp_path):  # fmt: skip
+    exported = exported_bundles[bundle]
+    meta, config = str(exported / "configs" / "metadata.json"), str(exported / "configs" / "inference.json")
+    verify_net_in_out(net_id="network_def", meta_file=meta, config_file=config, device="cpu")
+    traced = tmp_path / "model_trace.ts"
+    ckpt_export(net_id="network_def", filepath=str(traced), ckpt_file=str(exported / "models" / "model.pt"),
+                meta_file=meta, config_file=config, use_trace=True, input_shape=[1, 3, 64, 64])  # fmt: skip
+    # the reference: the full pretraining network, eager, with the run's own weights
+    eager = MoCo(resnet_encoder("resnet18"), queue_size=256).eval()
+    run_weights = quick_mse_runs[bundle] / "pretrain" / "mse_seed0" / "models" / "model.pt"
+    eager.load_state_dict(torch.load(run_weights, map_location="cpu", weights_only=True))
+    x = torch.rand(3, 3, 64, 64)
+    scripted = torch.jit.load(str(exported / "models" / "model.ts"))  # written by the export in script mode
+    assert isinstance(scripted, torch.jit.RecursiveScriptModule) and hasattr(scripted, "embed")
+    with torch.no_grad():
+        for exported_model in (scripted, torch.jit.load(str(traced))):
+            torch.testing.assert_close(exported_model(x), eager(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(scripted.embed(x), eager.projector_q(eager(x)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_exported_bundle_infers_on_sample_data_with_complete_properties(bundle, exported_bundles, bundle_data,
+                                                                        tmp_path):  # fmt: skip
+    exported = exported_bundles[bundle]
+    arguments = {"config_file": str(exported / "configs" / "inference.json"), "logging_file": False,
+                 "meta_file": str(exported / "configs" / "metadata.json"), "bundle_root": str(exported),
+                 "dataset_dir": str(bundle_data[bundle]), "output_dir": str(tmp_path), "num_workers": 0}  # fmt: skip
+    workflow = ConfigWorkflow(workflow_type="infer", **arguments)
+    workflow.initialize()
+    assert not workflow.check_properties()
+    bundle_run(**arguments)
+    saved = np.load(tmp_path / "embeddings_test.npz")
+    assert saved["embeddings"].shape == (len(saved["ids"]), 512) and len(saved["ids"]) > 0
+    assert np.isfinite(saved["embeddings"]).all()
+    assert all(Path(i).exists() for i in saved["ids"])
+
+
+def test_export_fills_performance_from_the_runs_rows_only(quick_mse_runs, tmp_path):
+    from monai_ilm.export import export_bundle
+
+    run = quick_mse_runs["nih_chestxray_ilm"] / "pretrain" / "mse_seed0"
+    results = tmp_path / "results"
+    common = {"dataset": "nih", "method": "mse", "label_fraction": 0.01, "metric": "mean_auc", "n": 40}
+    write_results(results, [make_row(**common, protocol="linear", seed=0, value=0.6125, ci_low=0.51, ci_high=0.70,
+                                     run_id="linear_mse_s0", checkpoint=str(run / "models" / "model.pt"))])
+    write_results(results, [make_row(**common, protocol="linear", seed=1, value=0.7777, run_id="linear_mse_s1",
+                                     checkpoint="elsewhere/mse_seed1/models/model.pt")])  # another seed's run
+    write_results(results, [make_row(**{**common, "method": "moco"}, protocol="linear", seed=0, value=0.4444,
+                                     run_id="linear_moco_s0")])  # another method
+    write_results(results, [make_row(**common, protocol="linear", seed=None, value=0.6951, kind="seed_mean",
+                                     seeds="0,1", run_id="summary_linear_mse")])  # fmt: skip
+    exported = export_bundle("nih_chestxray_ilm", run, tmp_path / "export", results_dir=results, image_size=64)
+    readme = (exported / "docs" / "README.md").read_text()
+    performance = readme.split("## Performance", 1)[1].split("\n## ", 1)[0]
+    assert "`mse_seed0`" in performance and "0.6125" in performance and "0.5100 - 0.7000" in performance
+    assert "0.6951" in performance and "0,1" in performance
+    assert "0.7777" not in performance and "0.4444" not in performance
+    assert metadata_of(exported)["eval_metrics"] == {"linear_0.01_mean_auc": 0.6125}
+    assert schema_errors(metadata_of(exported)) == []
+
+
+def test_export_without_results_gives_no_numbers(quick_mse_runs, tmp_path):
+    from monai_ilm.export import export_bundle
+
+    run = quick_mse_runs["nih_chestxray_ilm"] / "pretrain" / "mse_seed0"
+    exported = export_bundle("nih_chestxray_ilm", run, tmp_path / "export", results_dir=tmp_path / "none",
+                             image_size=64)  # fmt: skip
+    performance = (exported / "docs" / "README.md").read_text().split("## Performance", 1)[1].split("\n## ", 1)[0]
+    assert "no numbers are given" in performance and "|" not in performance
+    assert "eval_metrics" not in metadata_of(exported)
+
+
+def bundle_files(root: Path) -> list[Path]:
+    text = {".json", ".md", ".txt", ".conf", ".yml", ""}
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in text)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_pre_commit_rules_json_format_end_of_file_trailing_whitespace(bundle, exported_bundles):
+    for root in (BUNDLES_DIR / bundle, exported_bundles[bundle]):
+        files = bundle_files(root)
+        assert any(p.name == "LICENSE" for p in files)
+        for path in files:
+            text = path.read_text()
+            # end-of-file-fixer: exactly one newline at the end; trailing-whitespace: none on any line
+            assert text.endswith("\n") and not text.endswith("\n\n"), path
+            assert not [n for n, line in enumerate(text.splitlines(), 1) if line != line.rstrip()], path
+            if path.suffix == ".json":  # pretty-format-json --no-sort-keys --indent 4
+                assert text == json.dumps(json.loads(text), indent=4) + "\n", path
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_licence_is_the_full_apache_text(bundle):
+    text = (BUNDLES_DIR / bundle / "LICENSE").read_text()
+    for heading in ("TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION", "1. Definitions.",
+                    "4. Redistribution.", "9. Accepting Warranty or Additional Liability.",
+                    "END OF TERMS AND CONDITIONS",
+                    "APPENDIX: How to apply the Apache License to your work."):  # fmt: skip
+        assert heading in text, heading
