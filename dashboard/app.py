@@ -23,13 +23,15 @@ from dashboard import state  # noqa: E402
 from dashboard.config import from_process  # noqa: E402
 from dashboard.data import PROTOCOL_LABELS, Filters, dataset_label, method_label  # noqa: E402
 
+# (script, title, icon, url); no icons: Streamlit's material icons load a font from an online host
 PAGES = (
-    ("views/overview.py", "Results overview", ":material/table_chart:", "overview"),
-    ("views/label_efficiency.py", "Label efficiency", ":material/show_chart:", "label-efficiency"),
-    ("views/probing.py", "Layer-wise probing", ":material/stacked_line_chart:", "probing"),
-    ("views/feature_reuse.py", "CKA feature reuse", ":material/grid_on:", "feature-reuse"),
-    ("views/training.py", "Training curves", ":material/trending_down:", "training"),
-    ("views/runs.py", "Run browser", ":material/folder_open:", "runs"),
+    ("views/overview.py", "Results overview", None, "overview"),
+    ("views/label_efficiency.py", "Label efficiency", None, "label-efficiency"),
+    ("views/probing.py", "Layer-wise probing", None, "probing"),
+    ("views/feature_reuse.py", "CKA feature reuse", None, "feature-reuse"),
+    ("views/findings.py", "KS distance and findings", None, "findings"),
+    ("views/training.py", "Training curves", None, "training"),
+    ("views/runs.py", "Run browser", None, "runs"),
 )
 _LABELS = {
     "datasets": ("Datasets", dataset_label),
@@ -70,7 +72,7 @@ def _sidebar_source(ctx: state.Context) -> None:
         f"{len(ctx.loaded.frame):,} rows · {n_runs} runs · {len(ctx.selected):,} rows selected"
         + (f" · {len(ctx.loaded.problems)} file(s) skipped" if ctx.loaded.problems else "")
     )
-    if st.sidebar.button("Reload results", icon=":material/refresh:"):
+    if st.sidebar.button("Reload results"):  # no material icon: its font is fetched from an online host
         st.rerun()
 
 

@@ -1,25 +1,11 @@
-"""CKA rows of the results table: the naming convention (defined here, once) and the heatmap matrices.
+"""CKA rows of the results table as heatmap matrices.
 
-Convention (``protocol="feature_reuse"`` rows):
-
-* ``metric = "cka_<kernel>"`` with ``block = i``: feature reuse of block ``i`` (the paper's Table 3), i.e. CKA
-  between block ``i`` of ``method``'s pretrained encoder and block ``i`` of the same encoder after fine-tuning
-  at ``label_fraction`` (seed ``seed``). ``<kernel>`` is one of :data:`KERNELS`, the names of
-  ``monai_ilm.evaluation.cka.KERNELS`` (``linear``, ``linear_debiased``, ``rbf``); any other ``cka_*`` name is
-  shown as an additional kind.
-* ``metric = "cka_<kernel>@b<j>"`` with ``block = i``: one entry of the full block x block matrix: block ``i`` of
-  encoder A = ``method`` pretrained vs block ``j`` of encoder B = the same encoder fine-tuned at
-  ``label_fraction``. The diagonal ``j == i`` may be omitted: it is taken from the plain ``cka_<kernel>`` row.
-* ``metric = "cka_<kernel>@<other>:b<j>"`` with ``block = i``: block ``i`` of ``method``'s pretrained encoder vs
-  block ``j`` of method ``<other>``'s pretrained encoder (an encoder-vs-encoder comparison, no fine-tuning;
-  write ``label_fraction = 1.0``).
-
-:func:`cka_metric_name` builds these names; :func:`parse_cka_metric` reads them back.
+The row names (``cka_<kernel>``, ``cka_<kernel>@b<j>``, ``cka_<kernel>@<other>:b<j>``) are defined in
+:mod:`monai_ilm.results.names`, shared with the feature-reuse protocol that writes them; they are re-exported here.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +13,8 @@ import numpy as np
 import pandas as pd
 
 from dashboard.data import aggregate_seeds, fraction_label, method_label, order_methods
+from monai_ilm.results.names import CKA_KERNELS as KERNELS
+from monai_ilm.results.names import CKAMetric, cka_metric_name, parse_cka_metric
 
 __all__ = [
     "KERNELS",
@@ -39,25 +27,6 @@ __all__ = [
     "method_block_matrix",
     "parse_cka_metric",
 ]
-
-KERNELS = ("linear", "rbf", "linear_debiased")
-_KIND = re.compile(r"^cka_[A-Za-z0-9_]+$")
-_PAIR = re.compile(r"^(?P<kind>cka_[A-Za-z0-9_]+)@(?:(?P<other>[A-Za-z0-9_.+\-]+):)?b(?P<block>\d+)$")
-
-
-@dataclass(frozen=True)
-class CKAMetric:
-    """A parsed CKA metric name.
-
-    Attributes:
-        kind: the plain metric, e.g. ``"cka_linear"``.
-        block_b: block ``j`` of encoder B, or None for a plain (diagonal, feature-reuse) row.
-        other: the method of encoder B for an encoder-vs-encoder row, None for pretrained-vs-fine-tuned.
-    """
-
-    kind: str
-    block_b: int | None = None
-    other: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,47 +58,6 @@ class EncoderPair:
         return f"{a} vs {b}"
 
 
-def cka_metric_name(kernel: str, block_b: int | None = None, other: str | None = None) -> str:
-    """The metric name of a CKA row under the convention of this module.
-
-    Args:
-        kernel: ``"linear"``, ``"rbf"``, ``"linear_debiased"`` (or another kernel name).
-        block_b: block ``j`` of encoder B for a block x block entry, None for a feature-reuse row.
-        other: method of encoder B for an encoder-vs-encoder entry (needs ``block_b``).
-
-    Returns:
-        E.g. ``"cka_linear"``, ``"cka_linear@b2"``, ``"cka_rbf@mse:b3"``.
-
-    Raises:
-        ValueError: for ``other`` without ``block_b`` or a name that would not parse back.
-    """
-    if other is not None and block_b is None:
-        raise ValueError("other: an encoder-vs-encoder entry needs block_b.")
-    name = f"cka_{kernel}"
-    if block_b is not None:
-        name += f"@{other}:b{int(block_b)}" if other is not None else f"@b{int(block_b)}"
-    if parse_cka_metric(name) != CKAMetric(f"cka_{kernel}", None if block_b is None else int(block_b), other):
-        raise ValueError(f"kernel/other: {kernel!r}/{other!r} do not give a parseable metric name ({name!r}).")
-    return name
-
-
-def parse_cka_metric(metric: str) -> CKAMetric | None:
-    """Parse a CKA metric name.
-
-    Args:
-        metric: a metric name.
-
-    Returns:
-        The :class:`CKAMetric`, or None if ``metric`` is not a CKA metric.
-    """
-    if _KIND.match(metric):
-        return CKAMetric(metric)
-    m = _PAIR.match(metric)
-    if m is None:
-        return None
-    return CKAMetric(m["kind"], int(m["block"]), m["other"])
-
-
 def _with_parsed(df: pd.DataFrame) -> pd.DataFrame:
     """Feature-reuse rows with a block and a CKA metric, with ``kind``, ``block_b`` and ``other`` columns
     (``other`` is ``""`` for rows of a pretrained-vs-fine-tuned pair)."""
@@ -147,18 +75,20 @@ def _with_parsed(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def cka_kinds(df: pd.DataFrame) -> list[str]:
+def cka_kinds(df: pd.DataFrame, present_only: bool = False) -> list[str]:
     """The CKA kinds to offer: the three standard ones first, then any other ``cka_*`` kind present.
 
     Args:
         df: results rows.
+        present_only: offer only kinds that have rows in ``df`` (a kernel never computed gives no button).
 
     Returns:
         Metric names such as ``["cka_linear", "cka_rbf", "cka_linear_debiased"]``.
     """
     standard = [f"cka_{k}" for k in KERNELS]
     present = set(_with_parsed(df)["cka_kind"])
-    return standard + sorted(present - set(standard))
+    kinds = standard + sorted(present - set(standard))
+    return [k for k in kinds if k in present] if present_only else kinds
 
 
 def method_block_matrix(df: pd.DataFrame, dataset: str, label_fraction: float, kind: str) -> pd.DataFrame:

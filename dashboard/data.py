@@ -224,13 +224,22 @@ def apply_filters(df: pd.DataFrame, filters: Filters) -> pd.DataFrame:
     Returns:
         The matching rows (index reset).
     """
+    chosen = {int(s) for s in filters.seeds}
+    # rows that combine seeds (seed_mean, paired_difference) stay when every seed they combine is selected
+    covered = df["seeds"].map(lambda v: bool(_seed_set(v)) and _seed_set(v) <= chosen).astype(bool)
+    combined = df["seed"].isna() & covered
     mask = (
         df["dataset"].isin(filters.datasets)
         & df["method"].isin(filters.methods)
-        & df["seed"].isin(list(filters.seeds))
+        & (df["seed"].isin(list(filters.seeds)) | combined)
         & df["protocol"].isin(filters.protocols)
     )
     return df[mask.fillna(False).astype(bool)].reset_index(drop=True)
+
+
+def _seed_set(seeds: object) -> set[int]:
+    """The seeds of a combined row's ``seeds`` column (``"0,1,2"``)."""
+    return {int(x) for x in str(seeds).split(",") if x.strip().isdigit()} if isinstance(seeds, str) else set()
 
 
 def metric_options(df: pd.DataFrame, protocol: str) -> dict[str, list[str]]:
@@ -267,10 +276,11 @@ def default_metric(available: Sequence[str], dataset: str | None = None) -> str:
 def aggregate_seeds(df: pd.DataFrame, keys: Sequence[str] = tuple(CELL_KEYS)) -> pd.DataFrame:
     """Average the rows of each cell over seeds (and reruns).
 
-    ``value`` is the mean over the rows; the interval is the mean of the per-row interval ends (the
-    per-seed intervals are bootstrap intervals over the test set, so their mean is the typical interval of
-    one run); rows without an interval are ignored for it. ``value_std`` is the standard deviation over the
-    rows (0 for a single row) and ``seeds`` lists the contributing seeds.
+    ``value`` is the mean over the rows. The interval is never computed here: one seed keeps its run's own
+    interval; several seeds take the interval of the runner's ``seed_mean`` row for exactly those seeds (a
+    two-stage bootstrap, :mod:`monai_ilm.results.seeds`) and have none when there is no such row.
+    ``value_std`` is the standard deviation over the rows (0 for a single row) and ``seeds`` lists the
+    contributing seeds.
 
     Args:
         df: results rows.
@@ -307,6 +317,8 @@ def aggregate_seeds(df: pd.DataFrame, keys: Sequence[str] = tuple(CELL_KEYS)) ->
     ).reset_index()
     for col in ("seeds", "run_ids"):  # plain tuples (pandas may infer an Arrow list type for string items)
         out[col] = pd.Series([tuple(v) for v in out[col]], index=out.index, dtype=object)
+    several = out["seeds"].map(len) > 1
+    out.loc[several, ["ci_low", "ci_high"]] = np.nan  # a mean of per-seed intervals is not an interval of the mean
     return _with_summary_intervals(out[cols], summaries, keys)
 
 

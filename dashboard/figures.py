@@ -6,6 +6,7 @@ Colours are fixed per method across all figures; performance values are shown in
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -22,6 +23,8 @@ __all__ = [
     "block_matrix_figure",
     "chart_config",
     "delta_figure",
+    "findings_figure",
+    "ks_figure",
     "label_efficiency_figure",
     "method_block_figure",
     "probing_figure",
@@ -264,9 +267,15 @@ def probing_figure(points: pd.DataFrame, published: pd.DataFrame | None = None) 
     )
 
 
-def _heatmap(z: pd.DataFrame, x: list[str], y: list[str], zmin: float, zmax: float, name: str) -> go.Heatmap:
+def _heatmap(
+    z: pd.DataFrame, x: list[str], y: list[str], zmin: float, zmax: float, name: str, flags: pd.DataFrame | None = None
+) -> go.Heatmap:
     values = z.to_numpy(dtype=float)
-    text = [["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in values]
+    marks = np.zeros(values.shape, dtype=bool)
+    if flags is not None:
+        marks = flags.reindex(index=z.index, columns=z.columns).fillna(False).to_numpy(dtype=bool)
+    text = [["" if np.isnan(v) else f"{v:.2f}" + (" ⚠" if m else "") for v, m in zip(row, mrow)]
+            for row, mrow in zip(values, marks)]  # fmt: skip
     return go.Heatmap(
         z=values,
         x=x,
@@ -288,13 +297,19 @@ def _zrange(frames: Sequence[pd.DataFrame]) -> tuple[float, float]:
     return low, 1.0
 
 
-def method_block_figure(matrices: Mapping[str, pd.DataFrame], kind: str, label_fraction: float) -> go.Figure:
+def method_block_figure(
+    matrices: Mapping[str, pd.DataFrame],
+    kind: str,
+    label_fraction: float,
+    flags: Mapping[str, pd.DataFrame] | None = None,
+) -> go.Figure:
     """Feature-reuse heatmaps, method x block, one panel per dataset.
 
     Args:
         matrices: ``{dataset: frame}`` from :func:`dashboard.cka.method_block_matrix`.
         kind: the CKA metric shown.
         label_fraction: the fine-tuning label fraction shown.
+        flags: ``{dataset: boolean frame}`` (method x block) of cells to mark with ⚠ (collapsed features).
 
     Returns:
         The figure.
@@ -307,7 +322,8 @@ def method_block_figure(matrices: Mapping[str, pd.DataFrame], kind: str, label_f
     for k, (dataset, matrix) in enumerate(items):
         y = [method_label(m) for m in matrix.index]
         x = [f"B{b}" for b in matrix.columns]
-        fig.add_trace(_heatmap(matrix, x, y, zmin, zmax, dataset), row=k // cols + 1, col=k % cols + 1)
+        heatmap = _heatmap(matrix, x, y, zmin, zmax, dataset, (flags or {}).get(dataset))
+        fig.add_trace(heatmap, row=k // cols + 1, col=k % cols + 1)
         fig.update_yaxes(autorange="reversed", row=k // cols + 1, col=k % cols + 1)
     fig.update_layout(coloraxis={"colorscale": "Viridis", "cmin": zmin, "cmax": zmax, "colorbar": {"title": kind}})
     return _layout(
@@ -350,6 +366,35 @@ def _thin(x: np.ndarray, y: np.ndarray, limit: int = MAX_POINTS_PER_TRACE) -> tu
     return x[idx], y[idx]
 
 
+def _panels(logs: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """``(tag, axis, family)`` of every panel: iteration and epoch values apart, and a stage term of each
+    intermediate loss (MSE, Barlow Twins: different scales) in its own panel."""
+    if "axis" not in logs:
+        logs = logs.assign(axis="iteration")
+    stage = logs["tag"].map(lambda t: loss_part_label(t).startswith("stage"))
+    family = logs["method"].where(stage, "").astype(str)
+    keys = set(zip(logs["tag"], logs["axis"], family))
+
+    def order(key: tuple[str, str, str]) -> tuple:
+        tag, axis, fam = key
+        return (tag.lower().startswith(("knn/", "health/")), loss_part_label(tag).startswith("stage"),
+                "val" in tag.lower(), axis == "epoch", tag, fam)  # fmt: skip
+
+    return sorted(keys, key=order)
+
+
+def _panel_title(tag: str, axis: str, family: str) -> str:
+    label = loss_part_label(tag)
+    title = f"{tag} · {label}" if label != tag else tag
+    if axis == "epoch" and not _is_epoch_tag(tag):
+        title += " (epoch mean)"
+    return f"{title} · {method_label(family)}" if family else title
+
+
+def _is_epoch_tag(tag: str) -> bool:
+    return bool(re.match(r"^(val[_/]|validation[_/]|knn/|health/)", tag, re.IGNORECASE))
+
+
 def training_figure(
     logs: pd.DataFrame,
     smoothing: float = 0.0,
@@ -357,38 +402,52 @@ def training_figure(
     x_axis: str = "step",
     columns: int = 3,
 ) -> go.Figure:
-    """Loss curves: one panel per loss tag, one line per run (colour = method, dash = seed).
+    """Training curves: one panel per tag and step kind, one line per run (colour = method, dash = seed).
+
+    Iteration values (x = iteration) and per-epoch values (epoch means, validation, kNN, health; x = epoch)
+    are never drawn on one line, and the stage terms of different intermediate losses get separate panels,
+    so each y-scale fits its curve.
 
     Args:
         logs: the frame of :func:`dashboard.logs.load_runs` (already restricted to the runs and tags to show).
         smoothing: TensorBoard-style EMA weight in [0, 1) (the raw curve is drawn faintly behind); series with
             fewer than 20 points are not smoothed.
-        log_y: logarithmic loss axis.
-        x_axis: ``"step"`` or ``"wall_time"`` (minutes since the run's first logged point).
+        log_y: logarithmic y axes (ticks as plain numbers).
+        x_axis: ``"step"`` (iteration or epoch) or ``"wall_time"`` (minutes since the run's first logged point).
         columns: panels per row.
 
     Returns:
         The figure.
     """
-    tags = sorted(logs["tag"].unique(), key=lambda t: (loss_part_label(t).startswith("stage"), "val" in t.lower(), t))
-    titles = [f"{t} · {loss_part_label(t)}" if loss_part_label(t) != t else t for t in tags]
-    fig, cols = _facets(max(len(tags), 1), titles or [""], cols=columns, horizontal_spacing=0.06, vertical_spacing=0.12)
+    if "axis" not in logs:
+        logs = logs.assign(axis="iteration")
+    panels = _panels(logs)
+    titles = [_panel_title(*key) for key in panels]
+    n_rows = math.ceil(max(len(panels), 1) / max(1, min(len(panels), columns)))
+    # plotly refuses a spacing above 1 / (rows - 1): many tags (losses, kNN, health) need a tighter one
+    spacing = min(0.12, 0.5 / max(n_rows - 1, 1))
+    fig, cols = _facets(max(len(panels), 1), titles or [""], cols=columns, horizontal_spacing=0.06,
+                        vertical_spacing=spacing)  # fmt: skip
     runs = list(dict.fromkeys(logs["run"]))
     seeds_by_method: dict[str, list] = {}
     for run in runs:
         first = logs[logs["run"] == run].iloc[0]
         seeds_by_method.setdefault(first["method"], []).append(run)
     shown: set[str] = set()
-    for k, tag in enumerate(tags):
+    for k, (tag, axis, family) in enumerate(panels):
         r, c = k // cols + 1, k % cols + 1
         for run in runs:
-            pts = logs[(logs["run"] == run) & (logs["tag"] == tag)].sort_values(["step", "wall_time"])
+            pts = logs[(logs["run"] == run) & (logs["tag"] == tag) & (logs["axis"] == axis)]
+            if family:
+                pts = pts[pts["method"] == family]
             if pts.empty:
                 continue
+            wall = x_axis == "wall_time" and pts["wall_time"].notna().all()
+            pts = pts.sort_values(["wall_time", "step"] if wall else ["step", "wall_time"])
             method = pts["method"].iloc[0]
             color = method_color(method)
             dash = _DASHES[seeds_by_method[method].index(run) % len(_DASHES)]
-            if x_axis == "wall_time" and pts["wall_time"].notna().all():
+            if wall:
                 x = (pts["wall_time"].to_numpy() - logs.loc[logs["run"] == run, "wall_time"].min()) / 60.0
             else:
                 x = pts["step"].to_numpy(dtype=float)
@@ -411,6 +470,7 @@ def training_figure(
                 )
                 y = smooth(y, smoothing)
             xs, ys = _thin(x, y)
+            x_name = "minutes" if wall else axis
             fig.add_trace(
                 go.Scatter(
                     x=xs,
@@ -420,17 +480,21 @@ def training_figure(
                     legendgroup=run,
                     showlegend=run not in shown,
                     line={"color": color, "width": 1.8, "dash": dash},
-                    hovertemplate=f"<b>{label}</b><br>{tag}<br>{x_axis} %{{x}}: %{{y:.4g}}<extra></extra>",
+                    hovertemplate=f"<b>{label}</b><br>{tag}<br>{x_name} %{{x}}: %{{y:.4g}}<extra></extra>",
                 ),
                 row=r,
                 col=c,
             )
             shown.add(run)
-        fig.update_xaxes(title_text="minutes" if x_axis == "wall_time" else "step", row=r, col=c)
-        if log_y:
-            fig.update_yaxes(type="log", row=r, col=c)
-    rows = math.ceil(max(len(tags), 1) / cols)
-    return _layout(fig, "Training curves: every loss part per logged step", height=max(320 * rows, 380))
+        if x_axis == "wall_time":
+            fig.update_xaxes(title_text="minutes", row=r, col=c)
+        else:  # whole epochs / iterations only: no 1.5 ticks
+            last = logs.loc[(logs["tag"] == tag) & (logs["axis"] == axis), "step"].max()
+            fig.update_xaxes(title_text=axis, tickformat="d", dtick=1 if last <= 12 else None, row=r, col=c)
+        if log_y:  # plain numbers, not plotly's digit-only "5 2 1" labels between decades
+            fig.update_yaxes(type="log", tickformat=".2~g", row=r, col=c)
+    rows = math.ceil(max(len(panels), 1) / cols)
+    return _layout(fig, "Training curves: iteration values and per-epoch values", height=max(320 * rows, 380))
 
 
 def _run_label(run: str, pts: pd.DataFrame) -> str:
@@ -527,3 +591,51 @@ def timings_figure(summary: pd.DataFrame) -> go.Figure | None:
     fig.update_layout(boxmode="group")
     fig.update_yaxes(title_text="value (as logged, e.g. seconds)")
     return _layout(fig, "Timings of the listed runs, by protocol", height=360)
+
+
+def ks_figure(points: pd.DataFrame) -> go.Figure:
+    """KS distance of each method's test probabilities to its own 100 %-label model, per label fraction.
+
+    Args:
+        points: seed-averaged ``protocol="ks"`` rows (``dataset``, ``method``, ``label_fraction``, ``value``).
+
+    Returns:
+        The figure: grouped bars, one panel per dataset.
+    """
+    datasets = order_datasets(points["dataset"])
+    fig, cols = _facets(max(len(datasets), 1), [dataset_label(d) for d in datasets] or [""], horizontal_spacing=0.06)
+    for k, dataset in enumerate(datasets):
+        rows = points[points["dataset"] == dataset]
+        for method in order_methods(rows["method"]):
+            m = rows[rows["method"] == method].sort_values("label_fraction")
+            fig.add_trace(
+                go.Bar(x=[fraction_label(f) for f in m["label_fraction"]], y=m["value"], name=method_label(method),
+                       marker_color=method_color(method), legendgroup=method, showlegend=k == 0,
+                       hovertemplate=f"{method_label(method)} · %{{x}}: %{{y:.3f}}<extra></extra>"),  # fmt: skip
+                row=k // cols + 1,
+                col=k % cols + 1,
+            )
+        fig.update_xaxes(title_text="labels", row=k // cols + 1, col=k % cols + 1)
+        fig.update_yaxes(title_text="KS distance to 100 % labels", rangemode="tozero", row=k // cols + 1,
+                         col=k % cols + 1)  # fmt: skip
+    fig.update_layout(barmode="group")
+    return _layout(fig, "KS distance of the test probabilities: label fraction vs 100 % labels", height=400)
+
+
+def findings_figure(matrix: pd.DataFrame, title: str) -> go.Figure:
+    """Per-finding AUC heatmap, finding x method (in percent).
+
+    Args:
+        matrix: index = findings, columns = methods, values = AUC in [0, 1].
+        title: the figure title.
+
+    Returns:
+        The figure.
+    """
+    z = matrix * 100.0
+    heat = _heatmap(z, [method_label(m) for m in matrix.columns], list(matrix.index), 50.0, 100.0, "auc")
+    heat.text = [["" if np.isnan(v) else f"{v:.1f}" for v in row] for row in z.to_numpy(dtype=float)]
+    fig = go.Figure(heat)
+    fig.update_layout(coloraxis={"colorscale": "Blues", "cmin": 50.0, "cmax": 100.0, "colorbar": {"title": "AUC (%)"}})
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title, height=max(360, 26 * len(matrix) + 160))

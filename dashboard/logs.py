@@ -32,11 +32,14 @@ __all__ = [
     "read_event_dir",
     "read_metrics_csv",
     "smooth",
+    "step_axis",
 ]
 
 EVENT_PREFIX = "events.out.tfevents"
 METRICS_FILE = "metrics.csv"
-LOG_COLUMNS = ["run", "method", "seed", "source", "tag", "step", "value", "wall_time"]
+LOG_COLUMNS = ["run", "method", "seed", "source", "tag", "step", "value", "wall_time", "axis"]
+# tags logged once per epoch (validation, online kNN, representation health): their step is the epoch
+_EPOCH_TAGS = re.compile(r"^(val[_/]|validation[_/]|knn/|health/)", re.IGNORECASE)
 _MAX_DEPTH = 4  # how deep below a run folder event files are looked for
 _RUN_NAME = re.compile(r"^(?P<method>.+?)[_-]seed[_-]?(?P<seed>\d+)$")
 _LAYER = re.compile(r"(?:layer|stage|block)[_-]?(\d+)", re.IGNORECASE)
@@ -71,14 +74,19 @@ class TrainingRun:
 
 
 def is_loss_tag(tag: str) -> bool:
-    """Whether a scalar tag is a loss part (its name contains ``"loss"``, any case)."""
-    return "loss" in tag.lower()
+    """Whether a scalar tag is a training curve: a loss part (its name contains ``"loss"``, any case) or a
+    monitoring value of pretraining (``knn/...`` from ``OnlineKNNHandler``, ``health/...`` from
+    ``RepresentationHealthHandler``)."""
+    low = tag.lower()
+    return "loss" in low or low.startswith(("knn/", "health/"))
 
 
 def loss_part_label(tag: str) -> str:
     """A readable name of a loss tag: ``"loss_infonce"`` -> ``"InfoNCE"``, ``"val_loss_layer2"`` ->
     ``"stage 2 term (val)"``, ``"loss"`` -> ``"total"``; other tags are returned unchanged."""
     low = tag.lower()
+    if low.startswith(("knn/", "health/")):  # monitoring values, not loss terms (effective_rank_layer<k>)
+        return tag
     split = " (val)" if re.search(r"(^|[/_])val", low) else ""
     layer = _LAYER.search(low)
     if layer:
@@ -88,6 +96,27 @@ def loss_part_label(tag: str) -> str:
     if re.fullmatch(r"(val_|train_|train/|val/)?loss(/loss)?|train_loss/loss|total_loss|loss_total", low):
         return f"total{split}"
     return tag
+
+
+def step_axis(tag: str, steps: Sequence[int]) -> np.ndarray:
+    """Whether each point of one tag (in logging order) is an iteration or an epoch value.
+
+    The trainer logs every iteration's loss at step = iteration and, under the same tag, each epoch's mean at
+    step = epoch number, so an epoch value is a point whose step does not exceed a step already logged (the
+    curve would jump back). Validation, ``knn/`` and ``health/`` tags are epoch values throughout.
+
+    Args:
+        tag: the scalar tag.
+        steps: its steps in the order they were logged.
+
+    Returns:
+        An array of ``"iteration"`` / ``"epoch"``.
+    """
+    steps = np.asarray(steps, dtype=np.int64)
+    if _EPOCH_TAGS.match(tag) or steps.size == 0:
+        return np.full(steps.size, "epoch", dtype=object)
+    seen_max = np.maximum.accumulate(np.concatenate([[np.iinfo(np.int64).min], steps[:-1]]))
+    return np.where(steps <= seen_max, "epoch", "iteration").astype(object)
 
 
 def parse_run_name(name: str) -> tuple[str, int | None]:
@@ -279,7 +308,11 @@ def load_runs(runs: Sequence[TrainingRun]) -> tuple[pd.DataFrame, list[FileProbl
                 continue
             if part.empty:
                 continue
-            frames.append(part.assign(run=run.name, method=run.method, seed=run.seed, source=name))
+            # event files and metrics.csv are read in logging order: tell iteration from epoch values per tag
+            axis = pd.Series("iteration", index=part.index, dtype=object)
+            for tag, idx in part.groupby("tag", sort=False).groups.items():
+                axis[idx] = step_axis(str(tag), part.loc[idx, "step"].to_numpy())
+            frames.append(part.assign(run=run.name, method=run.method, seed=run.seed, source=name, axis=axis))
     if not frames:
         return pd.DataFrame(columns=LOG_COLUMNS), problems
     return pd.concat(frames, ignore_index=True)[LOG_COLUMNS], problems

@@ -176,6 +176,8 @@ def best_mask(table: PaperTable) -> pd.DataFrame:
         A boolean frame, same shape as ``table.value``.
     """
     value = table.value
+    if table.name == "feature_reuse":  # CKA is a description of similarity, not a score: no "best"
+        value = value.where([[c[1] == "perf" for c in value.columns]] * len(value))
     if _SPECS[table.name].methods_in_columns:
         best = value.max(axis=1)
         count = value.notna().sum(axis=1)

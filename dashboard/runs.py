@@ -74,6 +74,12 @@ def sidecar_timings(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _combined_seeds(rows: pd.DataFrame) -> set[int]:
+    """The seeds of rows that combine seeds (the runner's summary rows have no ``seed``, only ``seeds``)."""
+    text = ",".join(str(v) for v in rows.get("seeds", pd.Series(dtype=object)) if isinstance(v, str))
+    return {int(x) for x in text.split(",") if x.strip().isdigit()}
+
+
 def _joined(values: Sequence[Any]) -> str:
     return ", ".join(str(v) for v in dict.fromkeys(values))
 
@@ -107,7 +113,7 @@ def run_summaries(
             "datasets": _joined(rows["dataset"]),
             "methods": _joined(rows["method"]),
             "protocols": _joined(rows["protocol"]),
-            "seeds": _joined(sorted(int(s) for s in rows["seed"])),
+            "seeds": _joined(sorted({int(s) for s in rows["seed"].dropna()} | _combined_seeds(rows))),
             "label_fractions": _joined(sorted(float(f) for f in rows["label_fraction"])),
             "rows": len(rows),
             "checkpoint": str(checkpoint),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import cka, logs, overview, paper, runs
+from dashboard import cka, health, logs, overview, paper, provenance, runs
 from dashboard.config import DashboardPaths
 from dashboard.data import (
     FileProblem,
@@ -190,3 +190,33 @@ def cka_views(key: tuple, dataset: str, kind: str) -> list[cka.EncoderPair]:
     """Encoder pairs with block x block entries for a dataset and kind."""
     selected, _ = select(key[0], key[1], Filters(*key[2:]))
     return cka.encoder_pairs(selected, dataset, kind)
+
+
+@st.cache_data(max_entries=32)
+def caveats(key: tuple) -> list[str]:
+    """Why the selected numbers are a demonstration (sample data, quick settings, one seed, small n)."""
+    selected, _ = select(key[0], key[1], Filters(*key[2:]))
+    return provenance.caveats(key[0], selected)
+
+
+def pretraining_runs(roots: tuple[str, ...]) -> pd.DataFrame:
+    """The pretraining runs with their recorded settings and code version (small JSON files; not cached)."""
+    return provenance.pretraining_runs(roots)
+
+
+def block_ranks(roots: tuple[str, ...]) -> pd.DataFrame:
+    """Last effective rank per pretraining run and block, from the training logs."""
+    found = discover_training_runs(roots)
+    if not found:
+        return health.block_ranks(pd.DataFrame())
+    frame, _ = training_logs(tuple(found), logs.logs_signature(found))
+    return health.block_ranks(frame)
+
+
+def throughput(roots: tuple[str, ...], runs: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per epoch and samples per second of the pretraining runs, from the training logs."""
+    found = discover_training_runs(roots)
+    if not found:
+        return provenance.throughput(pd.DataFrame(), runs)
+    frame, _ = training_logs(tuple(found), logs.logs_signature(found))
+    return provenance.throughput(frame, runs)

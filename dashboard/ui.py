@@ -86,6 +86,9 @@ def page_intro(ctx: Context, title: str, description: str, protocols: Sequence[s
     if ctx.selected.empty:
         st.info("No results match the filters in the sidebar.")
         return False
+    notes = state.caveats(ctx.key)
+    if notes:
+        st.info("**Read these numbers as a demonstration.** " + " ".join(notes), icon="⚠️")
     if protocols:
         present = set(ctx.selected["protocol"])
         if not present.intersection(protocols):
@@ -120,7 +123,6 @@ def plot(fig: go.Figure, name: str, key: str | None = None) -> None:
         mime="text/html",
         key=f"dl_fig_{key or slug}",
         on_click="ignore",
-        icon=":material/download:",
     )
 
 
@@ -134,7 +136,6 @@ def csv_download(frame: pd.DataFrame, name: str, label: str = "Download table (C
         mime="text/csv",
         key=f"dl_csv_{key or slug}",
         on_click="ignore",
-        icon=":material/table:",
     )
 
 

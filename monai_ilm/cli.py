@@ -73,14 +73,16 @@ def print_tables(results_dir: Path) -> None:
         if table.value.size:
             tables[f"difference to {baseline} (paired bootstrap)"] = table
     for name, table in tables.items():
-        print(f"\n== {name} ==  {_seed_note(table.seed_counts, seeds)}\n{table.formatted.to_string()}")
+        note = _seed_note(table.seed_counts, seeds, paired=name.startswith("difference"))
+        print(f"\n== {name} ==  {note}\n{table.formatted.to_string()}")
 
 
-def _seed_note(counts: list[int], seeds: list[int]) -> str:
+def _seed_note(counts: list[int], seeds: list[int], paired: bool = False) -> str:
     if not counts:
         return ""
     if counts == [1]:
-        return "one seed per cell: the interval is that run's test-set bootstrap"
+        test = "a paired bootstrap over the test resamples both runs share" if paired else "that run's test-set bootstrap"
+        return f"one seed per cell: the interval is {test}"
     span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     return (f"mean over {span} seeds per cell (seeds {', '.join(map(str, seeds))}); interval: two-stage bootstrap "
             "over seeds and test resamples")  # fmt: skip

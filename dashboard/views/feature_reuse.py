@@ -5,15 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import cka, state, ui
-from dashboard.data import dataset_label, fraction_label, order_datasets
+from dashboard import cka, health, state, ui
+from dashboard.data import dataset_label, fraction_label, method_label, order_datasets
 from dashboard.figures import block_matrix_figure, method_block_figure
 
 _KIND_LABELS = {"cka_linear": "linear", "cka_rbf": "RBF", "cka_linear_debiased": "linear, debiased"}
 
 
 def _kind_picker(rows: pd.DataFrame) -> str:
-    kinds = cka.cka_kinds(rows)
+    kinds = cka.cka_kinds(rows, present_only=True)  # only kernels the evaluation computed
     return (
         st.segmented_control(
             "CKA kernel", kinds, default=kinds[0], format_func=lambda k: _KIND_LABELS.get(k, k), key="fr_kind"
@@ -34,7 +34,12 @@ def _method_block(ctx: state.Context, rows: pd.DataFrame, kind: str) -> None:
     )
     datasets = order_datasets(plain["dataset"])
     matrices = {d: cka.method_block_matrix(rows, d, fraction, kind) for d in datasets}
-    ui.plot(method_block_figure(matrices, kind, fraction), f"feature_reuse_{kind}_{fraction_label(fraction)}")
+    flags = _collapse_flags(ctx)
+    ui.plot(method_block_figure(matrices, kind, fraction, {d: flags for d in matrices} if not flags.empty else None),
+            f"feature_reuse_{kind}_{fraction_label(fraction)}")  # fmt: skip
+    if not flags.empty and flags.to_numpy().any():
+        st.caption(f"⚠ = the pretrained features of this block collapsed (effective rank < {health.COLLAPSE_RANK:g} "
+                   "at the end of pretraining, see below): CKA near 1 there says little about feature reuse.")
     tidy = pd.concat(
         [
             m.rename_axis(index="method", columns="block").stack().rename("value").reset_index().assign(dataset=d)
@@ -51,9 +56,9 @@ def _block_block(ctx: state.Context, rows: pd.DataFrame, kind: str) -> None:
     datasets = [d for d in order_datasets(rows["dataset"]) if state.cka_views(ctx.key, d, kind)]
     if not datasets:
         st.info(
-            f"No block × block rows for '{kind}'. They are feature-reuse rows with metric "
-            f"'{kind}@b<j>' (block `block` of the pretrained encoder vs block j of the fine-tuned one) or "
-            f"'{kind}@<method>:b<j>' (vs block j of another method's pretrained encoder); see dashboard/cka.py."
+            f"No block × block matrix with the {_KIND_LABELS.get(kind, kind)} kernel in these results. The "
+            "feature-reuse evaluation writes it (linear CKA and its configured kernel); results written by older "
+            "versions hold only the diagonal. Run the feature-reuse cells again to get it."
         )
         return
     c1, c2 = st.columns([1, 2])
@@ -69,6 +74,45 @@ def _block_block(ctx: state.Context, rows: pd.DataFrame, kind: str) -> None:
     tidy = matrix.rename_axis(index="block_a", columns="block_b").stack().rename("value").reset_index()
     tidy = tidy.assign(dataset=dataset, encoder_a=pair.labels[0], encoder_b=pair.labels[1], metric=kind)
     ui.csv_download(tidy, f"cka_matrix_{dataset}_{kind}", key="fr_bb")
+
+
+def _selected_ranks(ctx: state.Context) -> pd.DataFrame:
+    ranks = state.block_ranks(tuple(str(r) for r in ctx.paths.log_roots))
+    if ranks.empty:
+        return ranks
+    keep = ranks["method"].isin(ctx.filters.methods) & ranks["seed"].isin(list(ctx.filters.seeds))
+    return ranks[keep]
+
+
+def _collapse_flags(ctx: state.Context) -> pd.DataFrame:
+    return health.collapsed_blocks(_selected_ranks(ctx))
+
+
+def _health(ctx: state.Context) -> None:
+    st.subheader("Representation health of the pretrained encoders")
+    ranks = _selected_ranks(ctx)
+    if ranks.empty:
+        st.info("No `health/effective_rank_layer<k>` in the pretraining logs (RepresentationHealthHandler); "
+                "the health of the fine-tuned encoders is not computed by the evaluation.")  # fmt: skip
+        return
+    table = ranks.assign(
+        Method=ranks["method"].map(method_label),
+        Seed=ranks["seed"],
+        Block=ranks["block"].map(lambda b: f"B{int(b)}"),
+    ).pivot_table(index=["Method", "Seed"], columns="Block", values="effective_rank", aggfunc="first")
+    collapsed = table < health.COLLAPSE_RANK
+    st.dataframe(
+        table.style.format("{:.1f}").apply(
+            lambda _: collapsed.replace({True: "background-color: rgba(214, 150, 60, 0.25)", False: ""}), axis=None
+        ),
+        width="content",
+    )
+    n = int(collapsed.to_numpy().sum())
+    st.caption(
+        f"Effective rank (Roy & Vetterli 2007) of each stage's pooled features at the last pretraining epoch; "
+        f"shaded: below {health.COLLAPSE_RANK:g} (collapsed, {n} cell(s)). Near 1, one direction holds almost all "
+        "the variance and any CKA with these features is close to 1."
+    )
 
 
 def render() -> None:
@@ -87,6 +131,8 @@ def render() -> None:
     _method_block(ctx, rows, kind)
     st.divider()
     _block_block(ctx, rows, kind)
+    st.divider()
+    _health(ctx)
 
 
 ui.run_page(render)

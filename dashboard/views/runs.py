@@ -80,6 +80,36 @@ def _details(ctx: state.Context, run_id: str) -> None:
     ui.csv_download(rows, f"run_{run_id}", "Download this run's rows (CSV)", key="rb_run")
 
 
+def _pretraining(ctx: state.Context) -> None:
+    table = state.pretraining_runs(tuple(str(r) for r in ctx.paths.log_roots))
+    st.subheader("Pretraining runs")
+    if table.empty:
+        st.caption("No pretraining run records (`<method>_seed<seed>/run_settings.json`) next to the results.")
+        return
+    for problem in table.loc[table["problem"] != "", ["run", "problem"]].itertuples():
+        st.warning(f"Pretraining run `{problem.run}`: {problem.problem}")
+    st.dataframe(table.drop(columns="problem").rename(columns=_PRETRAIN_LABELS), hide_index=True, width="stretch")
+    st.caption("Settings, fingerprint and code version as the experiment runner recorded them in `run_settings.json`.")
+    ui.csv_download(table, "pretraining_runs", "Download the pretraining runs (CSV)", key="rb_pretrain")
+    speed = state.throughput(tuple(str(r) for r in ctx.paths.log_roots), table)
+    if not speed.empty:
+        st.markdown("**Throughput** (from the TensorBoard wall times; includes validation, kNN and checkpoints)")
+        st.dataframe(speed.rename(columns={"run": "Run", "epochs": "Epochs", "seconds_per_epoch": "s / epoch",
+                                           "iterations_per_second": "iterations / s",
+                                           "samples_per_second": "samples / s"}),
+                     hide_index=True, width="content")  # fmt: skip
+
+
+_PRETRAIN_LABELS = {
+    "run": "Run", "status": "Status", "method": "Method", "seed": "Seed", "backbone": "Backbone",
+    "image_size": "Image size (px)", "max_epochs": "Epochs", "batch_size": "Batch", "learning_rate": "LR",
+    "queue_size": "Queue", "temperature": "τ", "momentum": "Momentum", "mse_weights": "MSE λ",
+    "barlow_weights": "Barlow Twins λ", "embedding_dim": "Embedding", "batch_norm": "BatchNorm",
+    "fingerprint": "Fingerprint", "git_commit": "Git commit", "monai_ilm": "monai-ilm", "monai": "MONAI",
+    "torch": "torch", "python": "Python", "started": "Started", "finished": "Finished",
+}  # fmt: skip
+
+
 def render() -> None:
     """Draw the page."""
     ctx = state.context()
@@ -89,8 +119,10 @@ def render() -> None:
         "Every run in the results directory with its config, checkpoint, seed and timings "
         "(from the `<run_id>.json` sidecars); skipped files are listed with the reason.",
     )
+    _pretraining(ctx)
     if not has_rows and not ctx.loaded.problems:
         return
+    st.subheader("Evaluation runs")
     summary = state.run_table(ctx.key, tuple(ctx.loaded.problems))
     narrowed = _cell_filter(ctx.selected) if has_rows else None
     if narrowed is not None:

@@ -21,7 +21,8 @@ def render() -> None:
     ctx = state.context()
     st.title("Training curves")
     st.caption(
-        "Every loss part (InfoNCE, each stage's intermediate term, validation) per logged step, from the "
+        "Every loss part (InfoNCE, each stage's intermediate term, validation) per logged step, and per epoch "
+        "the online kNN score (knn/) and the representation health (health/), from the "
         "pretraining runs' TensorBoard event files or metrics.csv."
     )
     ui.show_problems(list(ctx.loaded.problems), str(ctx.paths.results_dir))

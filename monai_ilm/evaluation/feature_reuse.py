@@ -38,6 +38,7 @@ from monai_ilm.evaluation.cka import (
 )
 from monai_ilm.evaluation.features import StageFeatures, iter_stage_features
 from monai_ilm.networks.backbones import StageEncoder
+from monai_ilm.results.names import cka_metric_name
 from monai_ilm.results.rows import make_row
 
 __all__ = ["FeatureReuseResult", "feature_reuse", "feature_reuse_from_features", "feature_reuse_rows"]
@@ -253,7 +254,9 @@ def feature_reuse_rows(
     value: str = "full",
     **fields: Any,
 ) -> list[dict[str, Any]]:
-    """Results rows (protocol ``"feature_reuse"``, one per block, metric ``"cka_<kernel>"``).
+    """Results rows (protocol ``"feature_reuse"``, one per block, metric ``"cka_<kernel>"``), plus the
+    off-diagonal block x block entries (metric ``"cka_<kernel>@b<j>"``, :mod:`monai_ilm.results.names`) when
+    ``result.matrix`` was computed.
 
     Args:
         result: a :class:`FeatureReuseResult`.
@@ -281,4 +284,11 @@ def feature_reuse_rows(
     for block in result.blocks:
         v = result.cka[block] if value == "full" else result.subsets[block].mean
         rows.append(make_row(block=int(block), value=float(v), **common))
+    if result.matrix is not None:
+        for i, block_a in enumerate(result.blocks):
+            for j, block_b in enumerate(result.blocks):
+                if i != j:  # the diagonal is the plain row above
+                    metric = cka_metric_name(result.kernel, block_b=int(block_b))
+                    rows.append(make_row(block=int(block_a), value=float(result.matrix[i, j]),
+                                         **{**common, "metric": metric}))  # fmt: skip
     return rows

@@ -37,7 +37,7 @@ from monai_ilm.data import load_datalist
 from monai_ilm.data.integrity import check_datalists
 from monai_ilm.data.nih import NIH_FINDINGS
 from monai_ilm.evaluation.downstream import DownstreamResult, downstream_network, downstream_rows, run_downstream
-from monai_ilm.evaluation.feature_reuse import feature_reuse, feature_reuse_rows
+from monai_ilm.evaluation.feature_reuse import feature_reuse, feature_reuse_from_features, feature_reuse_rows
 from monai_ilm.evaluation.features import _default_device, load_pretrained_encoder
 from monai_ilm.evaluation.ks import ks_distance
 from monai_ilm.evaluation.probing import probe_blocks, probe_rows
@@ -254,6 +254,7 @@ class EvaluationRun:
             "pretraining": self._pretraining_record(),
             "code_version": code_version(),
             "device": str(self.device),
+            "dataset_dir": str(self.dataset_dir),  # provenance only (not in the fingerprint): sample data shows here
             "seed": self.seed,
             "seconds": round(time.perf_counter() - started, 2),
         }
@@ -336,9 +337,16 @@ class EvaluationRun:
     def _run_feature_reuse(self) -> list[dict]:
         before = self.encoder(self.pretrained_checkpoint)
         after = self.encoder(self._finetune_output("model.pt"), prefix="encoder.")
-        result = feature_reuse(before, after, self.loader("test"), kernel=self.cka_kernel, device=self.device,
-                               seed=self.seed)  # fmt: skip
-        return feature_reuse_rows(result, label_fraction=self.label_fraction, **self._columns())
+        # linear CKA always (Table 3 and the dashboard's default), plus the configured kernel; each with its
+        # block x block matrix, from one pass over the test set
+        result = feature_reuse(before, after, self.loader("test"), kernel="linear", matrix=True,
+                               keep_features=self.cka_kernel != "linear", device=self.device, seed=self.seed)
+        results = [result]
+        if self.cka_kernel != "linear":
+            results.append(feature_reuse_from_features(result.before, result.after, kernel=self.cka_kernel,
+                                                       matrix=True, seed=self.seed))
+        return [row for r in results for row in feature_reuse_rows(r, label_fraction=self.label_fraction,
+                                                                    **self._columns())]  # fmt: skip
 
     def _run_ks(self) -> list[dict]:
         low = np.load(self._finetune_output("predictions.npz"))

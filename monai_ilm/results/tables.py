@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 DUPLICATE_POLICIES = ("seeds", "latest", "mean", "error")
+DEFAULT_CKA = "cka_linear"
 SUPERVISED_METHODS = ("supervised",)
 """Baselines trained from scratch: they have fine-tuning rows only, and fill Table 1 from them."""
 MetricSpec = str | Mapping[str, str] | None
@@ -106,7 +107,8 @@ def _resolve_metrics(rows: pd.DataFrame, metric: MetricSpec, protocol: str) -> d
     out = {}
     for dataset in rows["dataset"].unique():
         present = rows.loc[rows["dataset"] == dataset, "metric"].unique()
-        available = sorted(m for m in present if not is_per_class_metric(m, present))
+        # block x block CKA entries ("cka_<kernel>@b<j>", monai_ilm.results.names) are not a table's metric
+        available = sorted(m for m in present if not is_per_class_metric(m, present) and "@" not in m)
         if isinstance(metric, str):
             out[dataset] = metric
         elif isinstance(metric, Mapping):
@@ -115,6 +117,8 @@ def _resolve_metrics(rows: pd.DataFrame, metric: MetricSpec, protocol: str) -> d
             out[dataset] = metric[dataset]
         elif len(available) == 1:
             out[dataset] = available[0]
+        elif DEFAULT_CKA in available and all(m.startswith("cka_") for m in available):
+            out[dataset] = DEFAULT_CKA  # the feature-reuse cells always write linear CKA beside other kernels
         else:
             raise ValueError(
                 f"metric: dataset {dataset!r} has several metrics for protocol {protocol!r} ({available}); "

@@ -19,6 +19,7 @@ PAGES = {
     "views/label_efficiency.py": ("Label efficiency", 1),
     "views/probing.py": ("Layer-wise probing", 1),
     "views/feature_reuse.py": ("CKA feature reuse", 2),
+    "views/findings.py": ("KS distance and findings", 1),
     "views/training.py": ("Training curves", 1),
     "views/runs.py": ("Run browser", 1),
 }
@@ -90,6 +91,8 @@ def test_missing_directory_and_cli_argument(
 
 def test_overview_controls(sample: SampleLayout, monkeypatch: pytest.MonkeyPatch) -> None:
     at = _open("views/overview.py", sample.results_dir, monkeypatch)
+    assert at.toggle(key="ov_paper").value  # the paper's numbers are shown by default
+    at.toggle(key="ov_paper").set_value(False).run()
     linear = at.dataframe[0].value
     assert list(linear.columns) == ["Dataset", "MoCo", "MoCo + MSE", "MoCo + Barlow Twins", "Supervised"]
     assert linear["MoCo + MSE"].str.contains("Δ").all() and linear["Supervised"].str.startswith("★").all()
@@ -153,3 +156,29 @@ def test_run_browser_narrows_to_a_cell(sample: SampleLayout, monkeypatch: pytest
     markdown = _texts(at.markdown)
     assert "pretrain/mse_seed1/checkpoint_final.pt" in markdown and "**Seed**  \n1" in markdown
     assert len(at.json) == 2
+
+
+def test_pages_with_demo_results(demo_like: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real-run shapes: banner, paired difference with interval and n, block x block CKA with health flags, KS and
+    per-finding views, iteration and epoch curves apart, pretraining runs with their code version."""
+    at = _open("views/overview.py", demo_like, monkeypatch)
+    banner = _texts(at.info)
+    assert "generated sample data" in banner and "Quick settings: 64 px images, 2 pretraining epoch(s)" in banner
+    assert "One seed" in banner and "n = 36" in banner
+    assert not at.error and not at.exception
+    headline = [m for m in at.metric if "MoCo + MSE" in m.label]
+    assert headline and headline[0].value == "+5.0 points"
+    assert "95 % CI -8.0 to +17.0 · n = 36 · seeds 0" in _texts(at.caption)
+    assert at.toggle(key="ov_paper").value  # the paper's numbers are shown by default
+    at.switch_page("views/feature_reuse.py").run()
+    assert not at.exception and not at.error, _texts(at.error)
+    assert _charts(at) == 2  # method x block and the real block x block matrix
+    assert at.get("segmented_control")[0].options == ["linear"]  # only the kernel the evaluation computed
+    assert "collapsed" in _texts(at.caption) and "⚠" in _texts(at.caption)
+    at.switch_page("views/findings.py").run()
+    assert not at.exception and not at.error and _charts(at) == 2  # KS and per-finding AUC
+    at.switch_page("views/training.py").run()
+    assert not at.exception and not at.error and _charts(at) == 1
+    at.switch_page("views/runs.py").run()
+    assert not at.exception and not at.error
+    assert any("Git commit" in df.value.columns for df in at.dataframe)

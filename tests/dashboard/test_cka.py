@@ -105,3 +105,12 @@ def test_method_block_matrix_and_kinds(sample: SampleLayout) -> None:
     assert cka.method_block_matrix(df, "dr", 0.5, "cka_rbf").empty
     assert len(cka.encoder_pairs(df, "idc", "cka_linear")) == 3 * 2 + 2  # fine-tuned pairs + MoCo vs MSE/Barlow
     assert cka.cka_kinds(df.iloc[:0]) == ["cka_linear", "cka_rbf", "cka_linear_debiased"]
+
+
+def test_only_computed_kernels_are_offered_and_names_live_in_results() -> None:
+    from monai_ilm.results import names
+
+    assert cka.cka_metric_name is names.cka_metric_name and cka.parse_cka_metric is names.parse_cka_metric
+    rows = pd.DataFrame({"protocol": ["feature_reuse"] * 2, "block": [1, 1], "metric": ["cka_linear", "cka_linear@b2"]})
+    assert cka.cka_kinds(rows, present_only=True) == ["cka_linear"]
+    assert cka.cka_kinds(rows.iloc[:0], present_only=True) == []

@@ -98,7 +98,8 @@ def test_aggregate_seeds_means_values_and_interval_ends() -> None:
     assert len(agg) == 1
     cell = agg.iloc[0]
     assert cell["value"] == pytest.approx(0.62)
-    assert (cell["ci_low"], cell["ci_high"]) == pytest.approx((0.595, 0.64))  # runs without an interval ignored
+    # no runner summary for seeds 0-2: the mean has no interval (the mean of per-seed intervals is not one)
+    assert np.isnan(cell["ci_low"]) and np.isnan(cell["ci_high"])
     assert cell["seeds"] == (0, 1, 2) and cell["run_ids"] == ("a", "b", "c") and cell["n_rows"] == 3
     assert cell["value_std"] == pytest.approx(np.std([0.60, 0.64, 0.62]))
 
@@ -109,7 +110,7 @@ def test_collapse_seeds_gives_one_valid_row_per_cell(sample: SampleLayout) -> No
     validate(collapsed)
     assert len(collapsed) == len(df) // 2  # two seeds everywhere
     assert not collapsed.duplicated(data.CELL_KEYS).any()
-    assert collapsed["ci_low"].notna().sum() == df["ci_low"].notna().sum() // 2
+    assert collapsed["ci_low"].isna().all()  # two seeds, no runner summary rows: means without an interval
     assert data.collapse_seeds(df.iloc[:0]).empty
 
 
@@ -136,3 +137,23 @@ def test_sample_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "streamlit run dashboard/app.py -- --results" in capsys.readouterr().out
     loaded = data.load_results(tmp_path / "results")
     assert not loaded.problems and set(loaded.frame["seed"]) == {3} and not (tmp_path / "pretrain").exists()
+
+
+def test_seed_intervals_come_from_the_runner_summary_rows() -> None:
+    runs = [_row(seed=0, value=0.60, ci_low=0.58, ci_high=0.62, run_id="a"),
+            _row(seed=1, value=0.64, ci_low=0.61, ci_high=0.66, run_id="b")]  # fmt: skip
+    summary = _row(seed=None, kind="seed_mean", seeds="0,1", value=0.62, ci_low=0.55, ci_high=0.69,
+                   run_id="summary-nih")  # fmt: skip
+    diff = _row(seed=None, kind="paired_difference", baseline="moco", seeds="0,1", method="mse", value=0.03,
+                ci_low=0.01, ci_high=0.05, run_id="summary-nih")  # fmt: skip
+    rows = validate(pd.DataFrame([*runs, summary, diff]))
+    both_seeds = data.Filters(("nih",), ("moco", "mse"), (0, 1), ("finetune",))
+    cell = data.aggregate_seeds(data.apply_filters(rows, both_seeds))
+    assert len(cell) == 1 and (cell.at[0, "ci_low"], cell.at[0, "ci_high"]) == (0.55, 0.69)
+    assert cell.at[0, "value"] == pytest.approx(0.62)
+    one = data.apply_filters(rows, data.Filters(("nih",), ("moco", "mse"), (1,), ("finetune",)))
+    assert set(one["run_id"]) == {"b"}  # the summary of seeds 0,1 does not describe seed 1 alone
+    cell = data.aggregate_seeds(one)
+    assert (cell.at[0, "ci_low"], cell.at[0, "ci_high"]) == (0.61, 0.66)  # one seed: its run's own interval
+    both = data.apply_filters(rows, data.Filters(("nih",), ("moco", "mse"), (0, 1), ("finetune",)))
+    assert set(both["kind"]) == {"run", "seed_mean", "paired_difference"}

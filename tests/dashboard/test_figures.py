@@ -26,7 +26,8 @@ def _names(fig) -> list[str]:
 
 def test_label_efficiency(frame: pd.DataFrame) -> None:
     rows = frame[(frame["protocol"] == "finetune") & (frame["metric"] != "auc") | (frame["dataset"] != "idc")]
-    rows = rows[rows["protocol"] == "finetune"]
+    # one seed: its own intervals (two seeds without the runner's summary rows have none to draw)
+    rows = rows[(rows["protocol"] == "finetune") & (rows["seed"] == 0)]
     points = aggregate_seeds(rows, ["dataset", "method", "label_fraction", "metric"])
     published = aggregate_seeds(
         paper_frame().query("protocol == 'finetune'"), ["dataset", "method", "label_fraction", "metric"]
@@ -48,7 +49,7 @@ def test_label_efficiency(frame: pd.DataFrame) -> None:
 
 
 def test_probing(frame: pd.DataFrame) -> None:
-    rows = frame[frame["protocol"] == "probe"]
+    rows = frame[(frame["protocol"] == "probe") & (frame["seed"] == 0)]  # one seed: its own intervals
     points = aggregate_seeds(rows, ["dataset", "method", "block", "metric"])
     fig = figures.probing_figure(points)
     traces = [t for t in fig.data]
@@ -73,13 +74,36 @@ def test_heatmaps(frame: pd.DataFrame) -> None:
 def test_training_curves(sample: SampleLayout) -> None:
     frame, _ = logs.load_runs(logs.discover_runs([sample.pretrain_dir]))
     fig = figures.training_figure(frame, smoothing=0.5, log_y=True)
-    assert len(fig.layout.annotations) == frame["tag"].nunique()  # one panel per loss part
+    stage_tags = {t for t in frame["tag"] if t.startswith("loss_layer")}
+    intermediate = set(frame.loc[frame["tag"].isin(stage_tags), "method"])  # MSE and Barlow Twins: own scales
+    assert len(fig.layout.annotations) == frame["tag"].nunique() + len(stage_tags) * (len(intermediate) - 1)
     assert fig.layout.annotations[0].text == "loss · total"
     assert fig.layout.yaxis.type == "log"
     runs_in_legend = _names(fig)
     assert len(runs_in_legend) == 6 and "MoCo + MSE · seed 1" in runs_in_legend
     raw = figures.training_figure(frame, x_axis="wall_time")
     assert raw.layout.xaxis.title.text == "minutes"
+
+
+def test_training_curves_keep_iteration_and_epoch_values_apart() -> None:
+    """The trainer logs iteration losses at step = iteration and epoch means at step = epoch under one tag."""
+    steps = [1, 2, 3, 4, 1, 5, 6, 7, 8, 2]  # 4 iterations per epoch, the epoch mean logged after each epoch
+    values = [5.0, 4.0, 3.0, 2.0, 3.5, 1.9, 1.8, 1.7, 1.6, 1.75]
+    frame = pd.DataFrame({"run": "moco_seed0", "method": "moco", "seed": 0, "source": "tb", "tag": "loss",
+                          "step": steps, "value": values, "wall_time": np.arange(10.0)})  # fmt: skip
+    frame = frame.assign(axis=logs.step_axis("loss", steps))
+    assert list(frame["axis"]) == ["iteration"] * 4 + ["epoch"] + ["iteration"] * 4 + ["epoch"]
+    assert list(logs.step_axis("val_loss", [1, 2])) == ["epoch", "epoch"]
+    for x_axis in ("step", "wall_time"):
+        fig = figures.training_figure(frame, x_axis=x_axis)
+        assert len(fig.data) == 2  # one line of iteration values, one of epoch means
+        for trace in fig.data:
+            assert np.all(np.diff(np.asarray(trace.x, dtype=float)) > 0), x_axis  # no line doubles back
+    fig = figures.training_figure(frame)
+    assert [a.text for a in fig.layout.annotations] == ["loss · total", "loss · total (epoch mean)"]
+    assert fig.layout.xaxis.title.text == "iteration" and fig.layout.xaxis2.title.text == "epoch"
+    many = pd.concat([frame.assign(tag=f"health/effective_rank_layer{k}") for k in range(60)], ignore_index=True)
+    assert len(figures.training_figure(many.assign(axis="epoch")).layout.annotations) == 60  # 20 rows of panels
 
 
 def test_thinning_keeps_long_runs_light() -> None:

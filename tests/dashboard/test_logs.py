@@ -85,6 +85,7 @@ def test_loss_part_labels() -> None:
     assert logs.loss_part_label("loss") == "total" and logs.loss_part_label("train_loss/loss") == "total"
     assert logs.loss_part_label("my_loss_thing") == "my_loss_thing"
     assert logs.is_loss_tag("Train/LOSS") and not logs.is_loss_tag("lr")
+    assert logs.is_loss_tag("knn/val_auc") and logs.is_loss_tag("health/effective_rank_layer4")
     assert logs.parse_run_name("barlow_seed12") == ("barlow", 12) and logs.parse_run_name("custom") == ("custom", None)
 
 

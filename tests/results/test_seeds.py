@@ -116,3 +116,11 @@ def test_per_finding_rows_do_not_hide_the_table_metric():
                  value=0.6, ci_low=None, ci_high=None) for name in ("Effusion", "Hernia")]  # fmt: skip
     table = linear_evaluation_table(pd.DataFrame(rows))
     assert table.value.loc["nih", "moco"] == 0.7
+
+
+def test_table_3_shows_linear_cka_when_another_kernel_was_also_computed():
+    rows = [row(dataset="nih", method="moco", protocol="feature_reuse", label_fraction=0.01, block=b, metric=m,
+                value=v, ci_low=None, ci_high=None)
+            for b in (1, 2) for m, v in (("cka_linear", 0.9), ("cka_rbf", 0.5), ("cka_linear@b2", 0.1))]  # fmt: skip
+    table = paper_tables(pd.DataFrame(rows))["feature_reuse"]
+    assert table.value.loc[("nih", "moco"), (0.01, "B1")] == 0.9
