@@ -231,23 +231,23 @@ def _save(browser, path: Path) -> None:
     small.save(path, optimize=True)
 
 
-@pytest.mark.parametrize("url_path", PAGES, ids=lambda p: p or "overview")
-def test_page_renders_in_chromium(url_path: str, driver, server: str, screenshot_dir: Path) -> None:
-    title, charts = PAGES[url_path]
+def _render_and_check(driver, server: str, url_path: str, pages: dict, path: Path) -> None:
+    """Open one page, wait for its title and charts, keep a screenshot and fail on any browser error."""
+    title, charts = pages[url_path]
     driver.get(f"{server}/{url_path}")
     _wait_for_page(driver, title, charts)
-    path = screenshot_dir / f"{SCREENSHOT_NAMES.get(url_path, url_path)}.png"
     _save(driver, path)
     assert path.stat().st_size > 10_000
     assert _page_errors(driver, server) == []
 
 
+@pytest.mark.parametrize("url_path", PAGES, ids=lambda p: p or "overview")
+def test_page_renders_in_chromium(url_path: str, driver, server: str, screenshot_dir: Path) -> None:
+    path = screenshot_dir / f"{SCREENSHOT_NAMES.get(url_path, url_path)}.png"
+    _render_and_check(driver, server, url_path, PAGES, path)
+
+
 @pytest.mark.parametrize("url_path", DEMO_PAGES, ids=lambda p: p or "overview")
 def test_page_renders_demo_results_in_chromium(url_path: str, driver, demo_server: str, screenshot_dir: Path) -> None:
-    title, charts = DEMO_PAGES[url_path]
-    driver.get(f"{demo_server}/{url_path}")
-    _wait_for_page(driver, title, charts)
     path = screenshot_dir / f"demo-{SCREENSHOT_NAMES.get(url_path, url_path)}.png"
-    _save(driver, path)
-    assert path.stat().st_size > 10_000
-    assert _page_errors(driver, demo_server) == []
+    _render_and_check(driver, demo_server, url_path, DEMO_PAGES, path)
