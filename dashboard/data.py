@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monai_ilm.results import PROTOCOLS, empty_frame, read_run, validate
+from monai_ilm.results import PROTOCOLS, empty_frame, parse_seeds, read_run, seeds_text, validate
 
 __all__ = [
     "CELL_KEYS",
@@ -226,7 +226,7 @@ def apply_filters(df: pd.DataFrame, filters: Filters) -> pd.DataFrame:
     """
     chosen = {int(s) for s in filters.seeds}
     # rows that combine seeds (seed_mean, paired_difference) stay when every seed they combine is selected
-    covered = df["seeds"].map(lambda v: bool(_seed_set(v)) and _seed_set(v) <= chosen).astype(bool)
+    covered = df["seeds"].map(lambda v: bool(parse_seeds(v)) and parse_seeds(v) <= chosen).astype(bool)
     combined = df["seed"].isna() & covered
     mask = (
         df["dataset"].isin(filters.datasets)
@@ -235,11 +235,6 @@ def apply_filters(df: pd.DataFrame, filters: Filters) -> pd.DataFrame:
         & df["protocol"].isin(filters.protocols)
     )
     return df[mask.fillna(False).astype(bool)].reset_index(drop=True)
-
-
-def _seed_set(seeds: object) -> set[int]:
-    """The seeds of a combined row's ``seeds`` column (``"0,1,2"``)."""
-    return {int(x) for x in str(seeds).split(",") if x.strip().isdigit()} if isinstance(seeds, str) else set()
 
 
 def metric_options(df: pd.DataFrame, protocol: str) -> dict[str, list[str]]:
@@ -329,7 +324,7 @@ def _with_summary_intervals(cells: pd.DataFrame, summaries: pd.DataFrame, keys: 
         return cells
     fresh = {}
     for rec in summaries.to_dict("records"):
-        seeds = tuple(sorted(int(x) for x in str(rec["seeds"]).split(",") if x.strip()))
+        seeds = tuple(sorted(parse_seeds(rec["seeds"])))
         fresh[(tuple(None if pd.isna(rec[k]) else rec[k] for k in keys), seeds)] = rec
     cells = cells.copy()
     for i, cell in cells.iterrows():
@@ -361,7 +356,7 @@ def collapse_seeds(df: pd.DataFrame) -> pd.DataFrame:
     merged = agg.merge(first, on=CELL_KEYS, how="left", suffixes=("", "_first"))
     merged["run_id"] = merged["run_ids"].map(lambda s: s[0])
     merged = merged.assign(seed=None, kind="seed_mean", baseline="",
-                           seeds=merged["seeds"].map(lambda s: ",".join(map(str, s))))  # fmt: skip
+                           seeds=merged["seeds"].map(seeds_text))  # fmt: skip
     return validate(merged[list(empty_frame().columns)])
 
 

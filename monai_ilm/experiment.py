@@ -32,7 +32,7 @@ from typing import Any
 from monai_ilm.data.splits import validate_fraction
 from monai_ilm.methods import check_method
 from monai_ilm.provenance import PRETRAINING_RECORD, bundle_settings, changed_settings, code_version, fingerprint
-from monai_ilm.results import results_path, utc_now
+from monai_ilm.results import results_path, utc_now, write_json_atomic
 
 __all__ = [
     "BUNDLE_DATASETS",
@@ -226,12 +226,6 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _write_json(path: Path, content: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(content, indent=2, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
-
-
 def _why_stale(stored: dict | None, settings: dict, inputs: dict | None = None) -> str:
     if stored is None:
         return "new"
@@ -265,14 +259,14 @@ def _pretrain(matrix: _Matrix, cell: Cell) -> bool:
         matrix.supersede([run_dir], reason)
     run_dir.mkdir(parents=True, exist_ok=True)
     content = {"fingerprint": current, "settings": settings, "code_version": code_version(), "started": utc_now()}
-    _write_json(record_path, {**content, "status": "running"})
+    write_json_atomic(record_path, {**content, "status": "running"})
     run_bundle(matrix.bundle, matrix.configs(cell), matrix.arguments(cell))
     if not (run_dir / "models" / "model.pt").is_file():
         raise RuntimeError(
             f"pretraining {cell}: finished without {run_dir / 'models' / 'model.pt'} (the best-validation weights "
             "every evaluation reads); check that the validation split is not empty and val_interval <= max_epochs."
         )
-    _write_json(record_path, {**content, "status": "done", "finished": utc_now()})
+    write_json_atomic(record_path, {**content, "status": "done", "finished": utc_now()})
     return True
 
 

@@ -10,7 +10,6 @@ Performance section filled from the run's rows of the results table (numbers onl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ import pandas as pd
 import torch
 
 from monai_ilm.experiment import BUNDLE_DATASETS, bundles_root
-from monai_ilm.provenance import PRETRAINING_RECORD
+from monai_ilm.provenance import PRETRAINING_RECORD, file_digest
 
 __all__ = ["BUNDLE_FILES", "bump_version", "copy_bundle", "export_bundle", "network_settings", "resolve_bundle"]
 
@@ -133,11 +132,7 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5()  # the hash type the model zoo's large_files.yml and download() use
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "md5")  # the hash type the model zoo's large_files.yml and download() use
 
 
 def _write_json(path: Path, content: Mapping) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "bundle_settings",
     "changed_settings",
     "code_version",
+    "file_digest",
     "file_sha256",
     "fingerprint",
 ]
@@ -57,8 +58,8 @@ PRETRAINING_RECORD = "run_settings.json"
 _REFERENCE = re.compile(r"@([A-Za-z_][\w#]*)")
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's content (the identity of a checkpoint or a predictions file).
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file's content with a :mod:`hashlib` algorithm, read in chunks.
 
     Raises:
         FileNotFoundError: naming the file when it does not exist.
@@ -66,11 +67,20 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: expected a file to fingerprint, found none.")
-    digest = hashlib.sha256()
+    digest = hashlib.new(algorithm)
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's content (the identity of a checkpoint or a predictions file).
+
+    Raises:
+        FileNotFoundError: naming the file when it does not exist.
+    """
+    return file_digest(path, "sha256")
 
 
 def fingerprint(settings: Mapping[str, Any], inputs: Mapping[str, str] | None = None) -> str:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from monai_ilm.results.rows import config_hash, is_per_class_metric, make_row, per_class_metric, utc_now
+from monai_ilm.results.rows import (
+    config_hash,
+    is_per_class_metric,
+    make_row,
+    parse_seeds,
+    per_class_metric,
+    seeds_text,
+    utc_now,
+)
 from monai_ilm.results.schema import COLUMNS, PROTOCOLS, ROW_KINDS, SCHEMA, Column, empty_frame, validate
 from monai_ilm.results.store import (
     ResultsFileWarning,
@@ -14,6 +22,7 @@ from monai_ilm.results.store import (
     read_results,
     read_run,
     results_path,
+    write_json_atomic,
     write_results,
 )
 from monai_ilm.results.tables import (
@@ -38,6 +47,8 @@ __all__ = [
     "config_hash",
     "make_row",
     "per_class_metric",
+    "parse_seeds",
+    "seeds_text",
     "is_per_class_metric",
     "utc_now",
     "ResultsFileWarning",
@@ -49,6 +60,7 @@ __all__ = [
     "read_results",
     "read_run",
     "results_path",
+    "write_json_atomic",
     "write_results",
     "PaperTable",
     "differences_table",

@@ -10,7 +10,7 @@ from typing import Any
 
 from monai_ilm.results.schema import COLUMNS
 
-__all__ = ["config_hash", "utc_now", "make_row", "per_class_metric", "is_per_class_metric"]
+__all__ = ["config_hash", "utc_now", "make_row", "per_class_metric", "is_per_class_metric", "seeds_text", "parse_seeds"]
 
 
 def config_hash(config: Mapping[str, Any], length: int = 12) -> str:
@@ -101,3 +101,13 @@ def is_per_class_metric(name: str, metrics: Iterable[str]) -> bool:
         True if ``name`` starts with the per-class prefix of a different metric in ``metrics``.
     """
     return any(m != name and m.startswith("mean_") and name.startswith(per_class_metric(m, "")) for m in metrics)
+
+
+def seeds_text(seeds: Iterable[int]) -> str:
+    """The ``seeds`` column of a row that combines seeds: ``[1, 0]`` -> ``"0,1"``."""
+    return ",".join(str(int(s)) for s in sorted(seeds))
+
+
+def parse_seeds(text: Any) -> frozenset[int]:
+    """The seeds of a ``seeds`` column value (:func:`seeds_text`); empty for a missing or empty value."""
+    return frozenset(int(s) for s in str(text).split(",") if s.strip().isdigit()) if isinstance(text, str) else frozenset()

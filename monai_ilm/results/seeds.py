@@ -34,8 +34,9 @@ import numpy as np
 import pandas as pd
 
 from monai_ilm.evaluation.intervals import percentile_interval
-from monai_ilm.results.rows import make_row, utc_now
+from monai_ilm.results.rows import make_row, seeds_text, utc_now
 from monai_ilm.results.store import read_replicates, read_results, replicate_key, write_results
+from monai_ilm.results.tables import newest_rows
 
 __all__ = ["BASELINES", "CELL_KEYS", "SUMMARY_PREFIX", "two_stage_interval", "summary_rows", "summarize"]
 
@@ -82,15 +83,7 @@ def two_stage_interval(
 
 def _latest_runs(results: pd.DataFrame) -> pd.DataFrame:
     """Run rows only, the newest per (cell, seed), so a re-run of one seed counts once."""
-    runs = results[results["kind"] == "run"]
-    order = pd.to_datetime(runs["timestamp"], utc=True, format="ISO8601")
-    return runs.assign(_t=order).sort_values("_t", kind="stable").groupby(
-        [*CELL_KEYS, "seed"], dropna=False, sort=False
-    ).tail(1).drop(columns="_t")
-
-
-def _seed_list(seeds: Sequence[int]) -> str:
-    return ",".join(str(int(s)) for s in sorted(seeds))
+    return newest_rows(results[results["kind"] == "run"], [*CELL_KEYS, "seed"]).drop(columns="_t")
 
 
 class _Replicates:
@@ -161,7 +154,7 @@ def summary_rows(results: pd.DataFrame, results_dir: str | os.PathLike, confiden
         rows.append(make_row(
             **_row_fields(first), seed=None, value=value, ci_low=low, ci_high=high, n=int(min(r["n"] for r in records)),
             run_id=f"{SUMMARY_PREFIX}{first['dataset']}", kind="seed_mean",
-            seeds=_seed_list([r["seed"] for r in records]), timestamp=stamp,
+            seeds=seeds_text([r["seed"] for r in records]), timestamp=stamp,
         ))  # fmt: skip
     rows += _difference_rows(runs, store, confidence, seed, stamp)
     return rows
@@ -214,7 +207,7 @@ def _difference(
         **_row_fields(first), seed=None, value=value, ci_low=low, ci_high=high,
         n=int(min(method_rows.loc[seeds, "n"].min(), base_rows.loc[seeds, "n"].min())),
         run_id=f"{SUMMARY_PREFIX}{first['dataset']}", kind="paired_difference", baseline=baseline,
-        seeds=_seed_list(seeds),
+        seeds=seeds_text(seeds),
     )  # fmt: skip
 
 

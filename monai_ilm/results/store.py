@@ -46,6 +46,7 @@ __all__ = [
     "query",
     "has_cell",
     "replicates_path",
+    "write_json_atomic",
     "read_replicates",
     "replicate_key",
 ]
@@ -130,6 +131,19 @@ def _publish(data: bytes, target: Path, overwrite: bool) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     _fsync_dir(target.parent)
+
+
+def write_json_atomic(path: str | os.PathLike, content: Mapping[str, Any]) -> None:
+    """Replace ``path`` with ``content`` as JSON, atomically and durably (readers see the old or the new file).
+
+    Raises:
+        ValueError: if ``content`` is not JSON-serialisable.
+    """
+    try:
+        text = json.dumps(content, indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: expected JSON-serialisable content ({err}).") from err
+    _publish(text.encode("utf-8"), Path(path), overwrite=True)
 
 
 def _rows_frame(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:

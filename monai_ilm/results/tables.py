@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monai_ilm.results.rows import is_per_class_metric
+from monai_ilm.results.rows import is_per_class_metric, parse_seeds
 from monai_ilm.results.schema import validate
 
 __all__ = [
@@ -143,7 +143,7 @@ def _dedupe(rows: pd.DataFrame, keys: list[str], duplicates: str) -> pd.DataFram
         raise ValueError(f"duplicates: expected one of {DUPLICATE_POLICIES}, got {duplicates!r}.")
     summaries, rows = rows[rows["kind"] == "seed_mean"], rows[rows["kind"] == "run"]
     if duplicates == "seeds":
-        return _combine_seeds(_newest(rows, [*keys, "seed"]), summaries, keys)
+        return _combine_seeds(newest_rows(rows, [*keys, "seed"]), summaries, keys)
     counts = rows.groupby(keys, dropna=False).size()
     if duplicates == "error" and (counts > 1).any():
         raise ValueError(
@@ -152,22 +152,19 @@ def _dedupe(rows: pd.DataFrame, keys: list[str], duplicates: str) -> pd.DataFram
     if duplicates == "mean":
         agg = rows.groupby(keys, dropna=False, sort=False)["value"].agg(["mean", "size"]).reset_index()
         return agg.rename(columns={"mean": "value", "size": "n_seeds"}).assign(ci_low=np.nan, ci_high=np.nan)
-    return _newest(rows, keys).assign(n_seeds=1)
+    return newest_rows(rows, keys).assign(n_seeds=1)
 
 
-def _newest(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def newest_rows(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The newest row (by ``timestamp``) of each group of ``keys``."""
     order = pd.to_datetime(rows["timestamp"], utc=True, format="ISO8601")
     return rows.assign(_t=order).sort_values("_t", kind="stable").groupby(keys, dropna=False, sort=False).tail(1)
-
-
-def _seed_set(text: str) -> frozenset[int]:
-    return frozenset(int(s) for s in str(text).split(",") if s.strip())
 
 
 def _combine_seeds(runs: pd.DataFrame, summaries: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """One record per cell: the mean over its seeds, with the summary row's interval when it is up to date."""
     fresh = {}
-    for rec in _newest(summaries, keys).to_dict("records"):
+    for rec in newest_rows(summaries, keys).to_dict("records"):
         fresh[tuple(rec[k] for k in keys)] = rec
     cells = []
     for key, group in runs.groupby(keys, dropna=False, sort=False):
@@ -175,7 +172,7 @@ def _combine_seeds(runs: pd.DataFrame, summaries: pd.DataFrame, keys: list[str])
         seeds = frozenset(int(s) for s in group["seed"])
         summary = fresh.get(key)
         record = dict(zip(keys, key), n_seeds=len(seeds), value=float(group["value"].mean()))
-        if summary is not None and _seed_set(summary["seeds"]) == seeds:
+        if summary is not None and parse_seeds(summary["seeds"]) == seeds:
             record.update(value=summary["value"], ci_low=summary["ci_low"], ci_high=summary["ci_high"])
         elif len(group) == 1:
             record.update(ci_low=group["ci_low"].iloc[0], ci_high=group["ci_high"].iloc[0])
@@ -184,7 +181,7 @@ def _combine_seeds(runs: pd.DataFrame, summaries: pd.DataFrame, keys: list[str])
         cells.append(record)
         fresh.pop(key, None)
     for key, summary in fresh.items():  # cells given only as summaries (e.g. already collapsed over seeds)
-        cells.append(dict(zip(keys, key), n_seeds=len(_seed_set(summary["seeds"])), value=summary["value"],
+        cells.append(dict(zip(keys, key), n_seeds=len(parse_seeds(summary["seeds"])), value=summary["value"],
                           ci_low=summary["ci_low"], ci_high=summary["ci_high"]))  # fmt: skip
     return pd.DataFrame(cells, columns=[*keys, "n_seeds", "value", "ci_low", "ci_high"])
 
@@ -510,7 +507,7 @@ def differences_table(
     if not rows.empty:
         chosen = _resolve_metrics(rows, metric, "paired_difference")
         rows = rows[rows["metric"] == rows["dataset"].map(chosen)]
-    cells = rows.assign(n_seeds=rows["seeds"].map(lambda text: len(_seed_set(text))))
+    cells = rows.assign(n_seeds=rows["seeds"].map(lambda text: len(parse_seeds(text))))
     keys = ["dataset", "protocol", "label_fraction"]
     row_order = [
         (d, p, f)
