@@ -22,6 +22,8 @@ demo: install
 	$(PYTHON) -m monai_ilm demo --output_dir demo_output
 
 test: install browser
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m pytest -q
 
 bench: install

@@ -326,10 +326,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results.sort(key=lambda r: (r["n"], r["d"], METHODS.index(r["method"])))
     target = _check_target(results)
     rows = [
-        [r["n"], r["d"], r["method"], f"{r['value']:.10f}", "-" if r["abs_diff"] is None else f"{r['abs_diff']:.1e}",
-         f"{r['seconds']:.2f}", _mib(r["peak_increase_mib"]), _mib(r["process_peak_mib"])]
+        [
+            r["n"],
+            r["d"],
+            r["method"],
+            f"{r['value']:.10f}",
+            "-" if r["abs_diff"] is None else f"{r['abs_diff']:.1e}",
+            f"{r['seconds']:.2f}",
+            _mib(r["peak_increase_mib"]),
+            _mib(r["process_peak_mib"]),
+        ]
         for r in results
-    ]  # fmt: skip
+    ]
     notes = [f"skipped {k}: {v}" for k, v in skipped.items()]
     notes.append(
         f"target: streaming exact to {TARGET['abs_diff']:g}, N=50,000 x 2,048 in < {TARGET['seconds']:.0f} s and "

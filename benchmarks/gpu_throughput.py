@@ -298,8 +298,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for setting, r in entries.items():
             syncs = r.get("host_syncs_per_step")
             mem = r.get("peak_memory_gib")
-            table.append([method, setting, f"{r['images_per_s']:.1f}", "-" if syncs is None else f"{syncs:g}",
-                          "-" if mem is None else f"{mem:.1f}"])  # fmt: skip
+            table.append(
+                [
+                    method,
+                    setting,
+                    f"{r['images_per_s']:.1f}",
+                    "-" if syncs is None else f"{syncs:g}",
+                    "-" if mem is None else f"{mem:.1f}",
+                ]
+            )
     key = f"model-only {TARGET['config']}"
     achieved = results.get(METHOD_KEYS[TARGET["method"]], {}).get(key, {}).get("images_per_s")
     met = achieved is not None and device.type == "cuda" and achieved >= TARGET["images_per_s"]

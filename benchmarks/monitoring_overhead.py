@@ -97,14 +97,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     network = MoCo(resnet_encoder(args.backbone), embedding_dim=128, queue_size=args.queue_size)
     g = torch.Generator().manual_seed(1)
     shape = (args.batch_size, 3, args.image_size, args.image_size)
-    batches = [{"view1": torch.rand(shape, generator=g), "view2": torch.rand(shape, generator=g)}
-               for _ in range(args.steps)]  # fmt: skip
-    images = [{"image": torch.rand(shape[1:], generator=g), "label": torch.tensor(i % 2)}
-              for i in range(args.knn_images)]  # fmt: skip
-    knn = OnlineKNNHandler(images[: args.knn_images * 4 // 5], images[args.knn_images * 4 // 5 :], lambda d: d,
-                           bank_size=args.knn_images, val_size=args.knn_images, batch_size=64)  # fmt: skip
-    engine = type("E", (), {"network": network, "state": type("S", (), {"epoch": 1, "max_epochs": 1, "device": "cpu",
-                                                                          "metrics": {}})()})()  # fmt: skip
+    batches = [
+        {"view1": torch.rand(shape, generator=g), "view2": torch.rand(shape, generator=g)} for _ in range(args.steps)
+    ]
+    images = [
+        {"image": torch.rand(shape[1:], generator=g), "label": torch.tensor(i % 2)} for i in range(args.knn_images)
+    ]
+    knn = OnlineKNNHandler(
+        images[: args.knn_images * 4 // 5],
+        images[args.knn_images * 4 // 5 :],
+        lambda d: d,
+        bank_size=args.knn_images,
+        val_size=args.knn_images,
+        batch_size=64,
+    )
+    engine = type(
+        "E",
+        (),
+        {"network": network, "state": type("S", (), {"epoch": 1, "max_epochs": 1, "device": "cpu", "metrics": {}})()},
+    )()
     knn(engine)  # warm-up; loads (caches) the images once, as the bundle's first scoring does
 
     def time_knn() -> float:
@@ -125,8 +136,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     runs = _bench.alternate({"knn": time_knn, "health": time_health}, args.repeats)
     knn_per_image, health = _bench.median(runs["knn"]), _bench.median(runs["health"])
     shares = {name: (knn_per_image * KNN_IMAGES + health) / (step * n) for name, n in TRAIN_SIZES.items()}
-    rows = [[name, f"{n:,}", f"{step * n:,.0f}", f"{knn_per_image * KNN_IMAGES:.1f}", f"{health:.2f}",
-             f"{100 * shares[name]:.2f} %"] for name, n in TRAIN_SIZES.items()]  # fmt: skip
+    rows = [
+        [
+            name,
+            f"{n:,}",
+            f"{step * n:,.0f}",
+            f"{knn_per_image * KNN_IMAGES:.1f}",
+            f"{health:.2f}",
+            f"{100 * shares[name]:.2f} %",
+        ]
+        for name, n in TRAIN_SIZES.items()
+    ]
     met = all(s <= TARGET for s in shares.values())
     notes = [
         f"per training sample {1e3 * step:.2f} ms; per kNN image {1e3 * knn_per_image:.2f} ms "
@@ -135,8 +155,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ]
     _bench.print_report(
         f"monitoring overhead: {args.backbone}, {args.image_size} px, batch {args.batch_size}, {args.threads} threads",
-        info, ["data set", "train images", "epoch s", "kNN s", "health s", "share"], rows, notes,
-    )  # fmt: skip
+        info,
+        ["data set", "train images", "epoch s", "kNN s", "health s", "share"],
+        rows,
+        notes,
+    )
     payload = {
         "machine": info,
         "settings": vars(args),

@@ -473,9 +473,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             ]
         )
     headers = [
-        "method", "trainer ms/step", "bare ms/step", "median step ratio", "IQR", "run ratio", "run CPU ratio",
-        "per-run fixed ms", "|loss diff|", "host calls/step (+log every it / every 50)",
-    ]  # fmt: skip
+        "method",
+        "trainer ms/step",
+        "bare ms/step",
+        "median step ratio",
+        "IQR",
+        "run ratio",
+        "run CPU ratio",
+        "per-run fixed ms",
+        "|loss diff|",
+        "host calls/step (+log every it / every 50)",
+    ]
     title = (
         f"step overhead: {args.backbone}, {args.image_size} px, batch {args.batch_size}, K={args.queue_size}, "
         f"{args.repeats} runs of {args.steps} alternating steps"

@@ -355,8 +355,7 @@ def collapse_seeds(df: pd.DataFrame) -> pd.DataFrame:
     first = df.drop_duplicates(CELL_KEYS)[CELL_KEYS + ["run_id", "checkpoint", "config_hash"]]
     merged = agg.merge(first, on=CELL_KEYS, how="left", suffixes=("", "_first"))
     merged["run_id"] = merged["run_ids"].map(lambda s: s[0])
-    merged = merged.assign(seed=None, kind="seed_mean", baseline="",
-                           seeds=merged["seeds"].map(seeds_text))  # fmt: skip
+    merged = merged.assign(seed=None, kind="seed_mean", baseline="", seeds=merged["seeds"].map(seeds_text))
     return validate(merged[list(empty_frame().columns)])
 
 

@@ -274,8 +274,10 @@ def _heatmap(
     marks = np.zeros(values.shape, dtype=bool)
     if flags is not None:
         marks = flags.reindex(index=z.index, columns=z.columns).fillna(False).to_numpy(dtype=bool)
-    text = [["" if np.isnan(v) else f"{v:.2f}" + (" ⚠" if m else "") for v, m in zip(row, mrow)]
-            for row, mrow in zip(values, marks)]  # fmt: skip
+    text = [
+        ["" if np.isnan(v) else f"{v:.2f}" + (" ⚠" if m else "") for v, m in zip(row, mrow)]
+        for row, mrow in zip(values, marks)
+    ]
     return go.Heatmap(
         z=values,
         x=x,
@@ -377,8 +379,14 @@ def _panels(logs: pd.DataFrame) -> list[tuple[str, str, str]]:
 
     def order(key: tuple[str, str, str]) -> tuple:
         tag, axis, fam = key
-        return (tag.lower().startswith(("knn/", "health/")), loss_part_label(tag).startswith("stage"),
-                "val" in tag.lower(), axis == "epoch", tag, fam)  # fmt: skip
+        return (
+            tag.lower().startswith(("knn/", "health/")),
+            loss_part_label(tag).startswith("stage"),
+            "val" in tag.lower(),
+            axis == "epoch",
+            tag,
+            fam,
+        )
 
     return sorted(keys, key=order)
 
@@ -426,8 +434,9 @@ def training_figure(
     n_rows = math.ceil(max(len(panels), 1) / max(1, min(len(panels), columns)))
     # plotly refuses a spacing above 1 / (rows - 1): many tags (losses, kNN, health) need a tighter one
     spacing = min(0.12, 0.5 / max(n_rows - 1, 1))
-    fig, cols = _facets(max(len(panels), 1), titles or [""], cols=columns, horizontal_spacing=0.06,
-                        vertical_spacing=spacing)  # fmt: skip
+    fig, cols = _facets(
+        max(len(panels), 1), titles or [""], cols=columns, horizontal_spacing=0.06, vertical_spacing=spacing
+    )
     runs = list(dict.fromkeys(logs["run"]))
     seeds_by_method: dict[str, list] = {}
     for run in runs:
@@ -609,15 +618,22 @@ def ks_figure(points: pd.DataFrame) -> go.Figure:
         for method in order_methods(rows["method"]):
             m = rows[rows["method"] == method].sort_values("label_fraction")
             fig.add_trace(
-                go.Bar(x=[fraction_label(f) for f in m["label_fraction"]], y=m["value"], name=method_label(method),
-                       marker_color=method_color(method), legendgroup=method, showlegend=k == 0,
-                       hovertemplate=f"{method_label(method)} · %{{x}}: %{{y:.3f}}<extra></extra>"),  # fmt: skip
+                go.Bar(
+                    x=[fraction_label(f) for f in m["label_fraction"]],
+                    y=m["value"],
+                    name=method_label(method),
+                    marker_color=method_color(method),
+                    legendgroup=method,
+                    showlegend=k == 0,
+                    hovertemplate=f"{method_label(method)} · %{{x}}: %{{y:.3f}}<extra></extra>",
+                ),
                 row=k // cols + 1,
                 col=k % cols + 1,
             )
         fig.update_xaxes(title_text="labels", row=k // cols + 1, col=k % cols + 1)
-        fig.update_yaxes(title_text="KS distance to 100 % labels", rangemode="tozero", row=k // cols + 1,
-                         col=k % cols + 1)  # fmt: skip
+        fig.update_yaxes(
+            title_text="KS distance to 100 % labels", rangemode="tozero", row=k // cols + 1, col=k % cols + 1
+        )
     fig.update_layout(barmode="group")
     return _layout(fig, "KS distance of the test probabilities: label fraction vs 100 % labels", height=400)
 

@@ -59,17 +59,22 @@ def caveats(results_dir: str | os.PathLike, frame: pd.DataFrame) -> list[str]:
     data_dirs = {str(m.get("dataset_dir", "")) for m in metas} - {""}
     if any(_SAMPLE_DIR in Path(d).parts for d in data_dirs) or (directory.parent / _SAMPLE_DIR).is_dir():
         out.append("The images are generated sample data (`sample_data/`), not a real data set.")
-    pretrain = [m["pretraining"]["settings"] for m in metas
-                if isinstance(m.get("pretraining"), dict) and isinstance(m["pretraining"].get("settings"), dict)]
+    pretrain = [
+        m["pretraining"]["settings"]
+        for m in metas
+        if isinstance(m.get("pretraining"), dict) and isinstance(m["pretraining"].get("settings"), dict)
+    ]
     settings = pretrain + [m["settings"] for m in metas if isinstance(m.get("settings"), dict)]
     sizes = sorted({int(s["image_size"]) for s in settings if isinstance(s.get("image_size"), int)})
     epochs = sorted({int(s["max_epochs"]) for s in pretrain if isinstance(s.get("max_epochs"), int)})
     backbones = sorted({str(s["backbone"]) for s in pretrain if s.get("backbone")})
     short = (sizes and sizes[0] < MIN_IMAGE_SIZE) or (epochs and epochs[0] < MIN_PRETRAIN_EPOCHS)
     if short:
-        parts = [f"{'/'.join(map(str, sizes))} px images" if sizes else "",
-                 f"{'/'.join(map(str, epochs))} pretraining epoch(s)" if epochs else "",
-                 "/".join(backbones)]  # fmt: skip
+        parts = [
+            f"{'/'.join(map(str, sizes))} px images" if sizes else "",
+            f"{'/'.join(map(str, epochs))} pretraining epoch(s)" if epochs else "",
+            "/".join(backbones),
+        ]
         out.append("Quick settings: " + ", ".join(p for p in parts if p) + ".")
     seeds = sorted({int(s) for s in runs["seed"].dropna()})
     if len(seeds) == 1:
@@ -95,8 +100,22 @@ def pretraining_runs(roots: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """
     records = []
     seen: set[str] = set()
-    keys = ("method", "seed", "backbone", "image_size", "max_epochs", "batch_size", "learning_rate", "queue_size",
-            "temperature", "momentum", "mse_weights", "barlow_weights", "embedding_dim", "batch_norm")  # fmt: skip
+    keys = (
+        "method",
+        "seed",
+        "backbone",
+        "image_size",
+        "max_epochs",
+        "batch_size",
+        "learning_rate",
+        "queue_size",
+        "temperature",
+        "momentum",
+        "mse_weights",
+        "barlow_weights",
+        "embedding_dim",
+        "batch_norm",
+    )
     for root in map(Path, roots):
         if not root.is_dir():
             continue
@@ -116,9 +135,12 @@ def pretraining_runs(roots: Iterable[str | os.PathLike]) -> pd.DataFrame:
             settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
             version = data.get("code_version") if isinstance(data.get("code_version"), dict) else {}
             rec |= {"status": data.get("status", ""), **{k: _cell(settings.get(k)) for k in keys}}
-            rec |= {"fingerprint": data.get("fingerprint", ""), **{k: version.get(k, "") for k in
-                    ("git_commit", "monai_ilm", "monai", "torch", "python")},
-                    "started": data.get("started", ""), "finished": data.get("finished", "")}  # fmt: skip
+            rec |= {
+                "fingerprint": data.get("fingerprint", ""),
+                **{k: version.get(k, "") for k in ("git_commit", "monai_ilm", "monai", "torch", "python")},
+                "started": data.get("started", ""),
+                "finished": data.get("finished", ""),
+            }
             records.append(rec)
     return pd.DataFrame(records)
 
@@ -157,11 +179,13 @@ def throughput(logs: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
         per_it = steps / seconds if seconds > 0 else float("nan")
         its_per_epoch = int(its["step"].max()) / max(epochs, 1)
         size = batch.get(run)
-        out.append({
-            "run": run,
-            "epochs": epochs,
-            "seconds_per_epoch": its_per_epoch / per_it if per_it > 0 else float("nan"),
-            "iterations_per_second": per_it,
-            "samples_per_second": per_it * float(size) if isinstance(size, (int, float)) and size == size else None,
-        })  # fmt: skip
+        out.append(
+            {
+                "run": run,
+                "epochs": epochs,
+                "seconds_per_epoch": its_per_epoch / per_it if per_it > 0 else float("nan"),
+                "iterations_per_second": per_it,
+                "samples_per_second": per_it * float(size) if isinstance(size, (int, float)) and size == size else None,
+            }
+        )
     return pd.DataFrame(out, columns=cols)

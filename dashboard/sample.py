@@ -10,8 +10,8 @@ made up and must never be reported as results.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import csv
+import importlib.util
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass

@@ -46,8 +46,7 @@ def demo(
     if not (data_dir / "Data_Entry_2017_v2020.csv").exists():
         logger.info("writing a sample NIH ChestX-ray14 data set to %s", data_dir)
         make_nih_sample(data_dir, n_patients=n_patients, image_size=image_size, seed=seed)
-    run_experiment(bundles_root() / "nih_chestxray_ilm", data_dir, output_dir, methods, fractions, (seed,),
-                   quick=True)  # fmt: skip
+    run_experiment(bundles_root() / "nih_chestxray_ilm", data_dir, output_dir, methods, fractions, (seed,), quick=True)
     print_tables(output_dir / "results")
     print(f"\nDone in {time.perf_counter() - started:.0f} s.")
     print(f"Results table: {output_dir / 'results'}   checkpoints and logs: {output_dir / 'pretrain'}")
@@ -81,11 +80,15 @@ def _seed_note(counts: list[int], seeds: list[int], paired: bool = False) -> str
     if not counts:
         return ""
     if counts == [1]:
-        test = "a paired bootstrap over the test resamples both runs share" if paired else "that run's test-set bootstrap"
+        test = (
+            "a paired bootstrap over the test resamples both runs share" if paired else "that run's test-set bootstrap"
+        )
         return f"one seed per cell: the interval is {test}"
     span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    return (f"mean over {span} seeds per cell (seeds {', '.join(map(str, seeds))}); interval: two-stage bootstrap "
-            "over seeds and test resamples")  # fmt: skip
+    return (
+        f"mean over {span} seeds per cell (seeds {', '.join(map(str, seeds))}); interval: two-stage bootstrap "
+        "over seeds and test resamples"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,10 +113,22 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--quick", action="store_true", help="add the bundle's quick.json (CPU minutes)")
     experiment.add_argument("--no_supervised", action="store_true", help="skip the randomly initialised baseline")
     experiment.add_argument("--print_commands", action="store_true", help="print one command per cell, run nothing")
-    experiment.add_argument("--config", action="append", default=[], type=Path, metavar="FILE",
-                            help="a JSON config merged after the bundle's configs in every cell (repeatable)")
-    experiment.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
-                            help="a setting for every cell, e.g. max_epochs=50 (repeatable; values read as JSON)")
+    experiment.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a JSON config merged after the bundle's configs in every cell (repeatable)",
+    )
+    experiment.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="settings",
+        help="a setting for every cell, e.g. max_epochs=50 (repeatable; values read as JSON)",
+    )
 
     export = commands.add_parser("export", help="a self-contained bundle with a pretraining run's weights")
     export.add_argument("--bundle", required=True, help="the bundle that made the run, e.g. nih_chestxray_ilm")
@@ -135,16 +150,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
     if args.command == "demo":
-        demo(args.output_dir.resolve(), args.seed, args.n_patients, args.image_size, _csv(args.methods),
-             _csv(args.fractions, float))
+        demo(
+            args.output_dir.resolve(),
+            args.seed,
+            args.n_patients,
+            args.image_size,
+            _csv(args.methods),
+            _csv(args.fractions, float),
+        )
     elif args.command == "experiment":
         bundle = Path(args.bundle)
         if not bundle.exists():
             bundle = bundles_root() / args.bundle
-        run_experiment(bundle, args.dataset_dir, args.output_dir, _csv(args.methods), _csv(args.fractions, float),
-                       _csv(args.seeds, int), quick=args.quick, supervised=not args.no_supervised,
-                       print_commands=args.print_commands, extra_configs=args.config,
-                       overrides=parse_overrides(args.settings))  # fmt: skip
+        run_experiment(
+            bundle,
+            args.dataset_dir,
+            args.output_dir,
+            _csv(args.methods),
+            _csv(args.fractions, float),
+            _csv(args.seeds, int),
+            quick=args.quick,
+            supervised=not args.no_supervised,
+            print_commands=args.print_commands,
+            extra_configs=args.config,
+            overrides=parse_overrides(args.settings),
+        )
         if not args.print_commands:
             print_tables(args.output_dir / "results")
     elif args.command == "export":

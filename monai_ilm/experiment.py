@@ -234,8 +234,11 @@ def _why_stale(stored: dict | None, settings: dict, inputs: dict | None = None) 
     changes = changed_settings(stored.get("settings", {}), settings)
     if inputs is not None:
         old_inputs = {role: entry.get("sha256") for role, entry in stored.get("inputs", {}).items()}
-        changes += [f"{role} content" for role in sorted(set(old_inputs) | set(inputs))
-                    if old_inputs.get(role) != inputs.get(role)]  # fmt: skip
+        changes += [
+            f"{role} content"
+            for role in sorted(set(old_inputs) | set(inputs))
+            if old_inputs.get(role) != inputs.get(role)
+        ]
     return "changed: " + ", ".join(changes) if changes else "fingerprint differs"
 
 

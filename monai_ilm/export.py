@@ -121,8 +121,13 @@ def network_settings(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         raise ValueError(f"model.pt: expected a torchvision ResNet, got stages of {blocks} blocks.")
     head = "linear" if "projector_q.weight" in state else "mlp"
     last = state["projector_q.weight"] if head == "linear" else state["projector_q.2.weight"]
-    return {"backbone": backbone, "channels": int(conv1.shape[1]), "embedding_dim": int(last.shape[0]),
-            "head": head, "feature_dim": int(last.shape[1])}  # fmt: skip
+    return {
+        "backbone": backbone,
+        "channels": int(conv1.shape[1]),
+        "embedding_dim": int(last.shape[0]),
+        "head": head,
+        "feature_dim": int(last.shape[1]),
+    }
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
@@ -156,35 +161,46 @@ def _run_rows(results_dir: Path, dataset: str, method: str, seed: int, run_dir: 
 
 
 def _performance(rows, run_name: str, results_dir: Path, settings: Mapping[str, Any]) -> str:
-    about = (f"Weights of pretraining run `{run_name}` (method `{settings['method']}`, seed {settings['seed']}, "
-             f"{settings['backbone']}, {settings['image_size']} px), exported on {date.today().isoformat()}.")
+    about = (
+        f"Weights of pretraining run `{run_name}` (method `{settings['method']}`, seed {settings['seed']}, "
+        f"{settings['backbone']}, {settings['image_size']} px), exported on {date.today().isoformat()}."
+    )
     if rows is None or rows.empty:
-        return (f"## Performance\n\n{about} The results table (`{results_dir.name}/`) holds no evaluation of this run, "
-                "so no numbers are given: evaluate it with `python -m monai_ilm experiment` and export again.\n\n")
+        return (
+            f"## Performance\n\n{about} The results table (`{results_dir.name}/`) holds no evaluation of this run, "
+            "so no numbers are given: evaluate it with `python -m monai_ilm experiment` and export again.\n\n"
+        )
     lines = [
-        "## Performance\n", f"{about} Numbers from the run's rows of the results table: `run` rows measure these "
+        "## Performance\n",
+        f"{about} Numbers from the run's rows of the results table: `run` rows measure these "
         "weights; `seed_mean` rows are the mean over the seeds listed, this run among them, with the two-stage "
         "bootstrap interval.\n",
         "| protocol | label fraction | block | metric | value | interval | n | kind | seeds |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]  # fmt: skip
+    ]
     rows = rows.sort_values(["kind", "protocol", "label_fraction", "block", "metric"], na_position="first")
     for row in rows.itertuples():
         block = "" if pd.isna(row.block) else str(int(row.block))
         interval = "" if pd.isna(row.ci_low) or pd.isna(row.ci_high) else f"{row.ci_low:.4f} - {row.ci_high:.4f}"
         seeds = row.seeds or ("" if pd.isna(row.seed) else str(int(row.seed)))
-        lines.append(f"| {row.protocol} | {row.label_fraction:g} | {block} | {row.metric} | {row.value:.4f} | "
-                     f"{interval} | {row.n} | {row.kind} | {seeds} |")  # fmt: skip
+        lines.append(
+            f"| {row.protocol} | {row.label_fraction:g} | {block} | {row.metric} | {row.value:.4f} | "
+            f"{interval} | {row.n} | {row.kind} | {seeds} |"
+        )
     return "\n".join(lines) + "\n\n"
 
 
 def _large_files(target: Path) -> str:
     entries = []
     for name in ("models/model.pt", "models/model.ts"):
-        entries.append(f'  - path: "{name}"\n    url: "<where {name} is hosted>"\n'
-                       f'    hash_val: "{_md5(target / name)}"\n    hash_type: "md5"\n')  # fmt: skip
-    return ("# The model zoo keeps weights out of git: host each file and fill in its url before submitting.\n"
-            "large_files:\n" + "".join(entries))  # fmt: skip
+        entries.append(
+            f'  - path: "{name}"\n    url: "<where {name} is hosted>"\n'
+            f'    hash_val: "{_md5(target / name)}"\n    hash_type: "md5"\n'
+        )
+    return (
+        "# The model zoo keeps weights out of git: host each file and fill in its url before submitting.\n"
+        "large_files:\n" + "".join(entries)
+    )
 
 
 def export_bundle(
@@ -232,8 +248,12 @@ def export_bundle(
     inference = json.loads(inference_path.read_text())
     size = int(image_size or recorded.get("image_size") or inference["image_size"])
     method, _, seed = run.name.rpartition("_seed")
-    settings = {"method": recorded.get("method", method), "seed": int(recorded.get("seed", seed or 0)),
-                "backbone": network["backbone"], "image_size": size}  # fmt: skip
+    settings = {
+        "method": recorded.get("method", method),
+        "seed": int(recorded.get("seed", seed or 0)),
+        "backbone": network["backbone"],
+        "image_size": size,
+    }
     inference.update({key: network[key] for key in ("backbone", "channels", "embedding_dim", "head")})
     inference["image_size"] = size
     _write_json(inference_path, inference)
@@ -243,8 +263,10 @@ def export_bundle(
     meta_path = target / "configs" / "metadata.json"
     metadata = json.loads(meta_path.read_text())
     version = bump_version(metadata["version"])
-    change = (f"weights of pretraining run {run.name} (method {settings['method']}, seed {settings['seed']}, "
-              f"{network['backbone']}, {size} px): models/model.pt and models/model.ts")  # fmt: skip
+    change = (
+        f"weights of pretraining run {run.name} (method {settings['method']}, seed {settings['seed']}, "
+        f"{network['backbone']}, {size} px): models/model.pt and models/model.ts"
+    )
     metadata["version"] = version
     metadata["changelog"] = {version: change, **metadata["changelog"]}
     metadata["monai_version"] = __import__("monai").__version__
@@ -261,8 +283,9 @@ def export_bundle(
     rows = _run_rows(results, dataset, settings["method"], settings["seed"], run) if results.is_dir() else None
     if rows is not None and not rows.empty:
         whole = rows[(rows["kind"] == "run") & rows["block"].isna()]
-        metadata["eval_metrics"] = {f"{r.protocol}_{r.label_fraction:g}_{r.metric}": round(float(r.value), 6)
-                                    for r in whole.itertuples()}  # fmt: skip
+        metadata["eval_metrics"] = {
+            f"{r.protocol}_{r.label_fraction:g}_{r.metric}": round(float(r.value), 6) for r in whole.itertuples()
+        }
     _write_json(meta_path, metadata)
 
     readme = target / "docs" / "README.md"
@@ -271,9 +294,14 @@ def export_bundle(
     text = _PERFORMANCE.sub(lambda _: section, text, count=1) if _PERFORMANCE.search(text) else text + "\n" + section
     readme.write_text(text.rstrip("\n") + "\n")
 
-    ckpt_export(net_id="network_def", filepath=str(target / "models" / "model.ts"),
-                ckpt_file=str(target / "models" / "model.pt"), meta_file=str(meta_path),
-                config_file=str(inference_path), bundle_root=str(target))  # fmt: skip
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(target / "models" / "model.ts"),
+        ckpt_file=str(target / "models" / "model.pt"),
+        meta_file=str(meta_path),
+        config_file=str(inference_path),
+        bundle_root=str(target),
+    )
     (target / "large_files.yml").write_text(_large_files(target))
     logger.info("exported %s with the weights of %s to %s (version %s)", source.name, run, target, version)
     return target

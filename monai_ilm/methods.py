@@ -64,7 +64,8 @@ def intermediate_loss(
     unknown = [name for name in layers if name not in STAGE_NAMES]
     if unknown or len(stage_channels) != len(STAGE_NAMES):
         raise ValueError(
-            f"layers: expected names from {list(STAGE_NAMES)} and 4 stage_channels, got {list(layers)} and {list(stage_channels)}."
+            f"layers: expected names from {list(STAGE_NAMES)} and 4 stage_channels, "
+            f"got {list(layers)} and {list(stage_channels)}."
         )
     if method == "mse":
         if mse_pool_sizes == "reference":

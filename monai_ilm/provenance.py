@@ -38,18 +38,37 @@ __all__ = [
 NOT_RESULT_SETTINGS = frozenset(
     {
         # workflow plumbing and expressions that build objects
-        "imports", "initialize", "run", "finalize", "network", "evaluation",
+        "imports",
+        "initialize",
+        "run",
+        "finalize",
+        "network",
+        "evaluation",
         # paths: moving a data set or an output folder does not change a number
-        "bundle_root", "dataset_dir", "output_dir", "run_dir", "ckpt_dir", "resume_path", "pretrained_checkpoint",
+        "bundle_root",
+        "dataset_dir",
+        "output_dir",
+        "run_dir",
+        "ckpt_dir",
+        "resume_path",
+        "pretrained_checkpoint",
         # logging, progress and fault tolerance
-        "log_interval", "nan_check_interval", "checkpoint_iterations",
+        "log_interval",
+        "nan_check_interval",
+        "checkpoint_iterations",
         # monitoring: the online kNN and the health indicators read the run, they never change it
-        "knn_interval", "knn_bank_size", "knn_val_size", "knn_cache_rate", "health_samples", "collapse_rank",
+        "knn_interval",
+        "knn_bank_size",
+        "knn_val_size",
+        "knn_cache_rate",
+        "health_samples",
+        "collapse_rank",
         "collapse_patience",
         # where it runs and how much is cached (the results are the same)
-        "device", "cache_rate",
+        "device",
+        "cache_rate",
     }
-)  # fmt: skip
+)
 """Top-level bundle settings that never enter a fingerprint."""
 
 PRETRAINING_RECORD = "run_settings.json"
@@ -177,10 +196,16 @@ def _git_commit() -> str | None:
     if not (root / ".git").exists():
         return None
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True, timeout=10).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()  # fmt: skip
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+dirty" if dirty else "")

@@ -202,8 +202,11 @@ def check_data_settings(
     if nih_split is not None:
         check_choice("nih_split", nih_split, NIH_SPLITS)
         if isinstance(dataset_name, str) and dataset_name != "nih" and nih_split != NIH_SPLITS[0]:
-            raise _fail("nih_split", f"'{NIH_SPLITS[0]}' (it applies to dataset_name 'nih' only, not {dataset_name!r})",
-                        nih_split)  # fmt: skip
+            raise _fail(
+                "nih_split",
+                f"'{NIH_SPLITS[0]}' (it applies to dataset_name 'nih' only, not {dataset_name!r})",
+                nih_split,
+            )
     if val_fraction is not None:
         if not _is_real(val_fraction) or not 0.0 < float(val_fraction) < 1.0:
             raise _fail("val_fraction", "null (each data set's own) or a finite number in (0, 1)", val_fraction)
@@ -421,8 +424,9 @@ def validate_pretrain_settings(
         check_choice("momentum_schedule", momentum_schedule, SCHEDULES)
     _check_speed(amp, amp_dtype, channels_last, compile, log_interval)
     _check_nan_checks(nan_check_interval, checkpoint_iterations)
-    _check_monitoring(knn_interval, knn_bank_size, knn_val_size, knn_cache_rate, health_samples, collapse_rank,
-                      collapse_patience)
+    _check_monitoring(
+        knn_interval, knn_bank_size, knn_val_size, knn_cache_rate, health_samples, collapse_rank, collapse_patience
+    )
     check_data_settings(dataset_name, nih_split, val_fraction, require_all_classes)
     if skip_unreadable is not None:
         check_bool("skip_unreadable", skip_unreadable)
@@ -538,8 +542,11 @@ def validate_evaluation_settings(
         check_real("label_fraction", label_fraction, low=0.0, high=1.0, low_open=True)
     if seed is not None:
         check_int("seed", seed, minimum=0, maximum=MAX_SEED)
-    for key, value in (("evaluation_epochs", evaluation_epochs), ("evaluation_batch_size", evaluation_batch_size),
-                       ("n_resamples", n_resamples)):  # fmt: skip
+    for key, value in (
+        ("evaluation_epochs", evaluation_epochs),
+        ("evaluation_batch_size", evaluation_batch_size),
+        ("n_resamples", n_resamples),
+    ):
         if value is not None:
             check_int(key, value)
     if evaluation_lr is not None:

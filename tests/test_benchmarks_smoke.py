@@ -68,8 +68,21 @@ def test_gpu_throughput_cpu_smoke(tmp_path):
     module = load("gpu_throughput")
     if not torch.cuda.is_available():
         assert module.main(["--output-dir", str(tmp_path)])["skipped"]  # exits cleanly without a GPU
-    args = ["--device", "cpu", "--smoke", "--methods", "mse", "--configs", "bf16-cl", "--e2e-configs", "fp32",
-            "--threads", "1", "--output-dir", str(tmp_path)]  # fmt: skip
+    args = [
+        "--device",
+        "cpu",
+        "--smoke",
+        "--methods",
+        "mse",
+        "--configs",
+        "bf16-cl",
+        "--e2e-configs",
+        "fp32",
+        "--threads",
+        "1",
+        "--output-dir",
+        str(tmp_path),
+    ]
     payload = module.main(args)
     results = payload["results"]["moco_mse"]
     assert results["model-only bf16-cl"]["images_per_s"] > 0 and results["end-to-end fp32"]["images_per_s"] > 0

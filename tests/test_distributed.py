@@ -236,10 +236,28 @@ def test_quick_bundle_with_torchrun_two_processes(tmp_path):
     bundle = REPO / "bundles" / "nih_chestxray_ilm"
     configs = [str(bundle / "configs" / name) for name in ("pretrain.json", "quick.json", "multi_gpu.json")]
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", f"--nproc_per_node={WORLD}",
-        "-m", "monai.bundle", "run", "--config_file", str(configs), "--bundle_root", str(bundle),
-        "--dataset_dir", str(data), "--output_dir", str(output), "--method", "barlow", "--epoch_length", "2",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes=1",
+        f"--nproc_per_node={WORLD}",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(configs),
+        "--bundle_root",
+        str(bundle),
+        "--dataset_dir",
+        str(data),
+        "--output_dir",
+        str(output),
+        "--method",
+        "barlow",
+        "--epoch_length",
+        "2",
+    ]
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",

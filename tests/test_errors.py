@@ -89,8 +89,18 @@ def test_hook_prints_the_line_after_the_previous_hook_and_installs_once(monkeypa
 def test_cli_failure_before_any_bundle_runs_ends_with_the_root_cause(tmp_path):
     import subprocess
 
-    command = [sys.executable, "-m", "monai_ilm", "experiment", "--bundle", "no_such_bundle", "--dataset_dir",
-               str(tmp_path), "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "monai_ilm",
+        "experiment",
+        "--bundle",
+        "no_such_bundle",
+        "--dataset_dir",
+        str(tmp_path),
+        "--output_dir",
+        str(tmp_path / "out"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode != 0
     last = result.stderr.rstrip().splitlines()[-1]

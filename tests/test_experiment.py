@@ -18,11 +18,17 @@ from monai_ilm.results.tables import paper_tables
 def test_plan_respects_dependencies():
     cells = plan_cells(["moco", "mse"], [0.01, 0.06], [0, 1])
     order = [(c.protocol, c.method, c.seed, c.label_fraction) for c in cells]
-    assert order[:4] == [("pretrain", "moco", 0, 1.0), ("pretrain", "mse", 0, 1.0), ("pretrain", "moco", 1, 1.0),
-                         ("pretrain", "mse", 1, 1.0)]  # fmt: skip
+    assert order[:4] == [
+        ("pretrain", "moco", 0, 1.0),
+        ("pretrain", "mse", 0, 1.0),
+        ("pretrain", "moco", 1, 1.0),
+        ("pretrain", "mse", 1, 1.0),
+    ]
     for protocol, method, seed, fraction in order:
         if protocol in ("feature_reuse", "ks"):
-            needed = [("finetune", method, seed, fraction)] + ([("finetune", method, seed, 1.0)] if protocol == "ks" else [])
+            needed = [("finetune", method, seed, fraction)] + (
+                [("finetune", method, seed, 1.0)] if protocol == "ks" else []
+            )
             assert all(order.index(n) < order.index((protocol, method, seed, fraction)) for n in needed)
     # per seed: 3 fractions x (2 methods + supervised) finetune, 2 x (linear, probe), 2 x 2 feature reuse, 2 x 2 ks
     assert len(cells) == 4 + 2 * (9 + 4 + 4 + 4)
@@ -38,8 +44,23 @@ def test_plan_rejects_bad_input():
 def test_print_commands(tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
-    main(["experiment", "--bundle", "nih_chestxray_ilm", "--dataset_dir", str(data), "--output_dir", str(tmp_path / "out"),
-          "--methods", "mse", "--fractions", "0.01", "--print_commands", "--quick"])  # fmt: skip
+    main(
+        [
+            "experiment",
+            "--bundle",
+            "nih_chestxray_ilm",
+            "--dataset_dir",
+            str(data),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--methods",
+            "mse",
+            "--fractions",
+            "0.01",
+            "--print_commands",
+            "--quick",
+        ]
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(plan_cells(["mse"], [0.01], [0]))
     assert all("-m monai.bundle run --config_file" in line for line in lines)
@@ -90,7 +111,9 @@ class _FakePretraining:
 
     def __call__(self, bundle, configs, arguments):
         self.calls.append(dict(arguments))
-        models = Path(arguments["output_dir"]) / "pretrain" / f"{arguments['method']}_seed{arguments['seed']}" / "models"
+        models = (
+            Path(arguments["output_dir"]) / "pretrain" / f"{arguments['method']}_seed{arguments['seed']}" / "models"
+        )
         models.mkdir(parents=True, exist_ok=True)
         for name in ("model.pt", "checkpoint_final.pt"):
             (models / name).write_text(f"epochs {arguments.get('max_epochs', 2)}")
@@ -139,9 +162,26 @@ def test_a_run_made_without_the_runner_is_not_reused_silently(tmp_path, monkeypa
 def test_overrides_reach_every_printed_command(tmp_path, capsys):
     extra = tmp_path / "extra.json"
     extra.write_text(json.dumps({"image_size": 128}))
-    main(["experiment", "--bundle", "nih_chestxray_ilm", "--dataset_dir", str(tmp_path), "--methods", "mse",
-          "--fractions", "0.01", "--print_commands", "--config", str(extra), "--set", "max_epochs=50",
-          "--set", 'layers=["layer3","layer4"]'])  # fmt: skip
+    main(
+        [
+            "experiment",
+            "--bundle",
+            "nih_chestxray_ilm",
+            "--dataset_dir",
+            str(tmp_path),
+            "--methods",
+            "mse",
+            "--fractions",
+            "0.01",
+            "--print_commands",
+            "--config",
+            str(extra),
+            "--set",
+            "max_epochs=50",
+            "--set",
+            'layers=["layer3","layer4"]',
+        ]
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines and all(str(extra) in line and "--max_epochs 50" in line for line in lines)
     assert all("""--layers '["layer3", "layer4"]'""" in line for line in lines)
@@ -155,6 +195,13 @@ def test_parse_overrides():
 
 def test_a_misspelt_setting_is_named_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="--set max_epoch: .*unknown key; did you mean max_epochs"):
-        run_experiment(bundles_root() / "nih_chestxray_ilm", tmp_path, tmp_path / "out", ["mse"], [1.0], [0],
-                       overrides={"max_epoch": 3})  # fmt: skip
+        run_experiment(
+            bundles_root() / "nih_chestxray_ilm",
+            tmp_path,
+            tmp_path / "out",
+            ["mse"],
+            [1.0],
+            [0],
+            overrides={"max_epoch": 3},
+        )
     assert not (tmp_path / "out").exists()

@@ -33,7 +33,9 @@ def test_trainable_parameters_exclude_key_encoder():
     assert ids >= {id(p) for p in net.query_parameters()} | {id(p) for p in loss.parameters()}
 
 
-@pytest.mark.parametrize("kwargs, match", [({"method": "mse2"}, "method"), ({"method": "mse", "layers": ["layer9"]}, "layers")])
+@pytest.mark.parametrize(
+    "kwargs, match", [({"method": "mse2"}, "method"), ({"method": "mse", "layers": ["layer9"]}, "layers")]
+)
 def test_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         intermediate_loss(**kwargs)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-IGNORE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", "demo_output", "runs", ".venv",
-                                ".pytest_cache", ".hypothesis")  # fmt: skip
+IGNORE = shutil.ignore_patterns(
+    ".git", "build", "dist", "*.egg-info", "__pycache__", "demo_output", "runs", ".venv", ".pytest_cache", ".hypothesis"
+)
 
 
 @pytest.mark.slow
@@ -20,8 +21,18 @@ def test_wheel_installs_and_runs_the_demo_from_an_empty_directory(tmp_path):
     # a clean copy, so the build leaves nothing in the working tree
     source = tmp_path / "src"
     shutil.copytree(REPO, source, ignore=IGNORE)
-    command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-               str(tmp_path / "dist"), str(source)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "-q",
+        "--no-deps",
+        "--no-build-isolation",
+        "-w",
+        str(tmp_path / "dist"),
+        str(source),
+    ]
     build = subprocess.run(command, capture_output=True, text=True, check=False)
     if build.returncode and "No module named pip" in build.stderr:
         pytest.skip("pip is not available")
@@ -32,8 +43,12 @@ def test_wheel_installs_and_runs_the_demo_from_an_empty_directory(tmp_path):
     except (OSError, subprocess.CalledProcessError) as error:
         pytest.skip(f"venv with pip is not available: {error}")
     python = str(tmp_path / "venv" / "bin" / "python")
-    install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                             capture_output=True, text=True, check=False)  # fmt: skip
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert install.returncode == 0, install.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -49,10 +64,34 @@ def test_wheel_installs_and_runs_the_demo_from_an_empty_directory(tmp_path):
     run("-m", "monai_ilm", "bundle", "copy", "nih_chestxray_ilm", "mine")
     assert (empty / "mine" / "configs" / "metadata.json").is_file() and (empty / "mine" / "LICENSE").is_file()
     # a reduced demo: one method, one label fraction, small images
-    output = run("-m", "monai_ilm", "demo", "--methods", "mse", "--fractions", "1.0", "--n_patients", "16",
-                 "--image_size", "64", "--output_dir", "out")  # fmt: skip
+    output = run(
+        "-m",
+        "monai_ilm",
+        "demo",
+        "--methods",
+        "mse",
+        "--fractions",
+        "1.0",
+        "--n_patients",
+        "16",
+        "--image_size",
+        "64",
+        "--output_dir",
+        "out",
+    )
     assert "Done in" in output and list((empty / "out" / "results").glob("*.csv"))
-    commands = run("-m", "monai_ilm", "experiment", "--bundle", "nih_chestxray_ilm",
-                   "--dataset_dir", "out/sample_data/nih",
-                   "--methods", "mse", "--fractions", "1.0", "--print_commands")  # fmt: skip
+    commands = run(
+        "-m",
+        "monai_ilm",
+        "experiment",
+        "--bundle",
+        "nih_chestxray_ilm",
+        "--dataset_dir",
+        "out/sample_data/nih",
+        "--methods",
+        "mse",
+        "--fractions",
+        "1.0",
+        "--print_commands",
+    )
     assert f"{bundles}/nih_chestxray_ilm/configs/pretrain.json" in commands

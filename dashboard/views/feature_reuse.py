@@ -35,11 +35,15 @@ def _method_block(ctx: state.Context, rows: pd.DataFrame, kind: str) -> None:
     datasets = order_datasets(plain["dataset"])
     matrices = {d: cka.method_block_matrix(rows, d, fraction, kind) for d in datasets}
     flags = _collapse_flags(ctx)
-    ui.plot(method_block_figure(matrices, kind, fraction, {d: flags for d in matrices} if not flags.empty else None),
-            f"feature_reuse_{kind}_{fraction_label(fraction)}")  # fmt: skip
+    ui.plot(
+        method_block_figure(matrices, kind, fraction, {d: flags for d in matrices} if not flags.empty else None),
+        f"feature_reuse_{kind}_{fraction_label(fraction)}",
+    )
     if not flags.empty and flags.to_numpy().any():
-        st.caption(f"⚠ = the pretrained features of this block collapsed (effective rank < {health.COLLAPSE_RANK:g} "
-                   "at the end of pretraining, see below): CKA near 1 there says little about feature reuse.")
+        st.caption(
+            f"⚠ = the pretrained features of this block collapsed (effective rank < {health.COLLAPSE_RANK:g} "
+            "at the end of pretraining, see below): CKA near 1 there says little about feature reuse."
+        )
     tidy = pd.concat(
         [
             m.rename_axis(index="method", columns="block").stack().rename("value").reset_index().assign(dataset=d)
@@ -92,8 +96,10 @@ def _health(ctx: state.Context) -> None:
     st.subheader("Representation health of the pretrained encoders")
     ranks = _selected_ranks(ctx)
     if ranks.empty:
-        st.info("No `health/effective_rank_layer<k>` in the pretraining logs (RepresentationHealthHandler); "
-                "the health of the fine-tuned encoders is not computed by the evaluation.")  # fmt: skip
+        st.info(
+            "No `health/effective_rank_layer<k>` in the pretraining logs (RepresentationHealthHandler); "
+            "the health of the fine-tuned encoders is not computed by the evaluation."
+        )
         return
     table = ranks.assign(
         Method=ranks["method"].map(method_label),

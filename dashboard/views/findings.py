@@ -19,9 +19,11 @@ def _ks(ctx: state.Context) -> None:
         st.info("No KS rows (protocol 'ks') in the selection.")
         return
     ui.plot(ks_figure(points), "ks_distance")
-    st.caption("Kolmogorov-Smirnov statistic between the test probabilities of the model fine-tuned at a label "
-               "fraction and the same method's model fine-tuned on all labels (mean over the selected seeds; "
-               "0 = same distribution).")  # fmt: skip
+    st.caption(
+        "Kolmogorov-Smirnov statistic between the test probabilities of the model fine-tuned at a label "
+        "fraction and the same method's model fine-tuned on all labels (mean over the selected seeds; "
+        "0 = same distribution)."
+    )
     ui.csv_download(points[["dataset", "method", "label_fraction", "metric", "value", "n", "seeds"]], "ks", key="ks")
 
 
@@ -37,10 +39,11 @@ def _findings(ctx: state.Context) -> None:
     protocols = list(dict.fromkeys(rows["protocol"]))
     protocol = c2.selectbox("Protocol", protocols, format_func=lambda p: PROTOCOL_LABELS.get(p, p), key="fd_protocol")
     rows = rows[rows["protocol"] == protocol]
-    fraction = c3.selectbox("Labels", sorted(rows["label_fraction"].unique()), format_func=fraction_label,
-                            key="fd_fraction")  # fmt: skip
+    fraction = c3.selectbox(
+        "Labels", sorted(rows["label_fraction"].unique()), format_func=fraction_label, key="fd_fraction"
+    )
     rows = rows[rows["label_fraction"] == fraction]
-    matrix = rows.assign(finding=rows["metric"].str[len(_FINDING_PREFIX):]).pivot_table(
+    matrix = rows.assign(finding=rows["metric"].str[len(_FINDING_PREFIX) :]).pivot_table(
         index="finding", columns="method", values="value", aggfunc="first"
     )
     matrix = matrix[order_methods(matrix.columns)]

@@ -24,9 +24,14 @@ def _controls(ctx: state.Context) -> tuple[bool, bool, str]:
 def _paired_headline(ctx: state.Context, metrics: dict, reference: str) -> bool:
     """The runner's paired differences to the reference at low label fractions, with interval, n and seeds."""
     rows = ctx.selected
-    rows = rows[(rows["kind"] == "paired_difference") & (rows["baseline"] == reference)
-                & (rows["protocol"] == "finetune") & (rows["label_fraction"] <= 0.06 + 1e-12)
-                & rows["block"].isna() & (rows["metric"] == rows["dataset"].map(metrics))]  # fmt: skip
+    rows = rows[
+        (rows["kind"] == "paired_difference")
+        & (rows["baseline"] == reference)
+        & (rows["protocol"] == "finetune")
+        & (rows["label_fraction"] <= 0.06 + 1e-12)
+        & rows["block"].isna()
+        & (rows["metric"] == rows["dataset"].map(metrics))
+    ]
     if rows.empty:
         return False
     st.markdown(f"**Fine-tuning with ≤ 6 % labels: paired differences to {method_label(reference)}**")
@@ -49,8 +54,10 @@ def _headline(table, reference: str) -> None:
     gains = overview.low_label_gains(table, reference)
     if not gains:
         return
-    st.caption("No paired differences in these results (the experiment runner writes them to summary-*.csv): "
-               "means of the differences below, without an interval.")  # fmt: skip
+    st.caption(
+        "No paired differences in these results (the experiment runner writes them to summary-*.csv): "
+        "means of the differences below, without an interval."
+    )
     cols = st.columns(len(gains))
     for col, (method, gain) in zip(cols, gains.items()):
         col.metric(
@@ -104,8 +111,15 @@ def render() -> None:
         text, best = overview.display_frame(table, reference, show_delta, paper_table)
         st.dataframe(ui.highlight(text, best), hide_index=True, width="stretch")
         if spec.name == "feature_reuse":
-            st.caption(f"CKA: {kind}" + ("; the paper's values are RBF CKA with σ = 0.8 on subsets of 1,000 images, "
-                                          "not comparable cell for cell." if show_paper else "."))  # fmt: skip
+            st.caption(
+                f"CKA: {kind}"
+                + (
+                    "; the paper's values are RBF CKA with σ = 0.8 on subsets of 1,000 images, "
+                    "not comparable cell for cell."
+                    if show_paper
+                    else "."
+                )
+            )
         ui.csv_download(overview.tidy_table(table, reference, paper_table), f"table_{spec.name}", key=spec.name)
         if spec.name == "finetune" and reference in table.value.columns and table.value.shape[1] > 1:
             ui.plot(delta_figure(overview.delta_to_reference(table, reference), reference), "finetune_delta")

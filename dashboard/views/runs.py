@@ -94,20 +94,47 @@ def _pretraining(ctx: state.Context) -> None:
     speed = state.throughput(tuple(str(r) for r in ctx.paths.log_roots), table)
     if not speed.empty:
         st.markdown("**Throughput** (from the TensorBoard wall times; includes validation, kNN and checkpoints)")
-        st.dataframe(speed.rename(columns={"run": "Run", "epochs": "Epochs", "seconds_per_epoch": "s / epoch",
-                                           "iterations_per_second": "iterations / s",
-                                           "samples_per_second": "samples / s"}),
-                     hide_index=True, width="content")  # fmt: skip
+        st.dataframe(
+            speed.rename(
+                columns={
+                    "run": "Run",
+                    "epochs": "Epochs",
+                    "seconds_per_epoch": "s / epoch",
+                    "iterations_per_second": "iterations / s",
+                    "samples_per_second": "samples / s",
+                }
+            ),
+            hide_index=True,
+            width="content",
+        )
 
 
 _PRETRAIN_LABELS = {
-    "run": "Run", "status": "Status", "method": "Method", "seed": "Seed", "backbone": "Backbone",
-    "image_size": "Image size (px)", "max_epochs": "Epochs", "batch_size": "Batch", "learning_rate": "LR",
-    "queue_size": "Queue", "temperature": "τ", "momentum": "Momentum", "mse_weights": "MSE λ",
-    "barlow_weights": "Barlow Twins λ", "embedding_dim": "Embedding", "batch_norm": "BatchNorm",
-    "fingerprint": "Fingerprint", "git_commit": "Git commit", "monai_ilm": "monai-ilm", "monai": "MONAI",
-    "torch": "torch", "python": "Python", "started": "Started", "finished": "Finished",
-}  # fmt: skip
+    "run": "Run",
+    "status": "Status",
+    "method": "Method",
+    "seed": "Seed",
+    "backbone": "Backbone",
+    "image_size": "Image size (px)",
+    "max_epochs": "Epochs",
+    "batch_size": "Batch",
+    "learning_rate": "LR",
+    "queue_size": "Queue",
+    "temperature": "τ",
+    "momentum": "Momentum",
+    "mse_weights": "MSE λ",
+    "barlow_weights": "Barlow Twins λ",
+    "embedding_dim": "Embedding",
+    "batch_norm": "BatchNorm",
+    "fingerprint": "Fingerprint",
+    "git_commit": "Git commit",
+    "monai_ilm": "monai-ilm",
+    "monai": "MONAI",
+    "torch": "torch",
+    "python": "Python",
+    "started": "Started",
+    "finished": "Finished",
+}
 
 
 def render() -> None:

@@ -151,8 +151,12 @@ def _split_by_referable(
 
     A train/val/test split with ``val_fraction`` draws test first and carves val from the rest.
     """
-    common = {"seed": seed, "class_names": DR_REFERABLE_CLASSES, "require_all_classes": require_all_classes,
-              "label_key": "referable"}  # fmt: skip
+    common = {
+        "seed": seed,
+        "class_names": DR_REFERABLE_CLASSES,
+        "require_all_classes": require_all_classes,
+        "label_key": "referable",
+    }
     if tuple(split_names) == SPLIT_NAMES:
         parts = train_val_test_split(rows, ratios, val_fraction=val_fraction, **common)
     else:
@@ -175,7 +179,7 @@ def _read_kaggle(
     labels_csv = root / "trainLabels.csv" if (root / "trainLabels.csv").is_file() else root / "trainLabels.csv.gz"
     if not (root / "train").is_dir():
         raise FileNotFoundError(
-            f"dataset_dir '{root}' has {labels_csv.name} but no train/ image folder; expected " f"{EXPECTED_LAYOUT}."
+            f"dataset_dir '{root}' has {labels_csv.name} but no train/ image folder; expected {EXPECTED_LAYOUT}."
         )
     solution = root / "retinopathy_solution.csv"
     has_test = solution.is_file() and (root / "test").is_dir()

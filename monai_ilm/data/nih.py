@@ -349,8 +349,12 @@ def read_nih(
             logger.warning(
                 "NIH %s split: '%s' has no %s, so the official split is replaced by the seeded %s "
                 "patient-level split with seed %d; set split_source='seeded' to choose it explicitly.",
-                split, list_dir, " or ".join(f"'{name}'" for name in missing_lists), shares, seed,
-            )  # fmt: skip
+                split,
+                list_dir,
+                " or ".join(f"'{name}'" for name in missing_lists),
+                shares,
+                seed,
+            )
             split_source = "seeded"
         if split_source == "official":
             carve = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction

@@ -304,8 +304,13 @@ def train_val_test_split(
     weights = _validate_ratios(ratios)
     if len(weights) != len(SPLIT_NAMES):
         raise ValueError(f"ratios must hold train/val/test fractions, got {tuple(ratios)}.")
-    common = {"seed": seed, "class_names": class_names, "require_all_classes": require_all_classes,
-              "label_key": label_key, "patient_key": patient_key}  # fmt: skip
+    common = {
+        "seed": seed,
+        "class_names": class_names,
+        "require_all_classes": require_all_classes,
+        "label_key": label_key,
+        "patient_key": patient_key,
+    }
     if val_fraction is None:
         return patient_split(datalist, ratios=ratios, **common)
     if not 0.0 < val_fraction < 1.0:  # also rejects NaN

@@ -189,8 +189,7 @@ def make_nih_sample(
             names = [f for f, present in zip(NIH_FINDINGS, findings[p, k]) if present] or [NO_FINDING]
             view = ("PA", "AP")[int(rng.random() < 0.4)]
             rows.append(
-                f"{name},{'|'.join(names)},{k},{p + 1},{age + k},{gender},{view},"
-                f"{image_size},{image_size},0.143,0.143"
+                f"{name},{'|'.join(names)},{k},{p + 1},{age + k},{gender},{view},{image_size},{image_size},0.143,0.143"
             )
             datalist.append(
                 {"image_name": name, "patient_id": str(p + 1), "label": findings[p, k].astype(float).tolist()}

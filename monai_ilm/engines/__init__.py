@@ -11,4 +11,3 @@ from monai_ilm.engines.utils import VIEW_KEYS, to_channels_last
 
 __all__ = ["MoCoEvaluator", "MoCoTrainer", "VIEW_KEYS", "latest_checkpoint", "training_state"]
 __all__ += ["RNGState", "ResumableSampler", "to_channels_last"]
-

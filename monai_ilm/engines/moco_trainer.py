@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 from monai.engines import SupervisedTrainer
-from monai.engines.workflow import Workflow
 from monai.engines.utils import IterationEvents
+from monai.engines.workflow import Workflow
 from monai.inferers import Inferer
 from monai.utils import CommonKeys as Keys
 from torch.optim import Optimizer
@@ -122,7 +122,9 @@ class MoCoTrainer(SupervisedTrainer):
     def run(self) -> None:
         # a gradient scaler only for float16 on CUDA (MONAI builds a CUDA scaler whenever amp is on)
         float16 = self.amp_kwargs.get("dtype", torch.float16) == torch.float16
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp and float16 and self.state.device.type == "cuda" else None
+        self.scaler = (
+            torch.amp.GradScaler("cuda") if self.amp and float16 and self.state.device.type == "cuda" else None
+        )
         Workflow.run(self)
 
     def _iteration(self, engine: MoCoTrainer, batchdata: dict) -> dict:

@@ -12,7 +12,14 @@ from monai.utils import CommonKeys as Keys
 from monai_ilm.transforms.views import VIEW_KEYS
 from monai_ilm.utils import unwrap_network
 
-__all__ = ["VIEW_KEYS", "autocast_context", "channels_last_format", "forward_views", "prepare_views", "to_channels_last"]
+__all__ = [
+    "VIEW_KEYS",
+    "autocast_context",
+    "channels_last_format",
+    "forward_views",
+    "prepare_views",
+    "to_channels_last",
+]
 
 
 def channels_last_format(ndim: int) -> torch.memory_format:

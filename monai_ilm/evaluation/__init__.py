@@ -87,13 +87,13 @@ from monai_ilm.evaluation.features import (
     iter_stage_features,
     load_pretrained_encoder,
 )
-from monai_ilm.evaluation.protocols import DATASET_TASKS, EVALUATION_PROTOCOLS, EvaluationRun
 from monai_ilm.evaluation.probing import (
     FeatureBatches,
     probe_blocks,
     probe_features,
     probe_rows,
 )
+from monai_ilm.evaluation.protocols import DATASET_TASKS, EVALUATION_PROTOCOLS, EvaluationRun
 
 __all__ += [
     "DATASET_TASKS",

@@ -346,9 +346,16 @@ class StreamingLinearCKA:
         if self.debiased:
             qx, qy = (xb * xb).sum(1), (yb * yb).sum(1)
             stats.update(
-                qx=qx.sum(), qy=qy.sum(), qxqx=(qx * qx).sum(), qyqy=(qy * qy).sum(), qxqy=(qx * qy).sum(),
-                x_qx=xb.T @ qx, x_qy=xb.T @ qy, y_qy=yb.T @ qy, y_qx=yb.T @ qx,
-            )  # fmt: skip
+                qx=qx.sum(),
+                qy=qy.sum(),
+                qxqx=(qx * qx).sum(),
+                qyqy=(qy * qy).sum(),
+                qxqy=(qx * qy).sum(),
+                x_qx=xb.T @ qx,
+                x_qy=xb.T @ qy,
+                y_qy=yb.T @ qy,
+                y_qx=yb.T @ qx,
+            )
         return stats
 
     def _biased_hsic(self, cross: str, s1: str, s2: str) -> float:

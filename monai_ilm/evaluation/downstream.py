@@ -343,7 +343,7 @@ class _TaskScore:
         try:
             return float(self.task.val_metric(self.task.targets(y), logits))
         except ValueError as err:
-            warnings.warn(f"val_loader: the validation metric {self.task.metric!r} is undefined ({err}).")
+            warnings.warn(f"val_loader: the validation metric {self.task.metric!r} is undefined ({err}).", stacklevel=2)
             return math.nan
 
 
@@ -522,10 +522,13 @@ def fit_downstream(
         iteration_log = partial(_every, interval=log_interval) if log_interval > 0 else False
         handlers_train.append(
             StatsHandler(
-                name=log_name, iteration_log=iteration_log, epoch_log=False, tag_name="train_loss",
+                name=log_name,
+                iteration_log=iteration_log,
+                epoch_log=False,
+                tag_name="train_loss",
                 output_transform=_loss_value,
             )
-        )  # fmt: skip
+        )
     evaluator = SupervisedEvaluator(
         device=dev,
         val_data_loader=val_loader,
@@ -723,9 +726,15 @@ def score_predictions(
         with warnings.catch_warnings():  # the metric's warnings on the full test set were given just above
             warnings.simplefilter("ignore")
             ci = bootstrap_ci(
-                task.test_metric, labels, logits, n_resamples=n_resamples, confidence=confidence, seed=seed,
-                method=ci_method, per_class=task.per_class,
-            )  # fmt: skip
+                task.test_metric,
+                labels,
+                logits,
+                n_resamples=n_resamples,
+                confidence=confidence,
+                seed=seed,
+                method=ci_method,
+                per_class=task.per_class,
+            )
         value = ci.value  # the bootstrap mean for "standard_error", so the value lies in its interval
     return DownstreamResult(
         task=task.name,
@@ -815,13 +824,30 @@ def run_downstream(
         The :class:`DownstreamResult` of the selected weights, with its :class:`FitResult`.
     """
     fit = fit_downstream(
-        network, train_loader, val_loader, task, max_epochs=max_epochs, lr=lr, device=device, seed=seed,
-        select=select, ckpt_dir=ckpt_dir, **fit_kwargs,
-    )  # fmt: skip
+        network,
+        train_loader,
+        val_loader,
+        task,
+        max_epochs=max_epochs,
+        lr=lr,
+        device=device,
+        seed=seed,
+        select=select,
+        ckpt_dir=ckpt_dir,
+        **fit_kwargs,
+    )
     return evaluate_downstream(
-        network, test_loader, task, device=device, n_resamples=n_resamples, ci_method=ci_method,
-        confidence=confidence, seed=seed, id_key=id_key, fit=fit,
-    )  # fmt: skip
+        network,
+        test_loader,
+        task,
+        device=device,
+        n_resamples=n_resamples,
+        ci_method=ci_method,
+        confidence=confidence,
+        seed=seed,
+        id_key=id_key,
+        fit=fit,
+    )
 
 
 # ------------------------------------------------------------------------------------------------- results
@@ -872,9 +898,16 @@ def downstream_rows(
         ValueError: for unknown columns or too few ``class_names``.
     """
     common = dict(
-        dataset=dataset, method=method, protocol=protocol, label_fraction=label_fraction, seed=seed,
-        run_id=run_id, block=block, n=result.n, **fields,
-    )  # fmt: skip
+        dataset=dataset,
+        method=method,
+        protocol=protocol,
+        label_fraction=label_fraction,
+        seed=seed,
+        run_id=run_id,
+        block=block,
+        n=result.n,
+        **fields,
+    )
     rows = [make_row(metric=result.metric, value=result.value, ci_low=result.ci_low, ci_high=result.ci_high, **common)]
     if per_class_rows and result.per_class is not None:
         for c, value in enumerate(result.per_class):
@@ -944,9 +977,15 @@ def ks_rows(
     """
     ks = output_ks(result_a, result_b)
     common = dict(
-        dataset=dataset, method=method, protocol="ks", label_fraction=label_fraction, seed=seed, run_id=run_id,
-        n=result_a.n, **fields,
-    )  # fmt: skip
+        dataset=dataset,
+        method=method,
+        protocol="ks",
+        label_fraction=label_fraction,
+        seed=seed,
+        run_id=run_id,
+        n=result_a.n,
+        **fields,
+    )
     rows = [make_row(metric=metric, value=ks.mean_statistic, **common)]
     if per_class_rows and len(ks.classes) > 1:
         for c, stat in zip(ks.classes, ks.statistic):

@@ -277,9 +277,16 @@ def feature_reuse_rows(
     if value == "subsets" and result.subsets is None:
         raise ValueError("value: 'subsets' needs a result computed with n_sets > 0.")
     common = {
-        "dataset": dataset, "method": method, "protocol": "feature_reuse", "label_fraction": label_fraction,
-        "seed": seed, "metric": f"cka_{result.kernel}", "n": result.n, "run_id": run_id, **fields,
-    }  # fmt: skip
+        "dataset": dataset,
+        "method": method,
+        "protocol": "feature_reuse",
+        "label_fraction": label_fraction,
+        "seed": seed,
+        "metric": f"cka_{result.kernel}",
+        "n": result.n,
+        "run_id": run_id,
+        **fields,
+    }
     rows = []
     for block in result.blocks:
         v = result.cka[block] if value == "full" else result.subsets[block].mean
@@ -289,6 +296,7 @@ def feature_reuse_rows(
             for j, block_b in enumerate(result.blocks):
                 if i != j:  # the diagonal is the plain row above
                     metric = cka_metric_name(result.kernel, block_b=int(block_b))
-                    rows.append(make_row(block=int(block_a), value=float(result.matrix[i, j]),
-                                         **{**common, "metric": metric}))  # fmt: skip
+                    rows.append(
+                        make_row(block=int(block_a), value=float(result.matrix[i, j]), **{**common, "metric": metric})
+                    )
     return rows

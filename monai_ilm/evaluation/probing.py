@@ -188,14 +188,30 @@ def probe_features(
         torch.manual_seed(seed)
         head = nn.Linear(x_train.shape[1], outputs)
         fit = fit_downstream(
-            head, FeatureBatches(x_train, y_train, batch_size, shuffle=True, seed=seed),
-            FeatureBatches(x_val, y_val, batch_size), task, max_epochs=max_epochs, lr=lr, weight_decay=weight_decay,
-            device=device, seed=seed, select=select, log_name=log_name,
-        )  # fmt: skip
+            head,
+            FeatureBatches(x_train, y_train, batch_size, shuffle=True, seed=seed),
+            FeatureBatches(x_val, y_val, batch_size),
+            task,
+            max_epochs=max_epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            device=device,
+            seed=seed,
+            select=select,
+            log_name=log_name,
+        )
         results[block] = evaluate_downstream(
-            head, FeatureBatches(x_test, y_test, batch_size, ids=test.ids), task, device=device,
-            n_resamples=n_resamples, ci_method=ci_method, confidence=confidence, seed=seed, id_key="id", fit=fit,
-        )  # fmt: skip
+            head,
+            FeatureBatches(x_test, y_test, batch_size, ids=test.ids),
+            task,
+            device=device,
+            n_resamples=n_resamples,
+            ci_method=ci_method,
+            confidence=confidence,
+            seed=seed,
+            id_key="id",
+            fit=fit,
+        )
     return results
 
 

@@ -54,8 +54,13 @@ EVALUATION_PROTOCOLS = ("linear", "finetune", "probe", "feature_reuse", "ks")
 # data set -> (task preset of monai_ilm.evaluation.downstream, number of outputs)
 DATASET_TASKS = {"nih": ("multilabel", 14), "dr": ("binary_auc", 2), "idc": ("f1", 2)}
 # the splits each protocol reads images from ("ks" reads only what finetune saved)
-_PROTOCOL_SPLITS = {"linear": ("train", "val", "test"), "finetune": ("train", "val", "test"),
-                    "probe": ("train", "val", "test"), "feature_reuse": ("test",), "ks": ()}  # fmt: skip
+_PROTOCOL_SPLITS = {
+    "linear": ("train", "val", "test"),
+    "finetune": ("train", "val", "test"),
+    "probe": ("train", "val", "test"),
+    "feature_reuse": ("test",),
+    "ks": (),
+}
 # data sets whose per-class metric gets a row per class, with the class names
 DATASET_CLASS_NAMES = {"nih": NIH_FINDINGS}
 
@@ -79,9 +84,20 @@ _UNUSED_SETTINGS = {
     "finetune": ("cka_kernel",),
     "probe": ("cka_kernel",),
     "feature_reuse": ("batch_size", "max_epochs", "lr", "num_workers", "n_resamples", "ci_method", "amp"),
-    "ks": ("backbone", "channels", "image_size", "batch_size", "max_epochs", "lr", "num_workers", "n_resamples",
-           "ci_method", "cka_kernel", "amp"),
-}  # fmt: skip
+    "ks": (
+        "backbone",
+        "channels",
+        "image_size",
+        "batch_size",
+        "max_epochs",
+        "lr",
+        "num_workers",
+        "n_resamples",
+        "ci_method",
+        "cka_kernel",
+        "amp",
+    ),
+}
 
 
 @dataclass
@@ -205,13 +221,24 @@ class EvaluationRun:
     # ------------------------------------------------------------------ data
     def loader(self, split: str, train: bool = False) -> DataLoader:
         fraction = self.label_fraction if split == "train" else 1.0
-        data = load_datalist(self.dataset_name, self.dataset_dir, split, seed=self.seed, label_fraction=fraction,
-                             options=self.datalist_options)  # fmt: skip
+        data = load_datalist(
+            self.dataset_name,
+            self.dataset_dir,
+            split,
+            seed=self.seed,
+            label_fraction=fraction,
+            options=self.datalist_options,
+        )
         make = finetune_transforms if train else eval_transforms
         transform = make(self.dataset_name, image_size=self.image_size, channels=self.channels)
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(Dataset(data, transform), batch_size=self.batch_size, shuffle=train,
-                          num_workers=self.num_workers, generator=generator)  # fmt: skip
+        return DataLoader(
+            Dataset(data, transform),
+            batch_size=self.batch_size,
+            shuffle=train,
+            num_workers=self.num_workers,
+            generator=generator,
+        )
 
     def encoder(self, checkpoint: str | os.PathLike | None, prefix: str = "encoder_q.") -> torch.nn.Module:
         encoder = resnet_encoder(self.backbone, in_channels=self.channels)
@@ -230,12 +257,23 @@ class EvaluationRun:
         """
         options = self.datalist_options or {}
         datalists = {
-            split: load_datalist(self.dataset_name, self.dataset_dir, split, seed=self.seed,
-                                 label_fraction=self.label_fraction if split == "train" else 1.0, options=options)
+            split: load_datalist(
+                self.dataset_name,
+                self.dataset_dir,
+                split,
+                seed=self.seed,
+                label_fraction=self.label_fraction if split == "train" else 1.0,
+                options=options,
+            )
             for split in _PROTOCOL_SPLITS[self.protocol]
-        }  # fmt: skip
-        check_datalists(datalists, batch_size=self.batch_size, drop_last=False, num_workers=self.num_workers,
-                        skip_unreadable=bool(options.get("skip_unreadable", False)))  # fmt: skip
+        }
+        check_datalists(
+            datalists,
+            batch_size=self.batch_size,
+            drop_last=False,
+            num_workers=self.num_workers,
+            skip_unreadable=bool(options.get("skip_unreadable", False)),
+        )
 
     # ------------------------------------------------------------------ protocols
     def run(self) -> Path:
@@ -258,11 +296,16 @@ class EvaluationRun:
             "seed": self.seed,
             "seconds": round(time.perf_counter() - started, 2),
         }
-        common = {"run_id": self.run_id, "checkpoint": str(self.pretrained_checkpoint or ""),
-                  "config_hash": cell_fingerprint, "timestamp": utc_now()}  # fmt: skip
+        common = {
+            "run_id": self.run_id,
+            "checkpoint": str(self.pretrained_checkpoint or ""),
+            "config_hash": cell_fingerprint,
+            "timestamp": utc_now(),
+        }
         rows = [{**row, **common} for row in rows]
-        path = write_results(Path(self.output_dir) / "results", rows, metadata, overwrite=True,
-                             replicates=self._replicates())  # fmt: skip
+        path = write_results(
+            Path(self.output_dir) / "results", rows, metadata, overwrite=True, replicates=self._replicates()
+        )
         logger.info("%s: %d rows in %.1f s -> %s", self.run_id, len(rows), metadata["seconds"], path)
         return path
 
@@ -286,18 +329,40 @@ class EvaluationRun:
         return {"dataset": self.dataset_name, "method": self.method, "seed": self.seed, "run_id": self.run_id}
 
     def _downstream(self, freeze_encoder: bool) -> list[dict]:
-        network = downstream_network(self.pretrained_checkpoint, self.num_classes, freeze_encoder=freeze_encoder,
-                                     encoder_name=self.backbone, in_channels=self.channels, seed=self.seed)  # fmt: skip
+        network = downstream_network(
+            self.pretrained_checkpoint,
+            self.num_classes,
+            freeze_encoder=freeze_encoder,
+            encoder_name=self.backbone,
+            in_channels=self.channels,
+            seed=self.seed,
+        )
         cell = self.cell_dir()
-        result = run_downstream(network, self.loader("train", train=True), self.loader("val"), self.loader("test"),
-                                self.task, max_epochs=self.max_epochs, lr=self.lr, device=self.device, seed=self.seed,
-                                ckpt_dir=cell, n_resamples=self.n_resamples, ci_method=self.ci_method,
-                                amp=self.amp)  # fmt: skip
-        np.savez(cell / "predictions.npz", probabilities=result.probabilities, labels=result.labels,
-                 ids=np.asarray(result.ids, dtype=str))  # fmt: skip
+        result = run_downstream(
+            network,
+            self.loader("train", train=True),
+            self.loader("val"),
+            self.loader("test"),
+            self.task,
+            max_epochs=self.max_epochs,
+            lr=self.lr,
+            device=self.device,
+            seed=self.seed,
+            ckpt_dir=cell,
+            n_resamples=self.n_resamples,
+            ci_method=self.ci_method,
+            amp=self.amp,
+        )
+        np.savez(
+            cell / "predictions.npz",
+            probabilities=result.probabilities,
+            labels=result.labels,
+            ids=np.asarray(result.ids, dtype=str),
+        )
         self._scored[None] = result
-        return downstream_rows(result, self.protocol, label_fraction=self.label_fraction, **self._per_class(),
-                               **self._columns())  # fmt: skip
+        return downstream_rows(
+            result, self.protocol, label_fraction=self.label_fraction, **self._per_class(), **self._columns()
+        )
 
     def _per_class(self) -> dict[str, Any]:
         """Per-finding rows beside the mean where the data set has named classes (NIH's 14 findings)."""
@@ -317,10 +382,20 @@ class EvaluationRun:
         training augmentation, so the block-4 probe is not the ``linear`` number; both are reported, as
         protocol ``probe`` block 4 and protocol ``linear`` (see :mod:`monai_ilm.evaluation.probing`).
         """
-        results = probe_blocks(self.encoder(self.pretrained_checkpoint), self.loader("train"), self.loader("val"),
-                               self.loader("test"), self.task, device=self.device, seed=self.seed,
-                               max_epochs=self.max_epochs, lr=self.lr, batch_size=self.batch_size,
-                               n_resamples=self.n_resamples, ci_method=self.ci_method)  # fmt: skip
+        results = probe_blocks(
+            self.encoder(self.pretrained_checkpoint),
+            self.loader("train"),
+            self.loader("val"),
+            self.loader("test"),
+            self.task,
+            device=self.device,
+            seed=self.seed,
+            max_epochs=self.max_epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            n_resamples=self.n_resamples,
+            ci_method=self.ci_method,
+        )
         self._scored.update(results)
         return probe_rows(results, label_fraction=self.label_fraction, **self._columns())
 
@@ -339,22 +414,41 @@ class EvaluationRun:
         after = self.encoder(self._finetune_output("model.pt"), prefix="encoder.")
         # linear CKA always (Table 3 and the dashboard's default), plus the configured kernel; each with its
         # block x block matrix, from one pass over the test set
-        result = feature_reuse(before, after, self.loader("test"), kernel="linear", matrix=True,
-                               keep_features=self.cka_kernel != "linear", device=self.device, seed=self.seed)
+        result = feature_reuse(
+            before,
+            after,
+            self.loader("test"),
+            kernel="linear",
+            matrix=True,
+            keep_features=self.cka_kernel != "linear",
+            device=self.device,
+            seed=self.seed,
+        )
         results = [result]
         if self.cka_kernel != "linear":
-            results.append(feature_reuse_from_features(result.before, result.after, kernel=self.cka_kernel,
-                                                       matrix=True, seed=self.seed))
-        return [row for r in results for row in feature_reuse_rows(r, label_fraction=self.label_fraction,
-                                                                    **self._columns())]  # fmt: skip
+            results.append(
+                feature_reuse_from_features(
+                    result.before, result.after, kernel=self.cka_kernel, matrix=True, seed=self.seed
+                )
+            )
+        return [
+            row for r in results for row in feature_reuse_rows(r, label_fraction=self.label_fraction, **self._columns())
+        ]
 
     def _run_ks(self) -> list[dict]:
         low = np.load(self._finetune_output("predictions.npz"))
         full = np.load(self._finetune_output("predictions.npz", label_fraction=1.0))
         if not np.array_equal(low["ids"], full["ids"]):
             raise ValueError("ks: the two fine-tuned models were evaluated on different test rows.")
-        result = ks_distance(low["probabilities"], full["probabilities"], binary=self.num_classes == 2
-                             and self.task != "multilabel")  # fmt: skip
-        row = make_row(protocol="ks", label_fraction=self.label_fraction, metric="ks_vs_100",
-                       value=float(result.mean_statistic), n=int(len(low["ids"])), **self._columns())  # fmt: skip
+        result = ks_distance(
+            low["probabilities"], full["probabilities"], binary=self.num_classes == 2 and self.task != "multilabel"
+        )
+        row = make_row(
+            protocol="ks",
+            label_fraction=self.label_fraction,
+            metric="ks_vs_100",
+            value=float(result.mean_statistic),
+            n=int(len(low["ids"])),
+            **self._columns(),
+        )
         return [row]

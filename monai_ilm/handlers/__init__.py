@@ -14,7 +14,11 @@ from monai_ilm.handlers.representation_health import RepresentationCollapseError
 __all__ = [
     "AtomicCheckpointSaver",
     "EmbeddingSaver",
-    "IntermediateLayerLossHandler", "LossPartsHandler", "MomentumUpdateHandler", "momentum_at"]
+    "IntermediateLayerLossHandler",
+    "LossPartsHandler",
+    "MomentumUpdateHandler",
+    "momentum_at",
+]
 __all__ += ["NaNGuard", "NonFiniteLossError"]
 __all__ += ["OnlineKNNHandler", "knn_metric_for", "weighted_knn_scores"]
 __all__ += ["RepresentationCollapseError", "RepresentationHealthHandler"]

@@ -24,8 +24,9 @@ class IntermediateLayerLossHandler:
     ``loss(q_feats, k_feats)`` and adds it to ``output["loss"]`` before the backward pass. Each
     weighted term is also stored as ``output["loss_<layer>"]`` so StatsHandler and TensorBoard log
     every part. In a distributed run the gradients of the loss's own parameters are averaged over
-    ranks after the backward pass, as DDP does for the network. Only the query encoder and the loss's own parameters (Barlow Twins projectors)
-    receive its gradient; the key encoder is changed by the momentum update alone (method_spec §5).
+    ranks after the backward pass, as DDP does for the network. Only the query encoder and the loss's own parameters
+    (Barlow Twins projectors) receive its gradient; the key encoder is changed by the momentum update alone
+    (method_spec §5).
     Pairing is query-vs-key and one direction, as the reference; a MoCo built with
     ``symmetric=True`` returns both directions and the loss then averages them.
 
@@ -55,7 +56,9 @@ class IntermediateLayerLossHandler:
         engine.add_event_handler(IterationEvents.LOSS_COMPLETED, self)
         if world_size() > 1:
             # the loss's projectors live outside the DDP-wrapped network: average their gradients here
-            engine.add_event_handler(IterationEvents.BACKWARD_COMPLETED, lambda _: average_gradients(self.loss.parameters()))
+            engine.add_event_handler(
+                IterationEvents.BACKWARD_COMPLETED, lambda _: average_gradients(self.loss.parameters())
+            )
 
     def __call__(self, engine: Engine) -> None:
         output = engine.state.output

@@ -70,7 +70,9 @@ def _barlow_twins(
     _check_pair(z1, z2)
     across_ranks = global_batch and world_size() > 1
     if not across_ranks and z1.shape[0] < 2:
-        raise ValueError(f"batch size: Barlow Twins standardises over the batch and needs at least 2 samples, got {z1.shape[0]}.")
+        raise ValueError(
+            f"batch size: Barlow Twins standardises over the batch and needs at least 2 samples, got {z1.shape[0]}."
+        )
     with torch.autocast(z1.device.type, enabled=False):  # the cross-correlation in float32, also under autocast
         z1, z2 = z1.float(), z2.float()
         if across_ranks:
@@ -203,7 +205,9 @@ class IntermediateBarlowTwinsLoss(LayerwiseLoss):
         for i, (q, k, projector, weight) in enumerate(zip(q_feats, k_feats, self.projectors, self.weights)):
             q, k = _pooled(q), _pooled(k)
             if q.shape[1] != self.in_channels[i]:
-                raise ValueError(f"in_channels[{i}]: expected {self.in_channels[i]} channels, the features have {q.shape[1]}.")
+                raise ValueError(
+                    f"in_channels[{i}]: expected {self.in_channels[i]} channels, the features have {q.shape[1]}."
+                )
             lam = weight * self.scale
             z1, z2, norm = projector(q), projector(k), self.norms[i]
             if self.training:
@@ -262,7 +266,6 @@ def _running_barlow_twins(
 
         c = standardise(z1).t() @ standardise(z2) / z1.shape[0]
         return _weighted_sums(c, lambda_diag, lambda_offdiag)
-
 
 
 def _pooled(feature: torch.Tensor) -> torch.Tensor:

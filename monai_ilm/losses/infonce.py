@@ -36,7 +36,9 @@ class InfoNCELoss(_Loss):
     def logits(self, q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
         """The (N, 1 + K) logits, positive first."""
         if q.dim() != 2 or q.shape != k.shape:
-            raise ValueError(f"q and k: expected two (N, C) tensors of the same shape, got {tuple(q.shape)} and {tuple(k.shape)}.")
+            raise ValueError(
+                f"q and k: expected two (N, C) tensors of the same shape, got {tuple(q.shape)} and {tuple(k.shape)}."
+            )
         if queue.dim() != 2 or queue.shape[0] != q.shape[1]:
             raise ValueError(f"queue: expected shape ({q.shape[1]}, K), got {tuple(queue.shape)}.")
         with torch.autocast(q.device.type, enabled=False):  # autocast would run q @ queue in half precision

@@ -83,7 +83,9 @@ class TorchvisionResNetEncoder(StageEncoder):
     def __init__(self, name: str = "resnet50", in_channels: int = 3, zero_init_residual: bool = False) -> None:
         super().__init__()
         if name not in _TORCHVISION_RESNETS:
-            raise ValueError(f"name: unknown torchvision ResNet {name!r}; expected one of {list(_TORCHVISION_RESNETS)}.")
+            raise ValueError(
+                f"name: unknown torchvision ResNet {name!r}; expected one of {list(_TORCHVISION_RESNETS)}."
+            )
         if in_channels < 1:
             raise ValueError(f"in_channels: expected a positive number of channels, got {in_channels}.")
         net = getattr(models, name)(weights=None, zero_init_residual=zero_init_residual)
@@ -162,7 +164,9 @@ def resnet_encoder(
     """
     if backend == "torchvision":
         if spatial_dims != 2:
-            raise ValueError(f"spatial_dims: the torchvision backend is 2D only, got {spatial_dims}; use backend='monai'.")
+            raise ValueError(
+                f"spatial_dims: the torchvision backend is 2D only, got {spatial_dims}; use backend='monai'."
+            )
         return TorchvisionResNetEncoder(name, in_channels=in_channels, zero_init_residual=zero_init_residual)
     if backend == "monai":
         return MonaiResNetEncoder(name, spatial_dims=spatial_dims, in_channels=in_channels)

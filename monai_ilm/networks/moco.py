@@ -149,7 +149,9 @@ class MoCo(nn.Module):
         if x2 is None:
             return self.encoder_q(x1)
         if x1.shape != x2.shape:
-            raise ValueError(f"x1 and x2: the two views must have the same shape, got {tuple(x1.shape)} and {tuple(x2.shape)}.")
+            raise ValueError(
+                f"x1 and x2: the two views must have the same shape, got {tuple(x1.shape)} and {tuple(x2.shape)}."
+            )
         if self.symmetric:
             x1, x2 = torch.cat([x1, x2]), torch.cat([x2, x1])
         query_stages = self.encoder_q.forward_stages(x1)

@@ -67,8 +67,16 @@ def make_row(**fields: Any) -> dict[str, Any]:
     unknown = sorted(set(fields) - set(COLUMNS))
     if unknown:
         raise ValueError(f"fields: unknown column(s) {unknown}; expected a subset of {list(COLUMNS)}.")
-    row: dict[str, Any] = {"block": None, "ci_low": None, "ci_high": None, "checkpoint": "", "config_hash": "",
-                           "kind": "run", "baseline": "", "seeds": ""}  # fmt: skip
+    row: dict[str, Any] = {
+        "block": None,
+        "ci_low": None,
+        "ci_high": None,
+        "checkpoint": "",
+        "config_hash": "",
+        "kind": "run",
+        "baseline": "",
+        "seeds": "",
+    }
     row.update(fields)
     row.setdefault("timestamp", utc_now())
     missing = [c for c in COLUMNS if c not in row]
@@ -110,4 +118,6 @@ def seeds_text(seeds: Iterable[int]) -> str:
 
 def parse_seeds(text: Any) -> frozenset[int]:
     """The seeds of a ``seeds`` column value (:func:`seeds_text`); empty for a missing or empty value."""
-    return frozenset(int(s) for s in str(text).split(",") if s.strip().isdigit()) if isinstance(text, str) else frozenset()
+    return (
+        frozenset(int(s) for s in str(text).split(",") if s.strip().isdigit()) if isinstance(text, str) else frozenset()
+    )

@@ -77,8 +77,14 @@ SCHEMA: tuple[Column, ...] = (
     Column("timestamp", "timestamp", False, "ISO-8601 time the row was produced, e.g. 2025-01-31T12:00:00+00:00"),
     Column("kind", "str", False, f"what the row is, one of {ROW_KINDS}", default="run"),
     Column("baseline", "str", False, "for paired_difference rows: the method subtracted", allow_empty=True, default=""),
-    Column("seeds", "str", False, "the seeds a row combines, e.g. '0,1,2' (empty: the row's seed)", allow_empty=True,
-           default=""),
+    Column(
+        "seeds",
+        "str",
+        False,
+        "the seeds a row combines, e.g. '0,1,2' (empty: the row's seed)",
+        allow_empty=True,
+        default="",
+    ),
 )
 COLUMNS: tuple[str, ...] = tuple(c.name for c in SCHEMA)
 
@@ -178,8 +184,11 @@ def _check_ranges(df: pd.DataFrame) -> None:
     fail("protocol", f"one of {PROTOCOLS}", ~df["protocol"].isin(PROTOCOLS))
     fail("kind", f"one of {ROW_KINDS}", ~df["kind"].isin(ROW_KINDS))
     fail("seed", "a seed for every 'run' row", (df["kind"] == "run") & df["seed"].isna())
-    fail("baseline", "a baseline method for every 'paired_difference' row",
-         (df["kind"] == "paired_difference") & (df["baseline"] == ""))
+    fail(
+        "baseline",
+        "a baseline method for every 'paired_difference' row",
+        (df["kind"] == "paired_difference") & (df["baseline"] == ""),
+    )
     fail("label_fraction", "a fraction in (0, 1]", (df["label_fraction"] <= 0) | (df["label_fraction"] > 1))
     fail("block", "a block index >= 0 or empty", df["block"] < 0)
     fail("n", "a sample count >= 1", df["n"] < 1)

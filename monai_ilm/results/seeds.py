@@ -127,8 +127,9 @@ def _row_fields(first: Mapping, **fields) -> dict:
     return {**keys, **fields}
 
 
-def summary_rows(results: pd.DataFrame, results_dir: str | os.PathLike, confidence: float = 0.95,
-                 seed: int = 0) -> list[dict]:  # fmt: skip
+def summary_rows(
+    results: pd.DataFrame, results_dir: str | os.PathLike, confidence: float = 0.95, seed: int = 0
+) -> list[dict]:
     """The ``seed_mean`` and ``paired_difference`` rows of a results table.
 
     Args:
@@ -148,14 +149,26 @@ def summary_rows(results: pd.DataFrame, results_dir: str | os.PathLike, confiden
         records = cell.sort_values("seed").to_dict("records")
         first = records[0]
         value, low, high = _combined(
-            [r["value"] for r in records], [store.of(r) for r in records], (first["ci_low"], first["ci_high"]),
-            confidence, seed,
-        )  # fmt: skip
-        rows.append(make_row(
-            **_row_fields(first), seed=None, value=value, ci_low=low, ci_high=high, n=int(min(r["n"] for r in records)),
-            run_id=f"{SUMMARY_PREFIX}{first['dataset']}", kind="seed_mean",
-            seeds=seeds_text([r["seed"] for r in records]), timestamp=stamp,
-        ))  # fmt: skip
+            [r["value"] for r in records],
+            [store.of(r) for r in records],
+            (first["ci_low"], first["ci_high"]),
+            confidence,
+            seed,
+        )
+        rows.append(
+            make_row(
+                **_row_fields(first),
+                seed=None,
+                value=value,
+                ci_low=low,
+                ci_high=high,
+                n=int(min(r["n"] for r in records)),
+                run_id=f"{SUMMARY_PREFIX}{first['dataset']}",
+                kind="seed_mean",
+                seeds=seeds_text([r["seed"] for r in records]),
+                timestamp=stamp,
+            )
+        )
     rows += _difference_rows(runs, store, confidence, seed, stamp)
     return rows
 
@@ -179,7 +192,11 @@ def _difference_rows(runs: pd.DataFrame, store: _Replicates, confidence: float, 
 
 
 def _difference(
-    method_rows: pd.DataFrame, base_rows: pd.DataFrame, baseline: str, store: _Replicates, confidence: float,
+    method_rows: pd.DataFrame,
+    base_rows: pd.DataFrame,
+    baseline: str,
+    store: _Replicates,
+    confidence: float,
     seed: int,
 ) -> dict | None:
     """``method - baseline`` over the seeds both have, with a paired two-stage interval where replicates pair."""
@@ -204,11 +221,17 @@ def _difference(
     first["method"] = method_rows["method"].iloc[0]
     first["block"] = method_rows["block"].iloc[0]
     return make_row(
-        **_row_fields(first), seed=None, value=value, ci_low=low, ci_high=high,
+        **_row_fields(first),
+        seed=None,
+        value=value,
+        ci_low=low,
+        ci_high=high,
         n=int(min(method_rows.loc[seeds, "n"].min(), base_rows.loc[seeds, "n"].min())),
-        run_id=f"{SUMMARY_PREFIX}{first['dataset']}", kind="paired_difference", baseline=baseline,
+        run_id=f"{SUMMARY_PREFIX}{first['dataset']}",
+        kind="paired_difference",
+        baseline=baseline,
         seeds=seeds_text(seeds),
-    )  # fmt: skip
+    )
 
 
 def summarize(results_dir: str | os.PathLike, confidence: float = 0.95, seed: int = 0) -> list[Path]:
@@ -226,8 +249,11 @@ def summarize(results_dir: str | os.PathLike, confidence: float = 0.95, seed: in
     written = []
     rows = summary_rows(results, results_dir, confidence=confidence, seed=seed)
     frame = pd.DataFrame(rows)
-    for dataset, part in frame.groupby("dataset", sort=False) if len(frame) else []:
-        metadata = {"method": "two-stage bootstrap over seeds and test replicates; paired differences share "
-                    "the test resamples", "confidence": confidence, "seed": seed}  # fmt: skip
+    for _dataset, part in frame.groupby("dataset", sort=False) if len(frame) else []:
+        metadata = {
+            "method": "two-stage bootstrap over seeds and test replicates; paired differences share the test resamples",
+            "confidence": confidence,
+            "seed": seed,
+        }
         written.append(write_results(results_dir, part, metadata, overwrite=True))
     return written

@@ -79,8 +79,14 @@ class PaperTable:
         return sorted({int(c) for c in counts if np.isfinite(c)})
 
 
-def format_cell(value: float, ci_low: float = np.nan, ci_high: float = np.nan, scale: float = 100.0,
-                decimals: int = 1, dash: str = "–") -> str:  # fmt: skip
+def format_cell(
+    value: float,
+    ci_low: float = np.nan,
+    ci_high: float = np.nan,
+    scale: float = 100.0,
+    decimals: int = 1,
+    dash: str = "–",
+) -> str:
     """Format one cell as the paper does, e.g. ``"74.4 (73.9–75.0)"``.
 
     Args:
@@ -181,8 +187,15 @@ def _combine_seeds(runs: pd.DataFrame, summaries: pd.DataFrame, keys: list[str])
         cells.append(record)
         fresh.pop(key, None)
     for key, summary in fresh.items():  # cells given only as summaries (e.g. already collapsed over seeds)
-        cells.append(dict(zip(keys, key), n_seeds=len(parse_seeds(summary["seeds"])), value=summary["value"],
-                          ci_low=summary["ci_low"], ci_high=summary["ci_high"]))  # fmt: skip
+        cells.append(
+            dict(
+                zip(keys, key),
+                n_seeds=len(parse_seeds(summary["seeds"])),
+                value=summary["value"],
+                ci_low=summary["ci_low"],
+                ci_high=summary["ci_high"],
+            )
+        )
     return pd.DataFrame(cells, columns=[*keys, "n_seeds", "value", "ci_low", "ci_high"])
 
 
@@ -513,9 +526,10 @@ def differences_table(
         (d, p, f)
         for d in _ordered(cells["dataset"], datasets)
         for p in ("linear", "finetune")
-        for f in sorted(cells.loc[(cells["dataset"] == d) & (cells["protocol"] == p), "label_fraction"].unique(),
-                        reverse=True)
-    ]  # fmt: skip
+        for f in sorted(
+            cells.loc[(cells["dataset"] == d) & (cells["protocol"] == p), "label_fraction"].unique(), reverse=True
+        )
+    ]
     frames = _pivot(cells, keys, ["method"], row_order, _ordered(cells["method"], methods))
     table = _table(f"difference_to_{baseline}", frames, scale, decimals, dash)
     signed = table.formatted.copy()

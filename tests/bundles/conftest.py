@@ -37,9 +37,16 @@ def quick_mse_runs(bundle_data, tmp_path_factory) -> dict[str, Path]:
     for bundle in BUNDLE_DATA:
         output = tmp_path_factory.mktemp(f"{bundle}_run")
         configs = BUNDLES_DIR / bundle / "configs"
-        bundle_run(config_file=[str(configs / "pretrain.json"), str(configs / "quick.json")],
-                   meta_file=str(configs / "metadata.json"), logging_file=False, bundle_root=str(BUNDLES_DIR / bundle),
-                   dataset_dir=str(bundle_data[bundle]), output_dir=str(output), method="mse", epoch_length=3)
+        bundle_run(
+            config_file=[str(configs / "pretrain.json"), str(configs / "quick.json")],
+            meta_file=str(configs / "metadata.json"),
+            logging_file=False,
+            bundle_root=str(BUNDLES_DIR / bundle),
+            dataset_dir=str(bundle_data[bundle]),
+            output_dir=str(output),
+            method="mse",
+            epoch_length=3,
+        )
         outputs[bundle] = output
     return outputs
 
@@ -49,6 +56,9 @@ def exported_bundles(quick_mse_runs, tmp_path_factory) -> dict[str, Path]:
     """The bundle exported from each quick run (``python -m monai_ilm export``): ``{bundle: bundle folder}``."""
     from monai_ilm.export import export_bundle
 
-    return {bundle: export_bundle(bundle, output / "pretrain" / "mse_seed0", tmp_path_factory.mktemp(bundle) / "export",
-                                  image_size=64)
-            for bundle, output in quick_mse_runs.items()}  # fmt: skip
+    return {
+        bundle: export_bundle(
+            bundle, output / "pretrain" / "mse_seed0", tmp_path_factory.mktemp(bundle) / "export", image_size=64
+        )
+        for bundle, output in quick_mse_runs.items()
+    }

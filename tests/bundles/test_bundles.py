@@ -141,9 +141,12 @@ def test_speed_options_run_and_log_every_log_interval(bundle_data, tmp_path):
 
 def test_killed_run_resumes_with_the_same_command(bundle_data, tmp_path):
     bundle = BUNDLES_DIR / "nih_chestxray_ilm"
-    command = bundle_command(bundle, "pretrain.json", {
-        "dataset_dir": bundle_data["nih_chestxray_ilm"], "output_dir": tmp_path, "method": "mse", "max_epochs": 4},
-        extra_configs=["quick.json"])
+    command = bundle_command(
+        bundle,
+        "pretrain.json",
+        {"dataset_dir": bundle_data["nih_chestxray_ilm"], "output_dir": tmp_path, "method": "mse", "max_epochs": 4},
+        extra_configs=["quick.json"],
+    )
     models = tmp_path / "pretrain" / "mse_seed0" / "models"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -204,9 +207,19 @@ def test_bundles_share_one_recipe():
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_recipes_only_target_known_packages(bundle):
     allowed = ("monai_ilm.", "torch.", "ignite.", "monai.")
-    monai_short_names = {"CacheDataset", "DataLoader", "Dataset", "SimpleInferer", "ValidationHandler", "StatsHandler",
-                         "TensorBoardStatsHandler", "CheckpointSaver", "CheckpointLoader", "DistributedSampler",
-                         "SupervisedEvaluator"}
+    monai_short_names = {
+        "CacheDataset",
+        "DataLoader",
+        "Dataset",
+        "SimpleInferer",
+        "ValidationHandler",
+        "StatsHandler",
+        "TensorBoardStatsHandler",
+        "CheckpointSaver",
+        "CheckpointLoader",
+        "DistributedSampler",
+        "SupervisedEvaluator",
+    }
 
     def targets(node):
         if isinstance(node, dict):

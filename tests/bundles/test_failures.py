@@ -18,7 +18,7 @@ from monai.bundle import ConfigWorkflow
 from monai.bundle import run as bundle_run
 
 from monai_ilm.cli import bundle_command
-from monai_ilm.data import UnreadableImageError, load_datalist
+from monai_ilm.data import load_datalist
 from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR
 from tests.helpers import error_chain
 
@@ -90,8 +90,14 @@ def test_evaluation_stops_on_an_empty_split_before_training(bundle_data, tmp_pat
     monkeypatch.setattr(protocols, "load_datalist", without_test_rows)
     bundle = "diabetic_retinopathy_ilm"
     with pytest.raises(Exception) as error:
-        run_bundle(bundle, ("pretrain.json", "finetune.json", "quick.json"), bundle_data[bundle], tmp_path,
-                   method="supervised", label_fraction=1.0)  # fmt: skip
+        run_bundle(
+            bundle,
+            ("pretrain.json", "finetune.json", "quick.json"),
+            bundle_data[bundle],
+            tmp_path,
+            method="supervised",
+            label_fraction=1.0,
+        )
     assert "test split: has 0 images" in error_chain(error.value), error_chain(error.value)
     assert not (tmp_path / "evaluation").exists() or not list((tmp_path / "evaluation").rglob("*.pt"))
     assert not (tmp_path / "results").exists()
@@ -101,8 +107,9 @@ def test_evaluation_names_an_unreadable_image_before_training(bundle_data, tmp_p
     bundle = "diabetic_retinopathy_ilm"
     data, victim = damaged_copy(bundle_data[bundle], tmp_path / "dr", "dr", "test", cut_in_half)
     with pytest.raises(Exception) as error:
-        run_bundle(bundle, ("pretrain.json", "finetune.json", "quick.json"), data, tmp_path / "out",
-                   method="supervised")  # fmt: skip
+        run_bundle(
+            bundle, ("pretrain.json", "finetune.json", "quick.json"), data, tmp_path / "out", method="supervised"
+        )
     chain = error_chain(error.value)
     assert victim in chain and "skip_unreadable" in chain, chain
     assert not (tmp_path / "out" / "results").exists()
@@ -140,9 +147,12 @@ def test_unreadable_image_stops_pretraining_before_caching_or_is_skipped(bundle_
 )
 def test_failed_bundle_run_ends_with_the_root_cause(bundle, damage, bundle_data, tmp_path):
     data, victim = damaged_copy(bundle_data[bundle], tmp_path / "data", DATASET[bundle], "train", damage)
-    command = bundle_command(BUNDLES_DIR / bundle, "pretrain.json",
-                             {"dataset_dir": data, "output_dir": tmp_path / "out", "method": "moco"},
-                             extra_configs=["quick.json"])  # fmt: skip
+    command = bundle_command(
+        BUNDLES_DIR / bundle,
+        "pretrain.json",
+        {"dataset_dir": data, "output_dir": tmp_path / "out", "method": "moco"},
+        extra_configs=["quick.json"],
+    )
     result = subprocess.run(command, capture_output=True, text=True, env=ENV, check=False)
     assert result.returncode != 0
     line = last_line(result.stderr)
@@ -152,9 +162,24 @@ def test_failed_bundle_run_ends_with_the_root_cause(bundle, damage, bundle_data,
 def test_failed_experiment_ends_with_the_root_cause(bundle_data, tmp_path):
     bundle = "diabetic_retinopathy_ilm"
     data, victim = damaged_copy(bundle_data[bundle], tmp_path / "data", "dr", "val", cut_in_half)
-    command = [sys.executable, "-m", "monai_ilm", "experiment", "--bundle", bundle, "--dataset_dir", str(data),
-               "--output_dir", str(tmp_path / "out"), "--methods", "moco", "--fractions", "1.0", "--quick",
-               "--no_supervised"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "monai_ilm",
+        "experiment",
+        "--bundle",
+        bundle,
+        "--dataset_dir",
+        str(data),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--methods",
+        "moco",
+        "--fractions",
+        "1.0",
+        "--quick",
+        "--no_supervised",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=ENV, check=False)
     assert result.returncode != 0
     line = last_line(result.stderr)

@@ -76,8 +76,13 @@ def test_official_schema_rejects_the_old_metadata_layout():
 def test_exported_bundle_layout_version_and_metadata(bundle, exported_bundles):
     exported = exported_bundles[bundle]
     assert {p.name for p in exported.iterdir()} == {"configs", "docs", "models", "LICENSE", "large_files.yml"}
-    for name in ("configs/inference.json", "configs/metadata.json", "docs/README.md", "models/model.pt",
-                 "models/model.ts"):
+    for name in (
+        "configs/inference.json",
+        "configs/metadata.json",
+        "docs/README.md",
+        "models/model.pt",
+        "models/model.ts",
+    ):
         assert (exported / name).is_file(), name
     metadata, shipped = metadata_of(exported), metadata_of(BUNDLES_DIR / bundle)
     assert schema_errors(metadata) == []
@@ -95,14 +100,22 @@ def test_exported_bundle_layout_version_and_metadata(bundle, exported_bundles):
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
-def test_exported_bundle_net_in_out_and_torchscript_script_and_trace(bundle, exported_bundles, quick_mse_runs,
-                                                                     tmp_path):  # fmt: skip
+def test_exported_bundle_net_in_out_and_torchscript_script_and_trace(
+    bundle, exported_bundles, quick_mse_runs, tmp_path
+):
     exported = exported_bundles[bundle]
     meta, config = str(exported / "configs" / "metadata.json"), str(exported / "configs" / "inference.json")
     verify_net_in_out(net_id="network_def", meta_file=meta, config_file=config, device="cpu")
     traced = tmp_path / "model_trace.ts"
-    ckpt_export(net_id="network_def", filepath=str(traced), ckpt_file=str(exported / "models" / "model.pt"),
-                meta_file=meta, config_file=config, use_trace=True, input_shape=[1, 3, 64, 64])  # fmt: skip
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(traced),
+        ckpt_file=str(exported / "models" / "model.pt"),
+        meta_file=meta,
+        config_file=config,
+        use_trace=True,
+        input_shape=[1, 3, 64, 64],
+    )
     # the reference: the full pretraining network, eager, with the run's own weights
     eager = MoCo(resnet_encoder("resnet18"), queue_size=256).eval()
     run_weights = quick_mse_runs[bundle] / "pretrain" / "mse_seed0" / "models" / "model.pt"
@@ -117,12 +130,19 @@ def test_exported_bundle_net_in_out_and_torchscript_script_and_trace(bundle, exp
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
-def test_exported_bundle_infers_on_sample_data_with_complete_properties(bundle, exported_bundles, bundle_data,
-                                                                        tmp_path):  # fmt: skip
+def test_exported_bundle_infers_on_sample_data_with_complete_properties(
+    bundle, exported_bundles, bundle_data, tmp_path
+):
     exported = exported_bundles[bundle]
-    arguments = {"config_file": str(exported / "configs" / "inference.json"), "logging_file": False,
-                 "meta_file": str(exported / "configs" / "metadata.json"), "bundle_root": str(exported),
-                 "dataset_dir": str(bundle_data[bundle]), "output_dir": str(tmp_path), "num_workers": 0}  # fmt: skip
+    arguments = {
+        "config_file": str(exported / "configs" / "inference.json"),
+        "logging_file": False,
+        "meta_file": str(exported / "configs" / "metadata.json"),
+        "bundle_root": str(exported),
+        "dataset_dir": str(bundle_data[bundle]),
+        "output_dir": str(tmp_path),
+        "num_workers": 0,
+    }
     workflow = ConfigWorkflow(workflow_type="infer", **arguments)
     workflow.initialize()
     assert not workflow.check_properties()
@@ -139,14 +159,52 @@ def test_export_fills_performance_from_the_runs_rows_only(quick_mse_runs, tmp_pa
     run = quick_mse_runs["nih_chestxray_ilm"] / "pretrain" / "mse_seed0"
     results = tmp_path / "results"
     common = {"dataset": "nih", "method": "mse", "label_fraction": 0.01, "metric": "mean_auc", "n": 40}
-    write_results(results, [make_row(**common, protocol="linear", seed=0, value=0.6125, ci_low=0.51, ci_high=0.70,
-                                     run_id="linear_mse_s0", checkpoint=str(run / "models" / "model.pt"))])
-    write_results(results, [make_row(**common, protocol="linear", seed=1, value=0.7777, run_id="linear_mse_s1",
-                                     checkpoint="elsewhere/mse_seed1/models/model.pt")])  # another seed's run
-    write_results(results, [make_row(**{**common, "method": "moco"}, protocol="linear", seed=0, value=0.4444,
-                                     run_id="linear_moco_s0")])  # another method
-    write_results(results, [make_row(**common, protocol="linear", seed=None, value=0.6951, kind="seed_mean",
-                                     seeds="0,1", run_id="summary_linear_mse")])  # fmt: skip
+    write_results(
+        results,
+        [
+            make_row(
+                **common,
+                protocol="linear",
+                seed=0,
+                value=0.6125,
+                ci_low=0.51,
+                ci_high=0.70,
+                run_id="linear_mse_s0",
+                checkpoint=str(run / "models" / "model.pt"),
+            )
+        ],
+    )
+    write_results(
+        results,
+        [
+            make_row(
+                **common,
+                protocol="linear",
+                seed=1,
+                value=0.7777,
+                run_id="linear_mse_s1",
+                checkpoint="elsewhere/mse_seed1/models/model.pt",
+            )
+        ],
+    )  # another seed's run
+    write_results(
+        results,
+        [make_row(**{**common, "method": "moco"}, protocol="linear", seed=0, value=0.4444, run_id="linear_moco_s0")],
+    )  # another method
+    write_results(
+        results,
+        [
+            make_row(
+                **common,
+                protocol="linear",
+                seed=None,
+                value=0.6951,
+                kind="seed_mean",
+                seeds="0,1",
+                run_id="summary_linear_mse",
+            )
+        ],
+    )
     exported = export_bundle("nih_chestxray_ilm", run, tmp_path / "export", results_dir=results, image_size=64)
     readme = (exported / "docs" / "README.md").read_text()
     performance = readme.split("## Performance", 1)[1].split("\n## ", 1)[0]
@@ -161,8 +219,9 @@ def test_export_without_results_gives_no_numbers(quick_mse_runs, tmp_path):
     from monai_ilm.export import export_bundle
 
     run = quick_mse_runs["nih_chestxray_ilm"] / "pretrain" / "mse_seed0"
-    exported = export_bundle("nih_chestxray_ilm", run, tmp_path / "export", results_dir=tmp_path / "none",
-                             image_size=64)  # fmt: skip
+    exported = export_bundle(
+        "nih_chestxray_ilm", run, tmp_path / "export", results_dir=tmp_path / "none", image_size=64
+    )
     performance = (exported / "docs" / "README.md").read_text().split("## Performance", 1)[1].split("\n## ", 1)[0]
     assert "no numbers are given" in performance and "|" not in performance
     assert "eval_metrics" not in metadata_of(exported)
@@ -190,8 +249,12 @@ def test_pre_commit_rules_json_format_end_of_file_trailing_whitespace(bundle, ex
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_licence_is_the_full_apache_text(bundle):
     text = (BUNDLES_DIR / bundle / "LICENSE").read_text()
-    for heading in ("TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION", "1. Definitions.",
-                    "4. Redistribution.", "9. Accepting Warranty or Additional Liability.",
-                    "END OF TERMS AND CONDITIONS",
-                    "APPENDIX: How to apply the Apache License to your work."):  # fmt: skip
+    for heading in (
+        "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION",
+        "1. Definitions.",
+        "4. Redistribution.",
+        "9. Accepting Warranty or Additional Liability.",
+        "END OF TERMS AND CONDITIONS",
+        "APPENDIX: How to apply the Apache License to your work.",
+    ):
         assert heading in text, heading

@@ -80,43 +80,116 @@ def demo_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     results = root / "results"
     (root / "sample_data" / "nih").mkdir(parents=True)
-    pretraining = {"fingerprint": "e062185952796f2d", "status": "done",
-                   "settings": {"method": "moco", "seed": 0, "backbone": "resnet18", "image_size": 64, "max_epochs": 2,
-                                "queue_size": 256, "temperature": 0.07, "mse_weights": [0.25] * 4},
-                   "code_version": {"git_commit": "1739c5f4", "monai": "1.6.1", "monai_ilm": "0.1.0",
-                                    "torch": "2.14.1", "python": "3.11.7"}}  # fmt: skip
+    pretraining = {
+        "fingerprint": "e062185952796f2d",
+        "status": "done",
+        "settings": {
+            "method": "moco",
+            "seed": 0,
+            "backbone": "resnet18",
+            "image_size": 64,
+            "max_epochs": 2,
+            "queue_size": 256,
+            "temperature": 0.07,
+            "mse_weights": [0.25] * 4,
+        },
+        "code_version": {
+            "git_commit": "1739c5f4",
+            "monai": "1.6.1",
+            "monai_ilm": "0.1.0",
+            "torch": "2.14.1",
+            "python": "3.11.7",
+        },
+    }
     common = {"dataset": "nih", "seed": 0, "n": 36, "timestamp": "2026-01-01T00:00:00+00:00"}
 
     def write(run_id: str, rows: list[dict], protocol: str) -> None:
-        meta = {"fingerprint": "f" * 16, "settings": {"image_size": 64, "max_epochs": 3, "protocol": protocol},
-                "dataset_dir": str(root / "sample_data" / "nih"), "pretraining": pretraining,
-                "code_version": pretraining["code_version"], "device": "cpu", "seconds": 3.2, "seed": 0}  # fmt: skip
+        meta = {
+            "fingerprint": "f" * 16,
+            "settings": {"image_size": 64, "max_epochs": 3, "protocol": protocol},
+            "dataset_dir": str(root / "sample_data" / "nih"),
+            "pretraining": pretraining,
+            "code_version": pretraining["code_version"],
+            "device": "cpu",
+            "seconds": 3.2,
+            "seed": 0,
+        }
         write_results(results, [make_row(**common, run_id=run_id, **r) for r in rows], meta)
 
     for method, auc in (("moco", 0.55), ("mse", 0.60)):
-        finetune = [{"method": method, "protocol": "finetune", "label_fraction": f, "metric": "mean_auc", "value": auc,
-                     "ci_low": auc - 0.1, "ci_high": auc + 0.1} for f in (0.06, 1.0)]  # fmt: skip
-        finetune += [{"method": method, "protocol": "finetune", "label_fraction": 0.06, "metric": f"auc_{finding}",
-                      "value": auc + d} for finding, d in (("Effusion", 0.05), ("Mass", -0.02))]  # fmt: skip
+        finetune = [
+            {
+                "method": method,
+                "protocol": "finetune",
+                "label_fraction": f,
+                "metric": "mean_auc",
+                "value": auc,
+                "ci_low": auc - 0.1,
+                "ci_high": auc + 0.1,
+            }
+            for f in (0.06, 1.0)
+        ]
+        finetune += [
+            {
+                "method": method,
+                "protocol": "finetune",
+                "label_fraction": 0.06,
+                "metric": f"auc_{finding}",
+                "value": auc + d,
+            }
+            for finding, d in (("Effusion", 0.05), ("Mass", -0.02))
+        ]
         write(f"nih-finetune-{method}-seed0-frac0.06", finetune, "finetune")
-        cka = [{"method": method, "protocol": "feature_reuse", "label_fraction": 0.06, "block": i,
-                "metric": "cka_linear" if i == j else f"cka_linear@b{j}", "value": 1.0 if i == j else 0.99}
-               for i in (1, 2, 3, 4) for j in (1, 2, 3, 4)]  # fmt: skip
+        cka = [
+            {
+                "method": method,
+                "protocol": "feature_reuse",
+                "label_fraction": 0.06,
+                "block": i,
+                "metric": "cka_linear" if i == j else f"cka_linear@b{j}",
+                "value": 1.0 if i == j else 0.99,
+            }
+            for i in (1, 2, 3, 4)
+            for j in (1, 2, 3, 4)
+        ]
         write(f"nih-feature_reuse-{method}-seed0-frac0.06", cka, "feature_reuse")
-        write(f"nih-ks-{method}-seed0-frac0.06", [{"method": method, "protocol": "ks", "label_fraction": 0.06,
-                                                   "metric": "ks_vs_100", "value": 0.3}], "ks")  # fmt: skip
-    summary = {**common, "seed": None, "seeds": "0", "run_id": "summary-nih", "protocol": "finetune",
-               "label_fraction": 0.06, "metric": "mean_auc"}  # fmt: skip
-    write_results(results, [make_row(**summary, method="mse", kind="paired_difference", baseline="moco", value=0.05,
-                                     ci_low=-0.08, ci_high=0.17),
-                            make_row(**summary, method="mse", kind="seed_mean", value=0.60, ci_low=0.50,
-                                     ci_high=0.70)], {"kind": "summary"})  # fmt: skip
+        write(
+            f"nih-ks-{method}-seed0-frac0.06",
+            [{"method": method, "protocol": "ks", "label_fraction": 0.06, "metric": "ks_vs_100", "value": 0.3}],
+            "ks",
+        )
+    summary = {
+        **common,
+        "seed": None,
+        "seeds": "0",
+        "run_id": "summary-nih",
+        "protocol": "finetune",
+        "label_fraction": 0.06,
+        "metric": "mean_auc",
+    }
+    write_results(
+        results,
+        [
+            make_row(
+                **summary,
+                method="mse",
+                kind="paired_difference",
+                baseline="moco",
+                value=0.05,
+                ci_low=-0.08,
+                ci_high=0.17,
+            ),
+            make_row(**summary, method="mse", kind="seed_mean", value=0.60, ci_low=0.50, ci_high=0.70),
+        ],
+        {"kind": "summary"},
+    )
     run = root / "pretrain" / "moco_seed0"
     run.mkdir(parents=True)
     (run / "run_settings.json").write_text(json.dumps(pretraining), encoding="utf-8")
     # as the trainer logs: iteration losses at step = iteration, epoch means at step = epoch, under one tag
-    lines = ["step,tag,value"] + [f"{s},loss,{v}" for s, v in ((1, 5), (2, 4), (3, 3), (1, 4), (4, 3), (5, 3), (6, 2),
-                                                               (2, 2.7))]  # fmt: skip
+    lines = ["step,tag,value"] + [
+        f"{s},loss,{v}" for s, v in ((1, 5), (2, 4), (3, 3), (1, 4), (4, 3), (5, 3), (6, 2), (2, 2.7))
+    ]
     lines += [f"{e},health/effective_rank_layer{k},1.{k}" for e in (1, 2) for k in (1, 2, 3, 4)] + ["2,val_loss,4.0"]
     (run / "metrics.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return results

@@ -41,8 +41,13 @@ PAGES = {
 }
 # the same pages with demo-shaped results (tests/dashboard/conftest.py ``demo_like``), or the real output of
 # ``python -m monai_ilm demo`` when $MONAI_ILM_DEMO_RESULTS points at its results folder
-DEMO_PAGES = {**PAGES, "": ("Results overview", 0), "label-efficiency": ("Label efficiency", 1),
-              "probing": ("Layer-wise probing", 0), "findings": ("KS distance and findings", 2)}  # fmt: skip
+DEMO_PAGES = {
+    **PAGES,
+    "": ("Results overview", 0),
+    "label-efficiency": ("Label efficiency", 1),
+    "probing": ("Layer-wise probing", 0),
+    "findings": ("KS distance and findings", 2),
+}
 SCREENSHOT_NAMES = {"": "overview"}
 # Console messages that are not errors of the app, each with the reason; anything else fails the test.
 BENIGN_CONSOLE = (

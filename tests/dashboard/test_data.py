@@ -140,12 +140,24 @@ def test_sample_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_seed_intervals_come_from_the_runner_summary_rows() -> None:
-    runs = [_row(seed=0, value=0.60, ci_low=0.58, ci_high=0.62, run_id="a"),
-            _row(seed=1, value=0.64, ci_low=0.61, ci_high=0.66, run_id="b")]  # fmt: skip
-    summary = _row(seed=None, kind="seed_mean", seeds="0,1", value=0.62, ci_low=0.55, ci_high=0.69,
-                   run_id="summary-nih")  # fmt: skip
-    diff = _row(seed=None, kind="paired_difference", baseline="moco", seeds="0,1", method="mse", value=0.03,
-                ci_low=0.01, ci_high=0.05, run_id="summary-nih")  # fmt: skip
+    runs = [
+        _row(seed=0, value=0.60, ci_low=0.58, ci_high=0.62, run_id="a"),
+        _row(seed=1, value=0.64, ci_low=0.61, ci_high=0.66, run_id="b"),
+    ]
+    summary = _row(
+        seed=None, kind="seed_mean", seeds="0,1", value=0.62, ci_low=0.55, ci_high=0.69, run_id="summary-nih"
+    )
+    diff = _row(
+        seed=None,
+        kind="paired_difference",
+        baseline="moco",
+        seeds="0,1",
+        method="mse",
+        value=0.03,
+        ci_low=0.01,
+        ci_high=0.05,
+        run_id="summary-nih",
+    )
     rows = validate(pd.DataFrame([*runs, summary, diff]))
     both_seeds = data.Filters(("nih",), ("moco", "mse"), (0, 1), ("finetune",))
     cell = data.aggregate_seeds(data.apply_filters(rows, both_seeds))

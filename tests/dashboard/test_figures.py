@@ -89,8 +89,18 @@ def test_training_curves_keep_iteration_and_epoch_values_apart() -> None:
     """The trainer logs iteration losses at step = iteration and epoch means at step = epoch under one tag."""
     steps = [1, 2, 3, 4, 1, 5, 6, 7, 8, 2]  # 4 iterations per epoch, the epoch mean logged after each epoch
     values = [5.0, 4.0, 3.0, 2.0, 3.5, 1.9, 1.8, 1.7, 1.6, 1.75]
-    frame = pd.DataFrame({"run": "moco_seed0", "method": "moco", "seed": 0, "source": "tb", "tag": "loss",
-                          "step": steps, "value": values, "wall_time": np.arange(10.0)})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "run": "moco_seed0",
+            "method": "moco",
+            "seed": 0,
+            "source": "tb",
+            "tag": "loss",
+            "step": steps,
+            "value": values,
+            "wall_time": np.arange(10.0),
+        }
+    )
     frame = frame.assign(axis=logs.step_axis("loss", steps))
     assert list(frame["axis"]) == ["iteration"] * 4 + ["epoch"] + ["iteration"] * 4 + ["epoch"]
     assert list(logs.step_axis("val_loss", [1, 2])) == ["epoch", "epoch"]

@@ -41,11 +41,25 @@ def test_throughput_from_wall_times() -> None:
 
     # 2 epochs of 4 iterations, one iteration per second, epoch means logged at step = epoch
     steps = [1, 2, 3, 4, 1, 5, 6, 7, 8, 2]
-    frame = pd.DataFrame({"run": "mse_seed0", "tag": "loss", "step": steps, "value": 1.0,
-                          "wall_time": [0, 1, 2, 3, 3.5, 4, 5, 6, 7, 7.5]})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "run": "mse_seed0",
+            "tag": "loss",
+            "step": steps,
+            "value": 1.0,
+            "wall_time": [0, 1, 2, 3, 3.5, 4, 5, 6, 7, 7.5],
+        }
+    )
     frame = frame.assign(axis=logs.step_axis("loss", steps))
     runs = pd.DataFrame({"run": ["mse_seed0"], "batch_size": [8]})
     out = provenance.throughput(frame, runs)
-    assert out.to_dict("records") == [{"run": "mse_seed0", "epochs": 2, "seconds_per_epoch": 4.0,
-                                       "iterations_per_second": 1.0, "samples_per_second": 8.0}]  # fmt: skip
+    assert out.to_dict("records") == [
+        {
+            "run": "mse_seed0",
+            "epochs": 2,
+            "seconds_per_epoch": 4.0,
+            "iterations_per_second": 1.0,
+            "samples_per_second": 8.0,
+        }
+    ]
     assert provenance.throughput(frame.assign(wall_time=np.nan), runs).empty  # metrics.csv has no wall times

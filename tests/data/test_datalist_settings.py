@@ -165,8 +165,14 @@ class TestBundles:
     @pytest.mark.parametrize("bundle", BUNDLES)
     def test_every_initialize_validates_the_settings(self, bundle):
         configs = BUNDLES_DIR / bundle / "configs"
-        for name in ("pretrain.json", "multi_gpu.json", "finetune.json", "linear_probe.json", "probe_layers.json",
-                     "feature_reuse.json"):  # fmt: skip
+        for name in (
+            "pretrain.json",
+            "multi_gpu.json",
+            "finetune.json",
+            "linear_probe.json",
+            "probe_layers.json",
+            "feature_reuse.json",
+        ):
             calls = [c for c in json.loads((configs / name).read_text())["initialize"] if "validate_pretrain" in c]
             assert calls and all(f"{key}=@{key}" in calls[0] for key in SETTINGS), name
 
@@ -187,9 +193,17 @@ def test_evaluation_reads_the_split_pretraining_reads(tmp_path):
     root = make_nih_sample(tmp_path / "nih", n_patients=30, images_per_patient=2, image_size=16, chexnet_lists=True)
     from monai_ilm.evaluation import EvaluationRun
 
-    run = EvaluationRun(protocol="linear", dataset_name="nih", dataset_dir=str(root), output_dir=str(tmp_path / "out"),
-                        method="supervised", backbone="resnet18", image_size=16, device="cpu",
-                        datalist_options={"split_source": "chexnet"})  # fmt: skip
+    run = EvaluationRun(
+        protocol="linear",
+        dataset_name="nih",
+        dataset_dir=str(root),
+        output_dir=str(tmp_path / "out"),
+        method="supervised",
+        backbone="resnet18",
+        image_size=16,
+        device="cpu",
+        datalist_options={"split_source": "chexnet"},
+    )
     listed = [line.split()[0] for line in (root / "labels" / "val_list.txt").read_text().splitlines()]
     assert [row["image_name"] for row in run.loader("val").dataset.data] == listed
     shutil.rmtree(root / "labels")

@@ -71,9 +71,17 @@ def tiny_nih(tmp_path_factory):
 def _evaluation_run(root, output_dir):
     from monai_ilm.evaluation import EvaluationRun
 
-    return EvaluationRun(protocol="linear", dataset_name="nih", dataset_dir=str(root), output_dir=str(output_dir),
-                         method="supervised", backbone="resnet18", image_size=16, batch_size=5,
-                         device="cpu")  # fmt: skip
+    return EvaluationRun(
+        protocol="linear",
+        dataset_name="nih",
+        dataset_dir=str(root),
+        output_dir=str(output_dir),
+        method="supervised",
+        backbone="resnet18",
+        image_size=16,
+        batch_size=5,
+        device="cpu",
+    )
 
 
 def test_predictions_are_named_by_image(tiny_nih, tmp_path):

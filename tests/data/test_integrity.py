@@ -87,7 +87,7 @@ def damaged(tmp_path, files):
 def test_quick_check_rejects_what_a_full_decode_rejects(files, damaged, tmp_path):
     from monai_ilm.data.integrity import quick_check_image
 
-    for name, path in damaged.items():
+    for path in damaged.values():
         with pytest.raises(UnreadableImageError):
             check_image_readable(path)  # the reference: every pixel decoded
         with pytest.raises(UnreadableImageError, match=f"image file '{path}' cannot be read"):
@@ -162,8 +162,11 @@ def test_check_datalists_stops_a_split_that_gives_no_batch(tmp_path, sizes, batc
 
 @pytest.mark.parametrize(
     "sizes, batch_size, drop_last, replicas",
-    [({"train": 8, "val": 8}, 8, True, 1), ({"train": 1, "val": 1, "test": 1}, 16, False, 1),
-     ({"train": 16, "val": 17}, 8, True, 2)],
+    [
+        ({"train": 8, "val": 8}, 8, True, 1),
+        ({"train": 1, "val": 1, "test": 1}, 16, False, 1),
+        ({"train": 16, "val": 17}, 8, True, 2),
+    ],
 )
 def test_check_datalists_passes_splits_that_fill_a_batch(sizes, batch_size, drop_last, replicas):
     from monai_ilm.data.integrity import check_datalists

@@ -61,9 +61,10 @@ class TestGeneratedLayout:
         flat.mkdir()
         for png in nih_dir.glob("images_*/images/*.png"):
             shutil.copy(png, flat / png.name)
-        with open(nih_dir / "Data_Entry_2017_v2020.csv", "rb") as src, gzip.open(
-            flat / "Data_Entry_2017.csv.gz", "wb"
-        ) as dst:
+        with (
+            open(nih_dir / "Data_Entry_2017_v2020.csv", "rb") as src,
+            gzip.open(flat / "Data_Entry_2017.csv.gz", "wb") as dst,
+        ):
             dst.write(src.read())
         for name in ("train_val_list.txt", "test_list.txt"):
             shutil.copy(nih_dir / name, flat / name)

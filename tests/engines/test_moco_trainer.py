@@ -32,7 +32,9 @@ def build(method: str = "mse", max_epochs: int = 1, data=None, momentum: float =
         handlers.insert(0, IntermediateLayerLossHandler(loss))
         params += list(loss.parameters())
     optimizer = torch.optim.SGD(params, lr=0.03, momentum=0.9, weight_decay=1e-4)
-    trainer = MoCoTrainer("cpu", max_epochs, data or pattern_batches(2, 8), net, optimizer, train_handlers=handlers, **kwargs)
+    trainer = MoCoTrainer(
+        "cpu", max_epochs, data or pattern_batches(2, 8), net, optimizer, train_handlers=handlers, **kwargs
+    )
     return trainer, net, loss, optimizer
 
 
@@ -149,7 +151,9 @@ def test_save_load_continue_equals_uninterrupted_run(tmp_path):
 
     first, net1, loss1, opt1 = build("barlow", max_epochs=2, data=data)
     saver = CheckpointSaver(
-        str(tmp_path), {"network": net1, "intermediate_loss": loss1, "optimizer": opt1, "trainer": first}, save_final=True
+        str(tmp_path),
+        {"network": net1, "intermediate_loss": loss1, "optimizer": opt1, "trainer": first},
+        save_final=True,
     )
     saver.attach(first)
     first.run()
@@ -157,7 +161,9 @@ def test_save_load_continue_equals_uninterrupted_run(tmp_path):
     assert checkpoint.exists()
 
     second, net2, loss2, opt2 = build("barlow", max_epochs=3, data=data)
-    loader = CheckpointLoader(str(checkpoint), {"network": net2, "intermediate_loss": loss2, "optimizer": opt2, "trainer": second})
+    loader = CheckpointLoader(
+        str(checkpoint), {"network": net2, "intermediate_loss": loss2, "optimizer": opt2, "trainer": second}
+    )
     loader.attach(second)
     second.run()
     assert second.state.epoch == 3 and second.state.iteration == 6
@@ -179,10 +185,15 @@ def test_channels_last_trains_like_the_default_layout():
     for channels_last in (False, True):
         trainer, net, _, optimizer = build("mse", max_epochs=1, data=data, channels_last=channels_last)
         record = {"losses": [], "layouts": []}
-        trainer.add_event_handler(IterationEvents.FORWARD_COMPLETED, lambda e, r=record: r["layouts"].append(
-            e.state.output["pred"]["query_stages"][0].is_contiguous(memory_format=torch.channels_last)))
-        trainer.add_event_handler(IterationEvents.MODEL_COMPLETED, lambda e, r=record: r["losses"].append(
-            e.state.output["loss"].item()))
+        trainer.add_event_handler(
+            IterationEvents.FORWARD_COMPLETED,
+            lambda e, r=record: r["layouts"].append(
+                e.state.output["pred"]["query_stages"][0].is_contiguous(memory_format=torch.channels_last)
+            ),
+        )
+        trainer.add_event_handler(
+            IterationEvents.MODEL_COMPLETED, lambda e, r=record: r["losses"].append(e.state.output["loss"].item())
+        )
         trainer.run()
         runs[channels_last] = (net, optimizer, record)
     net, optimizer, record = runs[True]
@@ -203,7 +214,9 @@ def test_channels_last_gradients_match_a_float64_reference():
         net = copy.deepcopy(start).to(dtype)
         if channels_last:
             to_channels_last(net)
-        x1, x2 = (x.to(dtype) for x in prepare_views(batch, ("view1", "view2"), torch.device("cpu"), False, channels_last))
+        x1, x2 = (
+            x.to(dtype) for x in prepare_views(batch, ("view1", "view2"), torch.device("cpu"), False, channels_last)
+        )
         out = net(x1, x2)
         InfoNCELoss()(out["query"], out["key"], net.queue).backward()
         return {name: p.grad.double() for name, p in net.named_parameters() if p.grad is not None}

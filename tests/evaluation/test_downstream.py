@@ -35,7 +35,6 @@ from monai_ilm.results import validate
 from tests.helpers import tiny_moco
 
 
-
 def brightness_items(n: int, seed: int, n_findings: int = 0, offset: float = 0.3) -> list[dict]:
     """32 px images whose mean brightness (single-label) or channel brightness (multi-label) encodes the label."""
     g = torch.Generator().manual_seed(seed)
@@ -150,9 +149,16 @@ def test_test_evaluation_uses_the_best_validation_weights(tmp_path):
     head, (train, val, test), (x_te, y_te) = diverging_problem()
     snapshots = WeightSnapshots(head)
     fit = fit_downstream(
-        head, train, val, "binary_auc", max_epochs=4, lr=0.05, device="cpu", val_handlers=[snapshots],
+        head,
+        train,
+        val,
+        "binary_auc",
+        max_epochs=4,
+        lr=0.05,
+        device="cpu",
+        val_handlers=[snapshots],
         ckpt_dir=tmp_path,
-    )  # fmt: skip
+    )
     assert len(fit.history) == 4 and fit.history[-1] < max(fit.history)
     assert fit.best_epoch == int(np.argmax(fit.history)) + 1 < 4
     assert fit.selected_epoch == fit.best_epoch
@@ -261,9 +267,17 @@ def test_run_downstream_is_reproducible_and_writes_valid_rows():
     def run():
         net = downstream_network(None, 2, freeze_encoder=True, encoder_name="resnet18", seed=0)
         return run_downstream(
-            net, loader(items_tr, shuffle=True), loader(items_va), loader(items_te), "f1", max_epochs=2,
-            device="cpu", seed=0, n_resamples=100, id_key="id",
-        )  # fmt: skip
+            net,
+            loader(items_tr, shuffle=True),
+            loader(items_va),
+            loader(items_te),
+            "f1",
+            max_epochs=2,
+            device="cpu",
+            seed=0,
+            n_resamples=100,
+            id_key="id",
+        )
 
     a, b = run(), run()
     np.testing.assert_array_equal(a.logits, b.logits)
@@ -282,13 +296,16 @@ def test_amp_applies_to_training_only_and_test_predictions_stay_float32(monkeypa
     seen = []
     train, test = SupervisedTrainer.run, downstream.predict
     monkeypatch.setattr(SupervisedTrainer, "run", lambda self: seen.append(("fit", self.amp)) or train(self))
-    monkeypatch.setattr(downstream, "predict", lambda *a, **k: seen.append(("test", k.get("amp", False))) or test(*a, **k))
+    monkeypatch.setattr(
+        downstream, "predict", lambda *a, **k: seen.append(("test", k.get("amp", False))) or test(*a, **k)
+    )
     items = brightness_items(8, 1)
     net = downstream_network(None, 2, freeze_encoder=True, encoder_name="resnet18", seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # amp on a machine without CUDA: MONAI's autocast and scaler disable themselves
-        result = run_downstream(net, loader(items), loader(items), loader(items), "f1", max_epochs=1, device="cpu",
-                                n_resamples=0, amp=True)  # fmt: skip
+        result = run_downstream(
+            net, loader(items), loader(items), loader(items), "f1", max_epochs=1, device="cpu", n_resamples=0, amp=True
+        )
     assert seen == [("fit", True), ("test", False)]
     assert result.logits.dtype == np.float64 and result.fit.selected_epoch == 1
 

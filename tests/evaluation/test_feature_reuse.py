@@ -25,7 +25,6 @@ from monai_ilm.networks import resnet_encoder
 from monai_ilm.results import validate
 
 
-
 def items(n: int = 20, seed: int = 0) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
     return [{"image": torch.rand(3, 32, 32, generator=g), "label": i % 2, "id": f"img{i}"} for i in range(n)]
@@ -131,8 +130,9 @@ def _closed_form_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
 
 def test_matrix_rows_hold_every_off_diagonal_block_pair(encoders):
     before, after = encoders
-    result = feature_reuse(before, after, DataLoader(items(), batch_size=6), matrix=True, keep_features=True,
-                           device="cpu")  # fmt: skip
+    result = feature_reuse(
+        before, after, DataLoader(items(), batch_size=6), matrix=True, keep_features=True, device="cpu"
+    )
     table = validate(pd.DataFrame(feature_reuse_rows(result, "nih", "mse", 0.01, 0, "reuse-1")))
     plain = table[table["metric"] == "cka_linear"]
     assert list(plain["block"]) == [1, 2, 3, 4]
@@ -142,5 +142,4 @@ def test_matrix_rows_hold_every_off_diagonal_block_pair(encoders):
         j = int(row.metric.split("@b")[1])
         assert j != row.block
         x, y = result.before.block(int(row.block)), result.after.block(j)
-        assert row.value == pytest.approx(_closed_form_linear_cka(x.astype(np.float64), y.astype(np.float64)),
-                                          rel=1e-5)  # fmt: skip
+        assert row.value == pytest.approx(_closed_form_linear_cka(x.astype(np.float64), y.astype(np.float64)), rel=1e-5)

@@ -97,7 +97,6 @@ class TestStandardErrorValue:
         res = bootstrap_ci(roc_auc_score, y, score, n_resamples=50, seed=2)
         assert res.value == res.full_value == pytest.approx(roc_auc_score(y, score), abs=1e-12)
 
-
     def test_results_row_reports_the_value_of_its_interval(self):
         from monai_ilm.evaluation.downstream import Predictions, downstream_rows, score_predictions
 
@@ -106,9 +105,12 @@ class TestStandardErrorValue:
         logits = np.stack([np.zeros(24), 0.8 * y + np.random.default_rng(8).normal(size=24)], axis=1)
         full = roc_auc_score(y, logits[:, 1])
         res = score_predictions(
-            Predictions(logits, y.astype(float), [str(i) for i in range(24)]), "binary_auc", n_resamples=300,
-            ci_method="standard_error", seed=8,
-        )  # fmt: skip
+            Predictions(logits, y.astype(float), [str(i) for i in range(24)]),
+            "binary_auc",
+            n_resamples=300,
+            ci_method="standard_error",
+            seed=8,
+        )
         boot = []
         for i in resample_indices(24, 300, 8):
             pos, neg = logits[i, 1][y[i] == 1], logits[i, 1][y[i] == 0]

@@ -51,8 +51,11 @@ class TestMeanAuc:
         y[:, 3] = 1  # no negative in this split
         logits = gen.normal(size=(40, 4)) + y
         names = ["Atelectasis", "Cardiomegaly", "Effusion", "Hernia"]
-        with pytest.warns(UserWarning, match=r"y_true: .*'Cardiomegaly' \(column 1: no positive label\).*'Hernia' "
-                          r"\(column 3: no negative label\).*over the 2 other findings"):
+        with pytest.warns(
+            UserWarning,
+            match=r"y_true: .*'Cardiomegaly' \(column 1: no positive label\).*'Hernia' "
+            r"\(column 3: no negative label\).*over the 2 other findings",
+        ):
             res = mean_auc(y, logits, class_names=names)
         expected = [roc_auc_score(y[:, c], logits[:, c]) for c in (0, 2)]
         assert res.skipped == (1, 3)

@@ -23,7 +23,6 @@ from monai_ilm.networks import resnet_encoder
 from monai_ilm.results import validate
 
 
-
 def brightness_items(n: int, seed: int, offset: float = 0.3) -> list[dict]:
     """Class 1 images are brighter: the class is linearly present in the globally pooled input."""
     g = torch.Generator().manual_seed(seed)
@@ -43,9 +42,16 @@ def test_probes_of_all_four_blocks_beat_chance_and_leave_the_encoder_untouched(e
     before = copy.deepcopy(encoder.state_dict())
     splits = [DataLoader(brightness_items(n, seed, 0.1), batch_size=8) for n, seed in ((32, 1), (24, 2), (24, 3))]
     results = probe_blocks(
-        encoder, *splits, "binary_auc", max_epochs=20, lr=1e-2, batch_size=8, device="cpu", n_resamples=100,
+        encoder,
+        *splits,
+        "binary_auc",
+        max_epochs=20,
+        lr=1e-2,
+        batch_size=8,
+        device="cpu",
+        n_resamples=100,
         id_key="id",
-    )  # fmt: skip
+    )
     assert list(results) == [1, 2, 3, 4]
     for block, r in results.items():
         assert r.value > 0.8, f"block {block}: AUC {r.value}"
@@ -87,9 +93,18 @@ def test_multilabel_probe_on_cached_features():
         return StageFeatures([informative.numpy(), noise.numpy()], (1, 2), y.numpy(), [str(i) for i in range(n)])
 
     results = probe_features(
-        split(64), split(32), split(48), "multilabel", max_epochs=15, lr=5e-2, batch_size=16, device="cpu",
-        n_resamples=50, ci_method="standard_error", standardize=True,
-    )  # fmt: skip
+        split(64),
+        split(32),
+        split(48),
+        "multilabel",
+        max_epochs=15,
+        lr=5e-2,
+        batch_size=16,
+        device="cpu",
+        n_resamples=50,
+        ci_method="standard_error",
+        standardize=True,
+    )
     assert results[1].value > 0.9 and results[1].value > results[2].value
     assert results[1].per_class.shape == (3,) and results[1].logits.shape == (48, 3)
 
@@ -126,9 +141,9 @@ class _StopProbe(Exception):
 
 def test_probe_cell_trains_with_the_evaluation_settings(tmp_path, monkeypatch):
     """evaluation_lr, evaluation_batch_size and evaluation_epochs reach the probe's optimiser, batches and trainer."""
-    import monai_ilm.evaluation.probing as probing
     from ignite.engine import Events
 
+    import monai_ilm.evaluation.probing as probing
     from monai_ilm.evaluation import EvaluationRun
 
     seen = {"lr": set(), "batches": []}
@@ -150,11 +165,22 @@ def test_probe_cell_trains_with_the_evaluation_settings(tmp_path, monkeypatch):
 
     items = {"train": brightness_items(10, 1), "val": brightness_items(6, 2), "test": brightness_items(6, 3)}
     monkeypatch.setattr(probing, "fit_downstream", fit_first_block_only)
-    monkeypatch.setattr(EvaluationRun, "loader", lambda self, split, train=False: DataLoader(items[split], batch_size=3))
+    monkeypatch.setattr(
+        EvaluationRun, "loader", lambda self, split, train=False: DataLoader(items[split], batch_size=3)
+    )
     run = EvaluationRun(
-        protocol="probe", dataset_name="dr", dataset_dir=str(tmp_path), output_dir=str(tmp_path / "out"),
-        method="supervised", backbone="resnet18", batch_size=4, lr=0.05, max_epochs=2, n_resamples=10, device="cpu",
-    )  # fmt: skip
+        protocol="probe",
+        dataset_name="dr",
+        dataset_dir=str(tmp_path),
+        output_dir=str(tmp_path / "out"),
+        method="supervised",
+        backbone="resnet18",
+        batch_size=4,
+        lr=0.05,
+        max_epochs=2,
+        n_resamples=10,
+        device="cpu",
+    )
     with pytest.raises(_StopProbe):
         run._run_probe()
     assert seen["lr"] == {0.05}

@@ -8,8 +8,13 @@ from monai_ilm.evaluation import EvaluationRun
 
 
 def make(tmp_path, **kwargs):
-    fields = dict(protocol="finetune", dataset_name="nih", dataset_dir=str(tmp_path), output_dir=str(tmp_path / "out"),
-                  method="mse")  # fmt: skip
+    fields = dict(
+        protocol="finetune",
+        dataset_name="nih",
+        dataset_dir=str(tmp_path),
+        output_dir=str(tmp_path / "out"),
+        method="mse",
+    )
     return EvaluationRun(**{**fields, **kwargs})
 
 
@@ -29,7 +34,9 @@ def test_bad_settings_are_named(tmp_path, kwargs, error, match):
 
 def test_feature_reuse_needs_the_finetune_outputs(tmp_path):
     run = make(tmp_path, protocol="ks", label_fraction=0.01)
-    with pytest.raises(FileNotFoundError, match="run the finetune protocol for method 'mse', seed 0, label_fraction 0.01"):
+    with pytest.raises(
+        FileNotFoundError, match="run the finetune protocol for method 'mse', seed 0, label_fraction 0.01"
+    ):
         run._finetune_output("predictions.npz")
 
 
@@ -88,4 +95,5 @@ def test_ks_is_fingerprinted_by_the_predictions_it_compares(tmp_path):
         (run.cell_dir("finetune", fraction) / "predictions.npz").write_bytes(b"p%g" % fraction)
     assert set(run.input_hashes()) == {"predictions", "predictions_full_labels"}
     assert make(tmp_path, protocol="ks", label_fraction=0.01, method="supervised", lr=0.5).fingerprint() == (
-        run.fingerprint())
+        run.fingerprint()
+    )

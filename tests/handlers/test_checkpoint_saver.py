@@ -24,11 +24,15 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         engine.run([0], max_epochs=2)
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model_epoch=1.pt"]  # no partial or temporary file
-    torch.testing.assert_close(torch.load(tmp_path / "model_epoch=1.pt", weights_only=True)["weight"], model.weight.detach())
+    torch.testing.assert_close(
+        torch.load(tmp_path / "model_epoch=1.pt", weights_only=True)["weight"], model.weight.detach()
+    )
 
 
 def test_fixed_final_filename(tmp_path):
     engine = Engine(lambda e, b: None)
-    AtomicCheckpointSaver(str(tmp_path), {"model": torch.nn.Linear(2, 2)}, save_final=True, final_filename="final.pt").attach(engine)
+    AtomicCheckpointSaver(
+        str(tmp_path), {"model": torch.nn.Linear(2, 2)}, save_final=True, final_filename="final.pt"
+    ).attach(engine)
     engine.run([0], max_epochs=1)
     assert (tmp_path / "final.pt").exists()

@@ -14,14 +14,26 @@ def test_adds_selected_layers_to_the_loss():
     net = tiny_moco()
     loss = IntermediateMSELoss(weights=(0.5, 2.0), pool_sizes=(2, 1))
     optimizer = torch.optim.SGD(net.parameters(), lr=0.0)  # lr 0: the network stays as built
-    trainer = MoCoTrainer("cpu", 1, pattern_batches(1, 4), net, optimizer, train_handlers=[IntermediateLayerLossHandler(loss, layers=("layer3", "layer4"))])
+    trainer = MoCoTrainer(
+        "cpu",
+        1,
+        pattern_batches(1, 4),
+        net,
+        optimizer,
+        train_handlers=[IntermediateLayerLossHandler(loss, layers=("layer3", "layer4"))],
+    )
     captured = {}
     trainer.add_event_handler(IterationEvents.BACKWARD_COMPLETED, lambda e: captured.update(e.state.output))
     trainer.run()
     out = captured["pred"]
     q3, k3 = out["query_stages"][2], out["key_stages"][2]
     q4, k4 = out["query_stages"][3], out["key_stages"][3]
-    expected3 = 0.5 * ((torch.nn.functional.adaptive_avg_pool2d(q3, 2) - torch.nn.functional.adaptive_avg_pool2d(k3, 2)) ** 2).mean()
+    expected3 = (
+        0.5
+        * (
+            (torch.nn.functional.adaptive_avg_pool2d(q3, 2) - torch.nn.functional.adaptive_avg_pool2d(k3, 2)) ** 2
+        ).mean()
+    )
     expected4 = 2.0 * ((q4.mean((2, 3)) - k4.mean((2, 3))) ** 2).mean()
     assert captured["loss_layer3"].item() == pytest.approx(expected3.item(), rel=1e-5)
     assert captured["loss_layer4"].item() == pytest.approx(expected4.item(), rel=1e-5)
@@ -32,7 +44,12 @@ def test_adds_selected_layers_to_the_loss():
 
 @pytest.mark.parametrize(
     "layers, match",
-    [(("layer5",), "layers"), (("layer1", "layer1"), "layers"), ((), "layers"), (("layer1", "layer2"), "per-layer terms")],
+    [
+        (("layer5",), "layers"),
+        (("layer1", "layer1"), "layers"),
+        ((), "layers"),
+        (("layer1", "layer2"), "per-layer terms"),
+    ],
 )
 def test_errors(layers, match):
     with pytest.raises(ValueError, match=match):

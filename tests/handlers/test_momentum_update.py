@@ -24,7 +24,11 @@ def test_cosine_schedule_closed_form():
 def test_handler_follows_the_schedule_over_a_run():
     net = tiny_moco()
     trainer = MoCoTrainer(
-        "cpu", 2, pattern_batches(2, 4), net, torch.optim.SGD(net.parameters(), lr=0.01),
+        "cpu",
+        2,
+        pattern_batches(2, 4),
+        net,
+        torch.optim.SGD(net.parameters(), lr=0.01),
         train_handlers=[MomentumUpdateHandler(0.9, schedule="cosine")],
     )
     seen = []

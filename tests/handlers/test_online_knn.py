@@ -60,11 +60,14 @@ def _rng_states() -> tuple:
 def test_handler_metric_and_untouched_moco_state(multi_label):
     rng = np.random.default_rng(0)
     if multi_label:
+
         def make(n):
             return (rng.random((n, 3)) < 0.5).astype(np.float32)
     else:
+
         def make(n):
             return rng.integers(0, 2, n)
+
     train_labels, val_labels = make(40), make(24)
     train, val = _images(40, list(train_labels), 1), _images(24, list(val_labels), 2)
     handler = OnlineKNNHandler(train, val, transform=lambda d: d, bank_size=40, val_size=24, batch_size=16)

@@ -62,8 +62,13 @@ def test_collapse_stops_after_patience_with_a_clear_message():
     handler.collect(engine)
     handler(engine)  # healthy
     assert set(engine.state.metrics) == {
-        "health/effective_rank", "health/embedding_std", "health/alignment", "health/uniformity",
-        "health/effective_rank_layer1", "health/effective_rank_layer2", "health/effective_rank_layer3",
+        "health/effective_rank",
+        "health/embedding_std",
+        "health/alignment",
+        "health/uniformity",
+        "health/effective_rank_layer1",
+        "health/effective_rank_layer2",
+        "health/effective_rank_layer3",
         "health/effective_rank_layer4",
     }
     for epoch in (2, 3):
@@ -72,8 +77,11 @@ def test_collapse_stops_after_patience_with_a_clear_message():
         if epoch == 2:
             handler(engine)
             continue
-        with pytest.raises(RepresentationCollapseError, match=r"health/effective_rank = 1\.000 has stayed below "
-                           r"collapse_rank = 2\.0 for 2 epoch\(s\) \(collapse_patience = 2, since epoch 2\)"):
+        with pytest.raises(
+            RepresentationCollapseError,
+            match=r"health/effective_rank = 1\.000 has stayed below "
+            r"collapse_rank = 2\.0 for 2 epoch\(s\) \(collapse_patience = 2, since epoch 2\)",
+        ):
             handler(engine)
 
 

@@ -38,7 +38,10 @@ def test_reference_full_module_value():
         for layer in loss.projectors[0]:
             if isinstance(layer, torch.nn.Linear):
                 out_dim, in_dim = layer.weight.shape
-                layer.weight.copy_(torch.cos(torch.arange(out_dim * in_dim, dtype=torch.float32)).reshape(out_dim, in_dim) / math.sqrt(in_dim))
+                layer.weight.copy_(
+                    torch.cos(torch.arange(out_dim * in_dim, dtype=torch.float32)).reshape(out_dim, in_dim)
+                    / math.sqrt(in_dim)
+                )
     y1 = torch.sin(torch.arange(32, dtype=torch.float32)).reshape(4, 8)
     y2 = torch.cos(0.7 * torch.arange(32, dtype=torch.float32)).reshape(4, 8)
     assert loss([y1], [y2]).item() == pytest.approx(1.6760619, rel=1e-6)
@@ -62,7 +65,9 @@ def test_standard_weighting_is_one_argument_away():
 def test_feature_maps_are_globally_pooled():
     loss = IntermediateBarlowTwinsLoss(in_channels=[3], projector_dims=[3])
     maps1, maps2 = torch.rand(4, 3, 5, 5), torch.rand(4, 3, 5, 5)
-    assert loss([maps1], [maps2]).item() == pytest.approx(loss([maps1.mean((2, 3))], [maps2.mean((2, 3))]).item(), rel=1e-6)
+    assert loss([maps1], [maps2]).item() == pytest.approx(
+        loss([maps1.mean((2, 3))], [maps2.mean((2, 3))]).item(), rel=1e-6
+    )
 
 
 def test_errors():
@@ -87,7 +92,9 @@ def test_cross_correlation_stays_float32_under_autocast():
 
 def _identity_loss(**kwargs) -> IntermediateBarlowTwinsLoss:
     """One 3-d layer whose projector is the identity, so the loss sees its inputs as they are."""
-    loss = IntermediateBarlowTwinsLoss(in_channels=[3], weights=1.0, scale=1.0, offdiag_weight=5e-3, projector_dims=[3], **kwargs)
+    loss = IntermediateBarlowTwinsLoss(
+        in_channels=[3], weights=1.0, scale=1.0, offdiag_weight=5e-3, projector_dims=[3], **kwargs
+    )
     with torch.no_grad():
         loss.projectors[0][0].weight.copy_(torch.eye(3))
     return loss
@@ -128,4 +135,6 @@ def test_checkpoint_without_running_statistics_loads_and_validates_with_batch_st
     z1, z2 = torch.randn(6, 3), torch.randn(6, 3)
     loss.eval()
     assert loss([z1], [z2]).item() == pytest.approx(barlow_twins_loss(z1, z2, 1.0, 5e-3).item(), rel=1e-6)
-    assert IntermediateBarlowTwinsLoss(in_channels=[3], projector_dims=[3]).state_dict().keys() == old.state_dict().keys()
+    assert (
+        IntermediateBarlowTwinsLoss(in_channels=[3], projector_dims=[3]).state_dict().keys() == old.state_dict().keys()
+    )

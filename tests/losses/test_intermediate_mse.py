@@ -14,7 +14,12 @@ def reference_inputs():
         2 * torch.ones(2, 1024, 4, 4),
         torch.zeros(2, 2048, 4, 4),
     ]
-    b = [torch.zeros(2, 256, 16, 16), torch.zeros(2, 512, 16, 16), torch.ones(2, 1024, 4, 4), 0.5 * torch.ones(2, 2048, 4, 4)]
+    b = [
+        torch.zeros(2, 256, 16, 16),
+        torch.zeros(2, 512, 16, 16),
+        torch.ones(2, 1024, 4, 4),
+        0.5 * torch.ones(2, 2048, 4, 4),
+    ]
     return a, b
 
 

@@ -131,14 +131,23 @@ def test_bad_setting_stops_the_bundle_before_anything_is_built(nih_data, tmp_pat
 
 
 def test_diverging_run_stops_at_the_next_nan_check_with_no_checkpoint_of_it(nih_data, tmp_path):
-    """pretrain.json reads the NaN check every log_interval iterations: the run stops there, naming the first bad one."""
-    settings = {"dataset_dir": nih_data, "output_dir": tmp_path, "method": "mse", "learning_rate": 1e30,
-                "log_interval": 3, "epoch_length": 6, "checkpoint_iterations": 3}  # fmt: skip
+    """pretrain.json checks for NaN every log_interval iterations: the run stops there, naming the first bad one."""
+    settings = {
+        "dataset_dir": nih_data,
+        "output_dir": tmp_path,
+        "method": "mse",
+        "learning_rate": 1e30,
+        "log_interval": 3,
+        "epoch_length": 6,
+        "checkpoint_iterations": 3,
+    }
     with pytest.raises(Exception) as error:
         run_in_process(recipe(tmp_path), **settings)
     message = error_chain(error.value)
     assert "non-finite loss at iteration " in message and "(check_every=3)" in message, message
-    first, detected = (int(message.split(key)[1].split()[0]) for key in ("non-finite loss at iteration ", "Detected at iteration "))
+    first, detected = (
+        int(message.split(key)[1].split()[0]) for key in ("non-finite loss at iteration ", "Detected at iteration ")
+    )
     assert first <= detected and detected % 3 == 0, message
     saved = sorted(p.name for p in tmp_path.rglob("*.pt"))
     assert all(int(name.split("=")[1].split(".")[0]) < first for name in saved), (saved, first)

@@ -149,8 +149,10 @@ def test_garbled_csv_datalist(tmp_path_factory, samples, data, split):
 def test_random_bytes_and_truncated_images_load_or_fail_by_name(samples, payload, suffix, keep):
     folder = Path(tempfile.mkdtemp(prefix="fuzz_img_"))
     try:
-        sources = {".png": next((samples["nih"] / "images_001" / "images").iterdir()),
-                   ".jpeg": next((samples["dr"] / "train").iterdir())}  # fmt: skip
+        sources = {
+            ".png": next((samples["nih"] / "images_001" / "images").iterdir()),
+            ".jpeg": next((samples["dr"] / "train").iterdir()),
+        }
         real = sources.get(suffix, sources[".jpeg"]).read_bytes()
         for name, content in (("random", payload), ("truncated", real[:keep]), ("spliced", real[:keep] + payload)):
             path = folder / f"{name}{suffix}"

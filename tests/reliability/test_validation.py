@@ -134,7 +134,9 @@ def test_iteration_checkpoints_must_follow_a_nan_check(folders):
     values = {**valid_pretrain(folders), "nan_check_interval": 50, "checkpoint_iterations": 200}
     validate_pretrain_settings(**values)
     validate_pretrain_settings(**{**values, "checkpoint_iterations": 0})
-    with pytest.raises(ValueError, match=r"^checkpoint_iterations: expected 0 or a multiple of nan_check_interval \(50\)"):
+    with pytest.raises(
+        ValueError, match=r"^checkpoint_iterations: expected 0 or a multiple of nan_check_interval \(50\)"
+    ):
         validate_pretrain_settings(**{**values, "checkpoint_iterations": 120})
 
 

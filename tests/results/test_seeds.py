@@ -31,11 +31,33 @@ def test_two_stage_interval_skips_undefined_replicates_and_rejects_empty_seeds()
         two_stage_interval([np.array([np.nan])])
 
 
-def _write_run(results, method, seed, value, replicates=None, ids="ids-a", protocol="linear", fraction=1.0,
-               metric="auc", low=None, high=None):  # fmt: skip
+def _write_run(
+    results,
+    method,
+    seed,
+    value,
+    replicates=None,
+    ids="ids-a",
+    protocol="linear",
+    fraction=1.0,
+    metric="auc",
+    low=None,
+    high=None,
+):
     run_id = f"dr-{protocol}-{method}-seed{seed}-frac{fraction:g}"
-    r = row(dataset="dr", method=method, protocol=protocol, label_fraction=fraction, seed=seed, metric=metric,
-            value=value, ci_low=low, ci_high=high, n=100, run_id=run_id)  # fmt: skip
+    r = row(
+        dataset="dr",
+        method=method,
+        protocol=protocol,
+        label_fraction=fraction,
+        seed=seed,
+        metric=metric,
+        value=value,
+        ci_low=low,
+        ci_high=high,
+        n=100,
+        run_id=run_id,
+    )
     stored = None if replicates is None else {metric: replicates, "test_ids_sha256": ids}
     write_results(results, [r], overwrite=True, replicates=stored)
 
@@ -75,7 +97,9 @@ def test_tables_average_every_seed_and_say_how_many(tmp_path):
     table = linear_evaluation_table(read_results(tmp_path))
     assert table.value.loc["dr", "moco"] == pytest.approx((0.782 + 0.879) / 2)
     assert (table.ci_low.loc["dr", "moco"], table.ci_high.loc["dr", "moco"]) == (
-        pytest.approx(0.782), pytest.approx(0.879))
+        pytest.approx(0.782),
+        pytest.approx(0.879),
+    )
     assert table.seed_counts == [2]
 
 
@@ -112,15 +136,38 @@ def test_table_1_has_the_supervised_column_and_differences_table(tmp_path):
 
 def test_per_finding_rows_do_not_hide_the_table_metric():
     rows = [row(dataset="nih", method="moco", protocol="linear", label_fraction=1.0, metric="mean_auc", value=0.7)]
-    rows += [row(dataset="nih", method="moco", protocol="linear", label_fraction=1.0, metric=f"auc_{name}",
-                 value=0.6, ci_low=None, ci_high=None) for name in ("Effusion", "Hernia")]  # fmt: skip
+    rows += [
+        row(
+            dataset="nih",
+            method="moco",
+            protocol="linear",
+            label_fraction=1.0,
+            metric=f"auc_{name}",
+            value=0.6,
+            ci_low=None,
+            ci_high=None,
+        )
+        for name in ("Effusion", "Hernia")
+    ]
     table = linear_evaluation_table(pd.DataFrame(rows))
     assert table.value.loc["nih", "moco"] == 0.7
 
 
 def test_table_3_shows_linear_cka_when_another_kernel_was_also_computed():
-    rows = [row(dataset="nih", method="moco", protocol="feature_reuse", label_fraction=0.01, block=b, metric=m,
-                value=v, ci_low=None, ci_high=None)
-            for b in (1, 2) for m, v in (("cka_linear", 0.9), ("cka_rbf", 0.5), ("cka_linear@b2", 0.1))]  # fmt: skip
+    rows = [
+        row(
+            dataset="nih",
+            method="moco",
+            protocol="feature_reuse",
+            label_fraction=0.01,
+            block=b,
+            metric=m,
+            value=v,
+            ci_low=None,
+            ci_high=None,
+        )
+        for b in (1, 2)
+        for m, v in (("cka_linear", 0.9), ("cka_rbf", 0.5), ("cka_linear@b2", 0.1))
+    ]
     table = paper_tables(pd.DataFrame(rows))["feature_reuse"]
     assert table.value.loc[("nih", "moco"), (0.01, "B1")] == 0.9

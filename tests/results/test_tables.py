@@ -20,8 +20,19 @@ METHODS = ["moco", "mse", "barlow", "supervised"]
 
 
 def cell(dataset, method, protocol, fraction, metric, value, low=None, high=None, block=None, **kw):
-    return row(dataset=dataset, method=method, protocol=protocol, label_fraction=fraction, metric=metric,
-               value=value, ci_low=low, ci_high=high, block=block, run_id=f"{method}-{protocol}", **kw)  # fmt: skip
+    return row(
+        dataset=dataset,
+        method=method,
+        protocol=protocol,
+        label_fraction=fraction,
+        metric=metric,
+        value=value,
+        ci_low=low,
+        ci_high=high,
+        block=block,
+        run_id=f"{method}-{protocol}",
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -44,8 +55,12 @@ def long_table() -> pd.DataFrame:
         cell(DR, "supervised", "finetune", 1.0, "auc", 0.941, 0.941, 0.942),
     ]
     # Table 3 (feature reuse, NIH, 1 % and 6 %)
-    cka = {("moco", 0.01): [0.81, 0.80, 0.57, 0.41], ("mse", 0.01): [0.97, 0.83, 0.65, 0.42],
-           ("moco", 0.06): [0.72, 0.75, 0.66, 0.39], ("mse", 0.06): [0.97, 0.84, 0.55, 0.43]}  # fmt: skip
+    cka = {
+        ("moco", 0.01): [0.81, 0.80, 0.57, 0.41],
+        ("mse", 0.01): [0.97, 0.83, 0.65, 0.42],
+        ("moco", 0.06): [0.72, 0.75, 0.66, 0.39],
+        ("mse", 0.06): [0.97, 0.84, 0.55, 0.43],
+    }
     for (method, frac), values in cka.items():
         rows += [cell(NIH, method, "feature_reuse", frac, "cka_rbf", v, block=b + 1) for b, v in enumerate(values)]
     # Table 4 (probing, NIH MoCo)
@@ -64,8 +79,11 @@ def test_format_cell():
 def test_linear_evaluation(long_table):
     t = linear_evaluation_table(long_table, finetune_methods=["supervised"], methods=METHODS, dash="-")
     expected = pd.DataFrame(
-        {"moco": ["74.4 (73.9-75.0)", "74.6 (74.5-74.7)"], "mse": ["74.8 (74.2-75.4)", "84.8 (84.6-85.0)"],
-         "supervised": ["79.8 (79.2-80.3)", "94.1 (94.1-94.2)"]},  # fmt: skip
+        {
+            "moco": ["74.4 (73.9-75.0)", "74.6 (74.5-74.7)"],
+            "mse": ["74.8 (74.2-75.4)", "84.8 (84.6-85.0)"],
+            "supervised": ["79.8 (79.2-80.3)", "94.1 (94.1-94.2)"],
+        },
         index=pd.Index([NIH, DR], name="dataset"),
     )
     pd.testing.assert_frame_equal(
@@ -88,8 +106,18 @@ def test_feature_reuse_with_performance(long_table):
     cols = [(f, c) for f in (0.01, 0.06) for c in ("B1", "B2", "B3", "B4", "perf")]
     assert t.formatted.columns.tolist() == cols
     assert t.formatted.index.tolist() == [(NIH, "moco"), (NIH, "mse")]
-    assert t.formatted.loc[(NIH, "moco")].tolist() == ["0.81", "0.80", "0.57", "0.41", "59.2",
-                                                        "0.72", "0.75", "0.66", "0.39", "69.8"]  # fmt: skip
+    assert t.formatted.loc[(NIH, "moco")].tolist() == [
+        "0.81",
+        "0.80",
+        "0.57",
+        "0.41",
+        "59.2",
+        "0.72",
+        "0.75",
+        "0.66",
+        "0.39",
+        "69.8",
+    ]
     assert t.formatted.loc[(NIH, "mse"), (0.06, "perf")] == "70.5"
     assert t.ci_high.loc[(NIH, "mse"), (0.06, "perf")] == 0.710  # numeric interval kept
     with_ci = feature_reuse_table(long_table, perf_with_ci=True, dash="-")
@@ -100,8 +128,11 @@ def test_probing(long_table):
     t = probing_table(long_table, dash="-")
     assert t.formatted.columns.tolist() == ["B1", "B2", "B3", "B4"]
     assert t.formatted.loc[(NIH, "moco")].tolist() == [
-        "58.8 (58.4-59.3)", "59.5 (59.0-60.0)", "65.3 (64.8-65.8)", "74.4 (73.9-75.0)"
-    ]  # fmt: skip
+        "58.8 (58.4-59.3)",
+        "59.5 (59.0-60.0)",
+        "65.3 (64.8-65.8)",
+        "74.4 (73.9-75.0)",
+    ]
 
 
 def test_paper_tables_builds_all_four(long_table):

@@ -124,7 +124,9 @@ def test_rotation_matches_pil_nearest(angle):
     pixels = np.random.default_rng(1).integers(0, 256, (41, 56, 3), dtype=np.uint8)
     expected = np.asarray(Image.fromarray(pixels).rotate(angle, resample=Image.NEAREST)).transpose(2, 0, 1) / 255.0
     transform = RandRotationd("image", degrees=30.0)
-    transform.randomize = lambda data=None: setattr(transform, "angle", angle) or setattr(transform, "_do_transform", True)
+    transform.randomize = lambda data=None: (
+        setattr(transform, "angle", angle) or setattr(transform, "_do_transform", True)
+    )
     out = transform({"image": torch.from_numpy(pixels.transpose(2, 0, 1) / 255.0).float()})["image"]
     assert out.shape == (3, 41, 56)
     same = np.isclose(out.numpy(), expected, atol=1e-6).all(axis=0)
