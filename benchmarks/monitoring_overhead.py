@@ -14,7 +14,7 @@ What is measured
 
     The share of an epoch at the bundles' defaults (every epoch, bank 2,048 + 512 validation images) is
     ``(knn x 2,560 + health) / (step x n_train)`` for each data set's training split: NIH 78,468 images
-    (CheXNet split), DR 45,717 (80 % of the jama16 57,146), IDC ~174,000 patches (method_spec estimate).
+    (CheXNet split), DR 45,717 (80 % of the jama16 57,146), IDC ~174,000 patches (docs/method.md §2.2 estimate).
     Both sides are forward passes of the same encoder at the same resolution, so the ratio carries over
     to a GPU roughly; on a loading-bound GPU run the bank's first loading adds 2,560 image reads once.
 

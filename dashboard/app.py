@@ -21,7 +21,8 @@ import streamlit as st  # noqa: E402 - after the path set-up above
 
 from dashboard import state  # noqa: E402
 from dashboard.config import from_process  # noqa: E402
-from dashboard.data import PROTOCOL_LABELS, Filters, dataset_label, method_label  # noqa: E402
+from dashboard.data import Filters  # noqa: E402
+from dashboard.labels import PROTOCOL_LABELS, dataset_label, method_label  # noqa: E402
 
 # (script, title, icon, url); no icons: Streamlit's material icons load a font from an online host
 PAGES = (
@@ -30,6 +31,7 @@ PAGES = (
     ("views/probing.py", "Layer-wise probing", None, "probing"),
     ("views/feature_reuse.py", "CKA feature reuse", None, "feature-reuse"),
     ("views/findings.py", "KS distance and findings", None, "findings"),
+    ("views/embeddings.py", "Embedding explorer", None, "embeddings"),
     ("views/training.py", "Training curves", None, "training"),
     ("views/runs.py", "Run browser", None, "runs"),
 )

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dashboard.data import aggregate_seeds, fraction_label, method_label, order_methods
+from dashboard.data import aggregate_seeds, order_methods
+from dashboard.labels import fraction_label, method_label
 from monai_ilm.results.names import CKA_KERNELS as KERNELS
 from monai_ilm.results.names import CKAMetric, cka_metric_name, parse_cka_metric
 
@@ -85,7 +86,7 @@ def cka_kinds(df: pd.DataFrame, present_only: bool = False) -> list[str]:
     Returns:
         Metric names such as ``["cka_linear", "cka_rbf", "cka_linear_debiased"]``.
     """
-    standard = [f"cka_{k}" for k in KERNELS]
+    standard = [cka_metric_name(k) for k in KERNELS]
     present = set(_with_parsed(df)["cka_kind"])
     kinds = standard + sorted(present - set(standard))
     return [k for k in kinds if k in present] if present_only else kinds

@@ -7,7 +7,6 @@ become :class:`FileProblem` records so that the page can say which file is wrong
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dashboard.labels import DATASET_LABELS, METHOD_LABELS, PROTOCOL_LABELS, dataset_label, fraction_label, method_label
+from monai_ilm.datasets import paper_datasets
 from monai_ilm.results import PROTOCOLS, empty_frame, parse_seeds, read_run, seeds_text, validate
+from monai_ilm.results.summaries import combine_seeds
+from monai_ilm.results.tables import newest_rows
 
 __all__ = [
     "CELL_KEYS",
@@ -41,18 +44,9 @@ __all__ = [
     "order_methods",
 ]
 
-METHOD_LABELS = {"moco": "MoCo", "mse": "MoCo + MSE", "barlow": "MoCo + Barlow Twins", "supervised": "Supervised"}
-DATASET_LABELS = {"nih": "NIH ChestX-ray14", "dr": "Diabetic Retinopathy", "idc": "Breast Histopathology (IDC)"}
-PROTOCOL_LABELS = {
-    "linear": "linear evaluation",
-    "finetune": "fine-tuning",
-    "probe": "layer-wise probing",
-    "feature_reuse": "feature reuse (CKA)",
-    "ks": "KS distance",
-}
 PREFERRED_METRICS = ("mean_auc", "auc", "roc_auc", "f1", "f1_macro", "accuracy", "balanced_accuracy")
-# The paper's metric per dataset (paper_results.md): mean AUC, AUC, F1.
-DATASET_METRICS = {"nih": ("mean_auc", "auc"), "dr": ("auc", "roc_auc"), "idc": ("f1", "f1_macro")}
+# The paper's metric per dataset (paper_results.md): mean AUC, AUC, F1; from monai_ilm.datasets.
+DATASET_METRICS = {dataset.name: dataset.metrics for dataset in paper_datasets()}
 # The columns that identify one cell of a table; everything else varies between seeds and reruns.
 CELL_KEYS = ["dataset", "method", "protocol", "label_fraction", "block", "metric"]
 
@@ -95,22 +89,6 @@ class Filters:
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
     protocols: tuple[str, ...]
-
-
-def method_label(method: str) -> str:
-    """Display name of a method (``"mse"`` -> ``"MoCo + MSE"``); unknown names are returned unchanged."""
-    return METHOD_LABELS.get(method, method)
-
-
-def dataset_label(dataset: str) -> str:
-    """Display name of a dataset; unknown names are returned unchanged."""
-    return DATASET_LABELS.get(dataset, dataset)
-
-
-def fraction_label(fraction: float) -> str:
-    """A label fraction as a percentage: ``0.01`` -> ``"1%"``, ``0.125`` -> ``"12.5%"``."""
-    pct = float(fraction) * 100.0
-    return f"{pct:.0f}%" if math.isclose(pct, round(pct), abs_tol=1e-6) else f"{pct:.3g}%"
 
 
 def order_methods(methods: Iterable[str]) -> list[str]:
@@ -269,13 +247,13 @@ def default_metric(available: Sequence[str], dataset: str | None = None) -> str:
 
 
 def aggregate_seeds(df: pd.DataFrame, keys: Sequence[str] = tuple(CELL_KEYS)) -> pd.DataFrame:
-    """Average the rows of each cell over seeds (and reruns).
+    """Average the rows of each cell over seeds, by the table builders' rule.
 
-    ``value`` is the mean over the rows. The interval is never computed here: one seed keeps its run's own
-    interval; several seeds take the interval of the runner's ``seed_mean`` row for exactly those seeds (a
-    two-stage bootstrap, :mod:`monai_ilm.results.seeds`) and have none when there is no such row.
-    ``value_std`` is the standard deviation over the rows (0 for a single row) and ``seeds`` lists the
-    contributing seeds.
+    Value and interval come from :func:`monai_ilm.results.summaries.combine_seeds` (re-runs of one seed count
+    once, the newest): the mean over the seeds, with the interval of the runner's ``seed_mean`` row when it
+    combines exactly these seeds (a two-stage bootstrap, :mod:`monai_ilm.results.seeds`), one seed's own
+    interval, else none. Nothing is computed here. ``value_std`` is the standard deviation over the seeds (0 for
+    one) and ``seeds`` lists them.
 
     Args:
         df: results rows.
@@ -288,50 +266,37 @@ def aggregate_seeds(df: pd.DataFrame, keys: Sequence[str] = tuple(CELL_KEYS)) ->
     keys = list(keys)
     cols = keys + ["value", "ci_low", "ci_high", "value_std", "n_rows", "seeds", "n", "run_ids", "timestamp"]
     summaries = df[df["kind"] == "seed_mean"] if "kind" in df else df.iloc[:0]
-    df = df[df["kind"] == "run"] if "kind" in df else df
-    if df.empty:
+    runs = df[df["kind"] == "run"] if "kind" in df else df
+    if runs.empty:
         return pd.DataFrame(columns=cols)
-    work = df.assign(
-        _has_ci=df["ci_low"].notna() & df["ci_high"].notna(),
-        _lo=df["ci_low"].astype("float64"),
-        _hi=df["ci_high"].astype("float64"),
-        _value=df["value"].astype("float64"),
+    if set(keys) != set(CELL_KEYS):  # summary rows describe whole cells only
+        summaries = summaries.iloc[:0]
+    latest = newest_rows(runs, [*keys, "seed"]).drop(columns="_t")
+    combined = combine_seeds(latest, newest_rows(summaries, keys), keys, summary_only=False)
+    extras = (
+        runs.assign(_value=runs["value"].astype("float64"))
+        .groupby(keys, dropna=False, sort=False)
+        .agg(
+            n_rows=("_value", "size"),
+            n=("n", "min"),
+            run_ids=("run_id", lambda s: tuple(dict.fromkeys(s))),
+            timestamp=("timestamp", "max"),
+        )
+        .reset_index()
     )
-    work.loc[~work["_has_ci"], ["_lo", "_hi"]] = np.nan
-    grouped = work.groupby(keys, dropna=False, sort=False)
-    out = grouped.agg(
-        value=("_value", "mean"),
-        ci_low=("_lo", "mean"),
-        ci_high=("_hi", "mean"),
+    spread = latest.assign(_value=latest["value"].astype("float64")).groupby(keys, dropna=False, sort=False)
+    spread = spread.agg(
         value_std=("_value", lambda s: float(s.std(ddof=0))),
-        n_rows=("_value", "size"),
         seeds=("seed", lambda s: tuple(sorted({int(x) for x in s}))),
-        n=("n", "min"),
-        run_ids=("run_id", lambda s: tuple(dict.fromkeys(s))),
-        timestamp=("timestamp", "max"),
     ).reset_index()
+    out = combined.drop(columns="n_seeds").astype({k: runs[k].dtype for k in keys})
+    for part in (spread, extras):  # same keys, same groups: align on the key columns (NaN blocks match)
+        out = out.merge(part, on=keys, how="left")
     for col in ("seeds", "run_ids"):  # plain tuples (pandas may infer an Arrow list type for string items)
         out[col] = pd.Series([tuple(v) for v in out[col]], index=out.index, dtype=object)
-    several = out["seeds"].map(len) > 1
-    out.loc[several, ["ci_low", "ci_high"]] = np.nan  # a mean of per-seed intervals is not an interval of the mean
-    return _with_summary_intervals(out[cols], summaries, keys)
-
-
-def _with_summary_intervals(cells: pd.DataFrame, summaries: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Take the interval of the runner's ``seed_mean`` row (seed spread and test sampling) where it covers
-    exactly the cell's seeds; computed by ``monai_ilm.results.seeds``, not here."""
-    if summaries.empty or set(keys) != set(CELL_KEYS):
-        return cells
-    fresh = {}
-    for rec in summaries.to_dict("records"):
-        seeds = tuple(sorted(parse_seeds(rec["seeds"])))
-        fresh[(tuple(None if pd.isna(rec[k]) else rec[k] for k in keys), seeds)] = rec
-    cells = cells.copy()
-    for i, cell in cells.iterrows():
-        key = (tuple(None if pd.isna(cell[k]) else cell[k] for k in keys), tuple(cell["seeds"]))
-        if key in fresh and len(cell["seeds"]) > 1:
-            cells.loc[i, ["ci_low", "ci_high"]] = [fresh[key]["ci_low"], fresh[key]["ci_high"]]
-    return cells
+    for col in ("value", "ci_low", "ci_high"):
+        out[col] = out[col].astype("float64")
+    return out[cols]
 
 
 def collapse_seeds(df: pd.DataFrame) -> pd.DataFrame:

@@ -12,7 +12,9 @@ import re
 
 import pandas as pd
 
-__all__ = ["COLLAPSE_RANK", "block_ranks", "collapsed_blocks"]
+from dashboard.cka import EncoderPair
+
+__all__ = ["COLLAPSE_RANK", "block_ranks", "collapsed_blocks", "pair_flags"]
 
 COLLAPSE_RANK = 2.0  # the handler's ``collapse_rank`` default
 _RANK_TAG = re.compile(r"^health/effective_rank_layer(\d+)$")
@@ -54,3 +56,35 @@ def collapsed_blocks(ranks: pd.DataFrame, threshold: float = COLLAPSE_RANK) -> p
         return pd.DataFrame(dtype=bool)
     flags = ranks.assign(collapsed=ranks["effective_rank"].astype(float) < threshold)
     return flags.pivot_table(index="method", columns="block", values="collapsed", aggfunc="max").astype(bool)
+
+
+def pair_flags(matrix: pd.DataFrame, pair: EncoderPair, collapsed: pd.DataFrame) -> pd.DataFrame:
+    """Cells of a block x block matrix that involve a collapsed block.
+
+    Row ``i`` is flagged when block ``i`` of encoder A (``pair.method``, pretrained) collapsed; column ``j`` when
+    encoder B is another pretrained encoder (``pair.other``) whose block ``j`` collapsed. The health of a
+    fine-tuned encoder B is not logged, so its columns are never flagged.
+
+    Args:
+        matrix: from :func:`dashboard.cka.block_matrix` (index: blocks of A, columns: blocks of B).
+        pair: the encoder pair.
+        collapsed: from :func:`collapsed_blocks` (method x block).
+
+    Returns:
+        A boolean frame shaped like ``matrix``.
+    """
+    flags = pd.DataFrame(False, index=matrix.index, columns=matrix.columns)
+    if collapsed.empty:
+        return flags
+
+    def blocks(method: str | None) -> set[int]:
+        if method is None or method not in collapsed.index:
+            return set()
+        row = collapsed.loc[method]
+        return {int(b) for b, bad in row.items() if bool(bad)}
+
+    rows, cols = blocks(pair.method), blocks(pair.other)
+    for i in matrix.index:
+        for j in matrix.columns:
+            flags.loc[i, j] = int(i) in rows or int(j) in cols
+    return flags

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dashboard.data import dataset_label, fraction_label, method_label, order_methods
+from dashboard.data import order_methods
+from dashboard.labels import dataset_label, dataset_short_label, fraction_label, method_label, method_short_label
 from monai_ilm.results import (
     PaperTable,
     feature_reuse_table,
     finetune_table,
+    format_cell,
     linear_evaluation_table,
     probing_table,
 )
@@ -27,6 +29,7 @@ __all__ = [
     "TableSpec",
     "best_mask",
     "build_table",
+    "compact_column_label",
     "delta_to_reference",
     "display_frame",
     "low_label_gains",
@@ -189,18 +192,18 @@ def best_mask(table: PaperTable) -> pd.DataFrame:
     return value.eq(best) & value.notna() & (count >= 2)
 
 
-def _index_columns(table: PaperTable) -> pd.DataFrame:
-    """The row labels of a table as display columns."""
+def _index_columns(table: PaperTable, short: bool = False) -> pd.DataFrame:
+    """The row labels of a table as display columns (``short``: data set and method abbreviations)."""
     index = table.value.index
     out = {}
     for level, name in enumerate(index.names):
         values = index.get_level_values(level)
         if name == "dataset":
-            out["Dataset"] = [dataset_label(v) for v in values]
+            out["Dataset"] = [dataset_short_label(v) if short else dataset_label(v) for v in values]
         elif name == "label_fraction":
             out["Labels"] = [fraction_label(v) for v in values]
         elif name == "method":
-            out["Method"] = [method_label(v) for v in values]
+            out["Method"] = [method_short_label(v) if short else method_label(v) for v in values]
         else:
             out[str(name)] = list(values)
     return pd.DataFrame(out)
@@ -234,6 +237,7 @@ def display_frame(
     reference: str = REFERENCE,
     show_delta: bool = True,
     paper: PaperTable | None = None,
+    compact: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The table as display strings: best cells starred, ``Δ`` to the reference, published numbers beside ours.
 
@@ -243,12 +247,17 @@ def display_frame(
         show_delta: append ``Δ+1.2`` (display units) to every non-reference cell.
         paper: the published table of the same name; its cells become a ``"<column> (paper)"`` column right
             after each of ours (blank where the paper has no such cell).
+        compact: for wide tables (3 and 4) with ``paper``: each cell reads ``"ours · paper"`` (the paper's value
+            without its interval, ``–`` where it has none), no ``Δ``, the fine-tuned score of Table 3 without its
+            interval (Table 2 has it), short data set names and ``"1% B1"`` headers. The downloads keep every number.
 
     Returns:
         ``(text, best)``: the display frame (row labels as leading columns, flat string column names) and a
         boolean frame of the same shape marking the best cells (for highlighting).
     """
     best = best_mask(table)
+    if compact and paper is not None:
+        return _compact_frame(table, best, paper)
     text = _decorated(table, best, delta_to_reference(table, reference), show_delta)
     paper_text = None
     if paper is not None:
@@ -264,6 +273,37 @@ def display_frame(
             columns[f"{label} (paper)"] = list(paper_text.iloc[:, j])
             flags[f"{label} (paper)"] = [False] * len(labels)
     return pd.DataFrame(columns), pd.DataFrame(flags)
+
+
+def _compact_frame(table: PaperTable, best: pd.DataFrame, paper: PaperTable) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``"ours · paper"`` cells (see :func:`display_frame` ``compact``)."""
+    published = paper.value.reindex(index=table.value.index, columns=table.value.columns)
+    labels = _index_columns(table, short=True)
+    columns: dict[str, list] = {c: list(labels[c]) for c in labels.columns}
+    flags: dict[str, list] = {c: [False] * len(labels) for c in labels.columns}
+    for j, col in enumerate(table.value.columns):
+        scale, decimals = column_format(table.name, col)
+        score_only = isinstance(col, tuple) and col[1] == "perf"
+        cells = []
+        for i in range(len(table.value)):
+            ours = table.formatted.iat[i, j]
+            if ours and score_only:
+                ours = format_cell(table.value.iat[i, j], scale=scale, decimals=decimals)
+            theirs = format_cell(published.iat[i, j], scale=scale, decimals=decimals) or "–"
+            star = "★ " if ours and best.iat[i, j] else ""
+            cells.append(f"{star}{ours} · {theirs}" if ours else "")
+        label = compact_column_label(table.name, col)
+        columns[label] = cells
+        flags[label] = list(best.iloc[:, j])
+    return pd.DataFrame(columns), pd.DataFrame(flags)
+
+
+def compact_column_label(name: str, column: object) -> str:
+    """A short header: ``"1% B1"``, ``"6% score"`` (Table 3) or ``"B2"`` (Table 4)."""
+    if isinstance(column, tuple):
+        part = "score" if column[1] == "perf" else column[1]
+        return f"{fraction_label(column[0])} {part}"
+    return column_label(name, column)
 
 
 def tidy_table(table: PaperTable, reference: str = REFERENCE, paper: PaperTable | None = None) -> pd.DataFrame:

@@ -95,7 +95,8 @@ def pretraining_runs(roots: Iterable[str | os.PathLike]) -> pd.DataFrame:
     Returns:
         Columns ``run``, ``status``, ``method``, ``seed``, the main settings (``backbone``, ``image_size``,
         ``max_epochs``, ``batch_size``, ``queue_size``, ``temperature``, ``momentum``, the intermediate-loss
-        weights), ``fingerprint``, ``git_commit``, ``monai_ilm``, ``monai``, ``torch``, ``python``, ``started``,
+        weights), ``host`` (blank when the record has none),
+        ``fingerprint``, ``git_commit``, ``monai_ilm``, ``monai``, ``torch``, ``python``, ``started``,
         ``finished`` and ``problem`` (an unreadable record).
     """
     records = []
@@ -136,6 +137,7 @@ def pretraining_runs(roots: Iterable[str | os.PathLike]) -> pd.DataFrame:
             version = data.get("code_version") if isinstance(data.get("code_version"), dict) else {}
             rec |= {"status": data.get("status", ""), **{k: _cell(settings.get(k)) for k in keys}}
             rec |= {
+                "host": data.get("host") or version.get("host") or "",
                 "fingerprint": data.get("fingerprint", ""),
                 **{k: version.get(k, "") for k in ("git_commit", "monai_ilm", "monai", "torch", "python")},
                 "started": data.get("started", ""),
@@ -153,21 +155,23 @@ def _cell(value: Any) -> Any:
 def throughput(logs: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Speed of each pretraining run from its logged wall times: seconds per epoch, iterations and samples per
     second (samples = iterations x the recorded batch size). The time between the first and last logged
-    iteration includes the epoch-end work (validation, kNN, health, checkpoints); the data-wait share is not
-    logged, so it is not shown.
+    iteration includes the epoch-end work (validation, kNN, health, checkpoints). The data-wait share is the
+    mean over epochs of ``data_wait_share`` (``monai_ilm.handlers.DataWaitHandler``), blank for runs made
+    before it was logged.
 
     Args:
         logs: the frame of :func:`dashboard.logs.load_runs` (TensorBoard wall times; ``metrics.csv`` has none).
         runs: :func:`pretraining_runs` (for ``batch_size``; may be empty).
 
     Returns:
-        Columns ``run``, ``epochs``, ``seconds_per_epoch``, ``iterations_per_second``, ``samples_per_second``;
-        one row per run with a timed iteration loss.
+        Columns ``run``, ``epochs``, ``seconds_per_epoch``, ``iterations_per_second``, ``samples_per_second``,
+        ``data_wait_share``; one row per run with a timed iteration loss.
     """
-    cols = ["run", "epochs", "seconds_per_epoch", "iterations_per_second", "samples_per_second"]
+    cols = ["run", "epochs", "seconds_per_epoch", "iterations_per_second", "samples_per_second", "data_wait_share"]
     if logs.empty or "axis" not in logs:
         return pd.DataFrame(columns=cols)
     batch = dict(zip(runs["run"], runs["batch_size"])) if {"run", "batch_size"} <= set(runs.columns) else {}
+    wait = logs[logs["tag"] == "data_wait_share"].groupby("run")["value"].mean().to_dict()
     out = []
     for run, rows in logs[(logs["tag"] == "loss") & logs["wall_time"].notna()].groupby("run", sort=False):
         its = rows[rows["axis"] == "iteration"].sort_values("wall_time")
@@ -186,6 +190,7 @@ def throughput(logs: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
                 "seconds_per_epoch": its_per_epoch / per_it if per_it > 0 else float("nan"),
                 "iterations_per_second": per_it,
                 "samples_per_second": per_it * float(size) if isinstance(size, (int, float)) and size == size else None,
+                "data_wait_share": wait.get(run),
             }
         )
     return pd.DataFrame(out, columns=cols)

@@ -10,9 +10,9 @@ made up and must never be reported as results.
 from __future__ import annotations
 
 import argparse
-import csv
-import importlib.util
+import hashlib
 import math
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +21,18 @@ import numpy as np
 
 from dashboard.cka import KERNELS, cka_metric_name
 from dashboard.paper import load_paper_json
-from monai_ilm.results import config_hash, make_row, write_results
+from dashboard.sample_logs import has_tensorboard, write_training_logs
+from monai_ilm.results import config_hash, make_row, replicate_key, write_results
+from monai_ilm.results.embeddings import write_embeddings
+from monai_ilm.results.seeds import summarize
 
-__all__ = ["SampleLayout", "write_sample", "write_training_logs"]
+__all__ = ["SampleLayout", "write_sample", "write_sample_embeddings", "write_training_logs"]
 
 DATASET_METRICS = {"nih": "mean_auc", "dr": "auc", "idc": "f1_macro"}
 PRETRAINED = ("moco", "mse", "barlow")
 _TIMESTAMP = "2025-03-01T12:00:00+00:00"
+_REPLICATED = ("linear", "finetune", "probe")  # the protocols whose real runs store bootstrap replicates
+_N_REPLICATES = 200
 
 
 @dataclass(frozen=True)
@@ -133,8 +138,30 @@ def _off_diagonal(diag_i: float, diag_j: float, i: int, j: int) -> float:
     return math.sqrt(max(diag_i, 0.0) * max(diag_j, 0.0)) * 0.8 ** abs(i - j) * 0.9
 
 
+def _replicates(rows: list[dict]) -> dict[str, np.ndarray | str]:
+    """Made-up bootstrap replicates of the performance rows, stored like ``EvaluationRun`` stores real ones.
+
+    Each row's replicates share a component with every other method of the same cell and seed (the same test
+    resamples), as paired replicates do; the row's interval is reset to their percentile interval, so that
+    :func:`monai_ilm.results.seeds.summarize` finds consistent numbers.
+    """
+    out: dict[str, np.ndarray | str] = {}
+    for row in rows:
+        if row["protocol"] not in _REPLICATED:
+            continue
+        cell = "|".join(str(row[k]) for k in ("dataset", "protocol", "label_fraction", "block", "metric", "seed"))
+        shared = np.random.default_rng(zlib.crc32(cell.encode())).standard_normal(_N_REPLICATES)
+        own = np.random.default_rng(zlib.crc32(f"{cell}|{row['method']}".encode())).standard_normal(_N_REPLICATES)
+        spread = (row["ci_high"] - row["ci_low"]) / 3.92
+        values = np.clip(row["value"] + spread * (0.8 * shared + 0.6 * own), 0.0, 1.0)
+        row["ci_low"], row["ci_high"] = (float(v) for v in np.percentile(values, [2.5, 97.5]))
+        out[replicate_key(row["metric"], row["block"])] = values
+        out["test_ids_sha256"] = hashlib.sha256(f"{row['dataset']}-test-seed{row['seed']}".encode()).hexdigest()
+    return out
+
+
 def _write(results_dir: Path, rows: list[dict], meta: dict) -> int:
-    write_results(results_dir, rows, meta, overwrite=True)
+    write_results(results_dir, rows, meta, overwrite=True, replicates=_replicates(rows) or None)
     return len(rows)
 
 
@@ -166,10 +193,13 @@ def write_sample(
 ) -> SampleLayout:
     """Write a sample results directory (and training logs) under ``root``.
 
-    Per dataset, method and seed: one linear-evaluation run, one fine-tuning run (all fractions; the
+    Per dataset, method and seed: one linear-evaluation run, one fine-tuning run per fraction (the
     ``idc`` dataset also gets an ``auc`` metric so there is a metric choice), one probing run, one
     feature-reuse run (plain and block x block CKA rows for every kernel), one KS run; per dataset and seed
     one encoder-vs-encoder CKA run (MoCo vs MSE and vs Barlow Twins). ``supervised`` gets fine-tuning only.
+    The performance runs store made-up bootstrap replicates (``<run_id>.replicates.npz``), and
+    :func:`monai_ilm.results.seeds.summarize` then writes the runner's ``summary-<dataset>.csv`` rows (seed means
+    with two-stage intervals, paired differences), exactly as after a real multi-seed experiment.
     Training logs are TensorBoard event files, except the last Barlow Twins seed (``metrics.csv``); all are
     ``metrics.csv`` when ``tensorboard`` is not installed.
 
@@ -199,8 +229,13 @@ def write_sample(
             for method in methods:
                 pretrained = method != "supervised"
                 protocols = ("linear", "finetune", "probe", "feature_reuse", "ks") if pretrained else ("finetune",)
-                for protocol in protocols:
+                # one run per fine-tuning fraction, as the runner writes them (replicates are keyed by metric)
+                cells = [(p, fractions) for p in protocols if p != "finetune"]
+                cells += [("finetune", (f,)) for f in fractions] if "finetune" in protocols else []
+                for protocol, cell_fractions in cells:
                     run_id = f"{protocol}-{dataset}-{method}-s{seed}"
+                    if protocol == "finetune":
+                        run_id += f"-f{_frac_tag(cell_fractions[0])}"
                     config = {
                         "dataset": dataset,
                         "method": method,
@@ -212,7 +247,7 @@ def write_sample(
                         "lr": 0.03 if protocol != "finetune" else 0.001,
                     }
                     if protocol in ("finetune", "feature_reuse"):
-                        config["label_fractions"] = list(fractions if protocol == "finetune" else cka_fractions)
+                        config["label_fractions"] = list(cell_fractions if protocol == "finetune" else cka_fractions)
                     meta, ckpt, chash = _meta(config, seed, rng)
                     rows = _protocol_rows(
                         rng,
@@ -223,7 +258,7 @@ def write_sample(
                         method,
                         seed,
                         metric,
-                        fractions,
+                        cell_fractions,
                         cka_fractions,
                         blocks,
                         ckpt,
@@ -240,6 +275,11 @@ def write_sample(
                 rows = _encoder_pair_rows(rng, pub, run_id, dataset, seed, pairs, blocks, ckpt, chash)
                 n_rows += _write(results_dir, rows, meta)
                 n_runs += 1
+    if any(m != "supervised" for m in methods) and seeds:
+        write_sample_embeddings(root, results_dir, datasets[0], [m for m in methods if m != "supervised"], seeds[0])
+    for path in summarize(results_dir):  # the runner's seed_mean and paired_difference rows, as a real run has
+        n_rows += len(path.read_text(encoding="utf-8").splitlines()) - 1
+        n_runs += 1
     if training_logs:
         for method in (m for m in methods if m != "supervised"):
             for seed in seeds:
@@ -341,69 +381,40 @@ def _encoder_pair_rows(rng, pub, run_id, dataset, seed, others, blocks, ckpt, ch
     return rows
 
 
-def _loss_curves(method: str, seed: int, iterations: int) -> dict[str, np.ndarray]:
-    """Per-iteration loss parts that decay like a real MoCo run."""
-    rng = np.random.default_rng(1000 + seed + 17 * len(method))
-    t = np.arange(iterations, dtype=float)
-    parts = {"loss_infonce": 6.0 * np.exp(-t / (iterations / 3)) + 3.0 + rng.normal(0, 0.15, iterations)}
-    if method in ("mse", "barlow"):
-        scale = 0.5 if method == "mse" else 2.0
-        for stage in (1, 2, 3, 4):
-            decay = np.exp(-t / (iterations / (2 + stage)))
-            parts[f"loss_layer{stage}"] = scale * (0.4 + decay / stage) + rng.normal(0, 0.02 * scale, iterations)
-    parts["loss"] = sum(parts.values())
-    return parts
+def write_sample_embeddings(
+    root: Path, results_dir: Path, dataset: str, methods: Sequence[str], seed: int, n: int = 120
+) -> list[Path]:
+    """Made-up test-set embeddings of the probing runs of one dataset and seed, with small generated images.
 
-
-def has_tensorboard() -> bool:
-    """Whether TensorBoard event files can be written (``torch.utils.tensorboard`` needs ``tensorboard``)."""
-    return importlib.util.find_spec("tensorboard") is not None
-
-
-def write_training_logs(
-    run_dir: str | Path, method: str, seed: int, iterations: int = 150, as_csv: bool = False
-) -> Path:
-    """Write one pretraining run's logs: per-iteration loss parts, per-epoch ``val_loss`` and a learning rate.
-
-    Args:
-        run_dir: the run folder (``.../pretrain/<method>_seed<seed>``).
-        method: the method (``mse``/``barlow`` get ``loss_layer1`` ... ``loss_layer4``).
-        seed: the seed (varies the noise).
-        iterations: number of iterations.
-        as_csv: write ``metrics.csv`` (step, tag, value) instead of TensorBoard event files.
+    Every method sees the same ``n`` test images (``<root>/sample_images/*.png``); its features are three label
+    clusters, tighter for the intermediate-layer methods, so the explorer has something to show.
 
     Returns:
-        The run folder.
+        The ``<run_id>.embeddings.npz`` files written.
     """
-    run_dir = Path(run_dir)
-    parts = _loss_curves(method, seed, iterations)
-    epochs = max(iterations // 25, 1)
-    val = {e: float(parts["loss"][min((e + 1) * 25, iterations) - 1] * 1.05) for e in range(epochs)}
-    lr = {i: 0.03 * 0.5 * (1 + math.cos(math.pi * i / iterations)) for i in range(0, iterations, 10)}
-    if as_csv:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with open(run_dir / "metrics.csv", "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["step", "tag", "value"])
-            for tag, values in parts.items():
-                writer.writerows((i, tag, f"{v:.6f}") for i, v in enumerate(values))
-            writer.writerows((e, "val_loss", f"{v:.6f}") for e, v in val.items())
-            writer.writerows((i, "lr", f"{v:.6f}") for i, v in lr.items())
-        return run_dir
-    from torch.utils.tensorboard import SummaryWriter  # heavy import, only when event files are wanted
+    from PIL import Image  # only the sample needs to write images
 
-    writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-    try:
-        for i in range(iterations):
-            for tag, values in parts.items():
-                writer.add_scalar(tag, float(values[i]), i)
-            if i in lr:
-                writer.add_scalar("lr", lr[i], i)
-        for e, v in val.items():
-            writer.add_scalar("val_loss", v, e)
-    finally:
-        writer.close()
-    return run_dir
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 3, size=n)
+    image_dir = root / "sample_images"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, label in enumerate(labels):
+        path = image_dir / f"test_{i:03d}.png"
+        base = np.linspace(40, 200, 32)[None, :] * (0.6 + 0.2 * label)
+        pixels = np.clip(base + rng.normal(0, 25, (32, 32)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels, mode="L").save(path)
+        paths.append(str(path))
+    centres = rng.normal(0, 3, size=(3, 32))
+    written = []
+    for k, method in enumerate(methods):
+        spread = 1.6 if method == "moco" else 1.0
+        features = centres[labels] + rng.normal(0, spread, size=(n, 32)) + k * 0.1
+        run_id = f"probe-{dataset}-{method}-s{seed}"
+        written.append(
+            write_embeddings(results_dir, run_id, features, paths, labels=labels, method=method, split="test", block=4)
+        )
+    return written
 
 
 def main(argv: Sequence[str] | None = None) -> None:

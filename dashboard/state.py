@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import cka, health, logs, overview, paper, provenance, runs
+from dashboard import cka, embeddings, health, logs, overview, paper, provenance, runs
 from dashboard.config import DashboardPaths
 from dashboard.data import (
     FileProblem,
@@ -220,3 +220,28 @@ def throughput(roots: tuple[str, ...], runs: pd.DataFrame) -> pd.DataFrame:
         return provenance.throughput(pd.DataFrame(), runs)
     frame, _ = training_logs(tuple(found), logs.logs_signature(found))
     return provenance.throughput(frame, runs)
+
+
+def embedding_files(results_dir: str) -> tuple[tuple[str, int, int], ...]:
+    """The embedding files next to the results as ``(path, size, mtime_ns)`` (a directory listing; not cached)."""
+    out = []
+    for path in embeddings.discover(results_dir):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        out.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return tuple(out)
+
+
+@st.cache_data(show_spinner="Reading embeddings…", max_entries=8)
+def embedding_set(files: tuple[tuple[str, int, int], ...], root: str) -> tuple[embeddings.EmbeddingSet, list]:
+    """The points of the chosen embedding files and the files that could not be read."""
+    return embeddings.load_embeddings([Path(p) for p, _, _ in files], Path(root))
+
+
+@st.cache_data(show_spinner="Projecting…", max_entries=16)
+def projection(files: tuple[tuple[str, int, int], ...], root: str, method: str) -> tuple:
+    """2-D coordinates of the chosen files' points (``dashboard.embeddings.project_2d``)."""
+    points, _ = embedding_set(files, root)
+    return embeddings.project_2d(points.vectors, method)

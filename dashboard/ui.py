@@ -14,6 +14,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.data import PROTOCOL_LABELS, FileProblem, aggregate_seeds, dataset_label, default_metric
 from dashboard.figures import chart_config
+from dashboard.labels import metric_label
 from dashboard.state import Context
 
 __all__ = [
@@ -164,6 +165,7 @@ def metric_choice(options: Mapping[str, Sequence[str]], key: str) -> dict[str, s
                     dataset_label(dataset),
                     list(names),
                     index=list(names).index(chosen[dataset]),
+                    format_func=metric_label,
                     key=f"{key}_{dataset}",
                 )
     return chosen

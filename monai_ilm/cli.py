@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monai_ilm.errors import install_excepthook
-from monai_ilm.experiment import bundle_command, bundles_root, parse_overrides, run_experiment
+from monai_ilm.experiment import bundles_root, parse_overrides, run_experiment
 from monai_ilm.methods import METHODS
 
-__all__ = ["main", "bundle_command", "bundles_root"]
+__all__ = ["build_parser", "main"]
 
 logger = logging.getLogger("monai_ilm.cli")
 

@@ -38,6 +38,7 @@ __all__ = [
     "convert_to_global_batch_norm",
     "exchange_rows",
     "gather_from_all_ranks",
+    "is_rank_zero_only",
     "random_permutation",
     "rank",
     "rank_zero_only",
@@ -172,7 +173,7 @@ class GlobalBatchNorm(_BatchNorm):
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
         if input.dim() < 2:
-            raise ValueError(f"expected an input of shape (N, C, ...), got {tuple(input.shape)}.")
+            raise ValueError(f"input: expected a shape (N, C, ...), got {tuple(input.shape)}.")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if not self.training or world_size() == 1:
@@ -289,8 +290,8 @@ def _check_equal_batches(x: torch.Tensor) -> int:
     sizes = gather_from_all_ranks(torch.tensor([x.shape[0]], device=x.device)).tolist()
     if len(set(sizes)) != 1:
         raise ValueError(
-            f"batch size: shuffle-BN needs the same batch size on every rank, got {sizes}; "
-            "use DistributedSampler(even_divisible=True) and drop_last=True."
+            f"batch size: expected the same batch size on every rank (shuffle-BN), got {sizes} "
+            "(use DistributedSampler(even_divisible=True) and drop_last=True)."
         )
     return sizes[0]
 
@@ -325,24 +326,29 @@ def unshuffle_across_ranks(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor
     return exchange_rows(x, order)
 
 
-RANK_ZERO_HANDLERS = (
-    "StatsHandler",
-    "TensorBoardStatsHandler",
-    "ProgressBar",
-    "CheckpointSaver",
-    "AtomicCheckpointSaver",
-    "EmbeddingSaver",
-    "OnlineKNNHandler",
-    "RepresentationHealthHandler",
-)
+RANK_ZERO_HANDLERS = ("StatsHandler", "TensorBoardStatsHandler", "ProgressBar", "CheckpointSaver")
+"""MONAI's and ignite's handlers that only log or save, by class name; monai-ilm's own handlers say so
+themselves with a class attribute ``rank_zero_only = True`` (``AtomicCheckpointSaver``, ``EmbeddingSaver``,
+``OnlineKNNHandler``, ``RepresentationHealthHandler``)."""
+
+
+def is_rank_zero_only(handler: object, names: tuple[str, ...] = RANK_ZERO_HANDLERS) -> bool:
+    """Whether ``handler`` only logs, saves or monitors, and so runs on rank 0 only.
+
+    Args:
+        handler: an ignite handler.
+        names: class names of third-party handlers that run on rank 0 only.
+    """
+    return bool(getattr(type(handler), "rank_zero_only", False)) or type(handler).__name__ in names
 
 
 def rank_zero_only(handlers: Sequence, names: tuple[str, ...] = RANK_ZERO_HANDLERS) -> list:
     """Drop logging and saving handlers on every rank but 0, so logs and checkpoints are written once.
 
+    A handler is dropped when its class says ``rank_zero_only = True`` or its class name is in ``names``.
     Handlers that take part in collectives (``LossPartsHandler``, ``ValidationHandler``,
-    ``IntermediateLayerLossHandler``) must stay on every rank and are never in ``names``.
+    ``IntermediateLayerLossHandler``) must stay on every rank and never say so.
     """
     if rank() == 0:
         return list(handlers)
-    return [h for h in handlers if type(h).__name__ not in names]
+    return [h for h in handlers if not is_rank_zero_only(h, names)]

@@ -22,6 +22,7 @@ import json
 import logging
 import shlex
 import shutil
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,13 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from monai_ilm.data.splits import validate_fraction
+from monai_ilm.datasets import bundle_datasets
 from monai_ilm.methods import check_method
 from monai_ilm.provenance import PRETRAINING_RECORD, bundle_settings, changed_settings, code_version, fingerprint
 from monai_ilm.results import results_path, utc_now, write_json_atomic
 
 __all__ = [
     "BUNDLE_DATASETS",
-    "PROTOCOL_CONFIGS",
+    "EVALUATION_CONFIG",
     "Cell",
     "bundle_command",
     "bundles_root",
@@ -48,15 +50,10 @@ __all__ = [
 
 logger = logging.getLogger("monai_ilm.experiment")
 
-# the bundle config of each evaluation protocol; "ks" reuses finetune.json with the protocol overridden
-PROTOCOL_CONFIGS = {
-    "finetune": "finetune.json",
-    "linear": "linear_probe.json",
-    "probe": "probe_layers.json",
-    "feature_reuse": "feature_reuse.json",
-    "ks": "finetune.json",
-}
-BUNDLE_DATASETS = {"nih_chestxray_ilm": "nih", "breast_histopathology_ilm": "idc", "diabetic_retinopathy_ilm": "dr"}
+EVALUATION_CONFIG = "evaluate.json"
+"""The bundle config of every evaluation protocol, chosen by its ``protocol`` setting."""
+BUNDLE_DATASETS = bundle_datasets()
+"""``{bundle folder: data set}``, from :data:`monai_ilm.datasets.DATASETS`."""
 
 
 def bundles_root() -> Path:
@@ -77,7 +74,7 @@ def bundles_root() -> Path:
             return root
     raise FileNotFoundError(
         f"bundles: expected the bundle folder in the installed package ({installed}) or the checkout ({checkout}), "
-        "found neither; reinstall monai-ilm."
+        "got neither (reinstall monai-ilm)."
     )
 
 
@@ -131,7 +128,7 @@ class Cell:
     overrides: dict = field(default_factory=dict, compare=False, hash=False)
 
     def configs(self, quick: bool) -> list[str]:
-        names = ["pretrain.json"] if self.protocol == "pretrain" else ["pretrain.json", PROTOCOL_CONFIGS[self.protocol]]
+        names = ["pretrain.json"] if self.protocol == "pretrain" else ["pretrain.json", EVALUATION_CONFIG]
         return names + (["quick.json"] if quick else [])
 
     def arguments(self) -> dict:
@@ -212,11 +209,8 @@ class _Matrix:
 
 
 def _evaluation_keys(bundle: Path) -> set[str]:
-    """Settings declared by the evaluation configs: they do not change a pretraining run."""
-    keys: set[str] = set()
-    for name in set(PROTOCOL_CONFIGS.values()):
-        keys |= set(json.loads((bundle / "configs" / name).read_text(encoding="utf-8")))
-    return keys
+    """Settings declared by the evaluation config: they do not change a pretraining run."""
+    return set(json.loads((bundle / "configs" / EVALUATION_CONFIG).read_text(encoding="utf-8")))
 
 
 def _read_json(path: Path) -> dict | None:
@@ -261,13 +255,19 @@ def _pretrain(matrix: _Matrix, cell: Cell) -> bool:
         logger.info("run %s: %s", cell, reason)
         matrix.supersede([run_dir], reason)
     run_dir.mkdir(parents=True, exist_ok=True)
-    content = {"fingerprint": current, "settings": settings, "code_version": code_version(), "started": utc_now()}
+    content = {
+        "fingerprint": current,
+        "settings": settings,
+        "code_version": code_version(),
+        "host": socket.gethostname(),
+        "started": utc_now(),
+    }
     write_json_atomic(record_path, {**content, "status": "running"})
     run_bundle(matrix.bundle, matrix.configs(cell), matrix.arguments(cell))
     if not (run_dir / "models" / "model.pt").is_file():
         raise RuntimeError(
-            f"pretraining {cell}: finished without {run_dir / 'models' / 'model.pt'} (the best-validation weights "
-            "every evaluation reads); check that the validation split is not empty and val_interval <= max_epochs."
+            f"pretraining {cell}: expected {run_dir / 'models' / 'model.pt'} (the best-validation weights every "
+            "evaluation reads), got none (check that the validation split is not empty and val_interval <= max_epochs)."
         )
     write_json_atomic(record_path, {**content, "status": "done", "finished": utc_now()})
     return True
@@ -302,7 +302,7 @@ def _check_override_keys(bundle: Path, extra_configs: Sequence[str], overrides: 
     Raises:
         ValueError: naming the unknown key and the closest settings.
     """
-    names = ["pretrain.json", "quick.json", *set(PROTOCOL_CONFIGS.values())]
+    names = ["pretrain.json", "quick.json", EVALUATION_CONFIG]
     known: set[str] = set()
     for path in [bundle / "configs" / name for name in names] + [Path(p) for p in extra_configs]:
         known |= set(json.loads(path.read_text(encoding="utf-8")))
@@ -310,8 +310,8 @@ def _check_override_keys(bundle: Path, extra_configs: Sequence[str], overrides: 
         top = key.split("#")[0]
         if top not in known:
             close = difflib.get_close_matches(top, sorted(known), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"--set {key}: expected a setting of the bundle {bundle.name}, got an unknown key{hint}")
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ValueError(f"--set {key}: expected a setting of the bundle {bundle.name}, got an unknown key{hint}.")
 
 
 def run_experiment(
@@ -348,15 +348,17 @@ def run_experiment(
     """
     bundle, dataset_dir, output_dir = Path(bundle).resolve(), Path(dataset_dir).resolve(), Path(output_dir).resolve()
     if not (bundle / "configs" / "pretrain.json").is_file():
-        raise FileNotFoundError(f"bundle: {bundle} holds no configs/pretrain.json; expected a monai-ilm bundle folder.")
+        raise FileNotFoundError(
+            f"bundle: expected a monai-ilm bundle folder (holding configs/pretrain.json), got '{bundle}'."
+        )
     if bundle.name not in BUNDLE_DATASETS:
         raise ValueError(f"bundle: expected one of {list(BUNDLE_DATASETS)}, got {bundle.name!r}.")
     if not dataset_dir.exists():
-        raise FileNotFoundError(f"dataset_dir: {dataset_dir} does not exist.")
+        raise FileNotFoundError(f"dataset_dir: expected an existing folder, got '{dataset_dir}', which does not exist.")
     extra = tuple(str(Path(path).resolve()) for path in extra_configs)
     for path in extra:
         if not Path(path).is_file():
-            raise FileNotFoundError(f"--config: expected a JSON config file at {path}, found none.")
+            raise FileNotFoundError(f"--config: expected a JSON config file, got '{path}', which does not exist.")
     _check_override_keys(bundle, extra, overrides or {})
     cells = plan_cells(methods, fractions, seeds, supervised)
     common = {"dataset_dir": dataset_dir, "output_dir": output_dir, **dict(overrides or {})}

@@ -111,7 +111,12 @@ def network_settings(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """
     conv1 = state.get("encoder_q.net.conv1.weight")
     if conv1 is None or conv1.dim() != 4:
-        raise ValueError("model.pt: expected the weights of a 2D torchvision-ResNet MoCo encoder ('encoder_q.net.*').")
+        found = (
+            "no 'encoder_q.net.conv1.weight'" if conv1 is None else f"a {conv1.dim()}-D 'encoder_q.net.conv1.weight'"
+        )
+        raise ValueError(
+            f"model.pt: expected the weights of a 2D torchvision-ResNet MoCo encoder ('encoder_q.net.*'), got {found}."
+        )
     blocks = tuple(
         len({key.split(".")[3] for key in state if key.startswith(f"encoder_q.net.layer{i}.")}) for i in range(1, 5)
     )
@@ -237,7 +242,7 @@ def export_bundle(
     source, run = resolve_bundle(bundle), Path(run_dir).resolve()
     weights = run / "models" / "model.pt"
     if not weights.is_file():
-        raise FileNotFoundError(f"run: expected the run's best weights at {weights}, found none.")
+        raise FileNotFoundError(f"run: expected the run's best weights at '{weights}', got none.")
     state = query_state_dict(_load_state(weights))
     network = network_settings(state)
     record_path = run / PRETRAINING_RECORD

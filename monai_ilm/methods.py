@@ -19,7 +19,7 @@ __all__ = ["METHODS", "check_method", "intermediate_loss", "trainable_parameters
 
 METHODS: tuple[str, ...] = ("moco", "mse", "barlow")
 
-# chest and DR maps pooled to 16x16 (layers 1-2) and 4x4 (layers 3-4), method_spec §5.1
+# chest and DR maps pooled to 16x16 (layers 1-2) and 4x4 (layers 3-4), docs/method.md §5.1
 REFERENCE_POOL_SIZES = {"layer1": 16, "layer2": 16, "layer3": 4, "layer4": 4}
 
 
@@ -30,7 +30,7 @@ def check_method(method: str) -> str:
         ValueError: naming the ``method`` setting and the allowed values.
     """
     if method not in METHODS:
-        raise ValueError(f"method: unknown method {method!r}; expected one of {list(METHODS)}.")
+        raise ValueError(f"method: expected one of {list(METHODS)}, got {method!r}.")
     return method
 
 

@@ -95,3 +95,21 @@ def test_monitoring_overhead_smoke(tmp_path):
     payload = load("monitoring_overhead").main(args)
     assert set(payload["epoch_share"]) == {"nih", "dr", "idc"} and payload["seconds_per_knn_image"] > 0
     assert json.loads((tmp_path / "monitoring_overhead.json").read_text())["target"] == 0.05
+
+
+def test_end_to_end_smoke(tmp_path, capsys):
+    args = ["--steps", "2", "--repeats", "1", "--warmup", "1", "--patients", "12", "--source-size", "48"]
+    args += ["--image-size", "32", "--batch-size", "4", "--queue-size", "16", "--core-samples", "1", "--threads", "1"]
+    args += ["--data-dir", str(tmp_path), "--output-dir", str(tmp_path)]
+    payload = load("end_to_end").main(args)
+    rates = payload["quick"]["samples_per_s"]
+    assert set(rates) == {"in-memory", "device", "loader"} and all(rate > 0 for rate in rates.values())
+    assert payload["ratio"] == rates["device"] / rates["in-memory"]
+    assert payload["cache"]["uint8_grey_bytes"] == 112_120 * 512 * 512
+    assert set(payload["loader_cores_512px"]) == {
+        "loader (two views, cached image)",
+        "device, cached (uint8 read)",
+        "device, uncached (decode + resize)",
+    }
+    assert capsys.readouterr().out.rstrip().splitlines()[-1] == f"end-to-end ratio: {payload['ratio']:.3f}"
+    assert json.loads((tmp_path / "end_to_end.json").read_text())["ratio"] == payload["ratio"]

@@ -276,3 +276,30 @@ def test_quick_bundle_with_torchrun_two_processes(tmp_path):
     assert log.count("saved final checkpoint") == 1  # only rank 0 has a saver
     state = torch.load(models / "checkpoint_final.pt", map_location="cpu", weights_only=False)
     assert not any(key.startswith("module.") for key in state["network"])
+
+
+def test_handlers_that_only_log_save_or_monitor_run_on_rank_zero_only(monkeypatch, tmp_path):
+    """monai-ilm's handlers say ``rank_zero_only`` themselves; those in collectives stay on every rank."""
+    from monai.handlers import StatsHandler, ValidationHandler
+
+    import monai_ilm.distributed as distributed
+    from monai_ilm.handlers import (
+        AtomicCheckpointSaver,
+        EmbeddingSaver,
+        IntermediateLayerLossHandler,
+        LossPartsHandler,
+        OnlineKNNHandler,
+        RepresentationHealthHandler,
+    )
+
+    only_rank_zero = (AtomicCheckpointSaver, EmbeddingSaver, OnlineKNNHandler, RepresentationHealthHandler)
+    everywhere = (IntermediateLayerLossHandler, LossPartsHandler, ValidationHandler)
+    assert all(cls.rank_zero_only is True for cls in only_rank_zero)
+    assert not any(getattr(cls, "rank_zero_only", False) for cls in everywhere)
+    assert not {cls.__name__ for cls in (*only_rank_zero, *everywhere)} & set(distributed.RANK_ZERO_HANDLERS)
+
+    kept = LossPartsHandler()
+    handlers = [kept, StatsHandler(name="x"), EmbeddingSaver(str(tmp_path / "e.npz")), RepresentationHealthHandler()]
+    assert distributed.rank_zero_only(handlers) == handlers  # one process is rank 0
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    assert distributed.rank_zero_only(handlers) == [kept]

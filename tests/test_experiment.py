@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from monai_ilm.cli import bundles_root, main
+from monai_ilm.cli import main
 from monai_ilm.data.synthetic import make_nih_sample
-from monai_ilm.experiment import Cell, parse_overrides, plan_cells, run_experiment
+from monai_ilm.experiment import Cell, bundles_root, parse_overrides, plan_cells, run_experiment
 from monai_ilm.results import read_results
 from monai_ilm.results.tables import paper_tables
 
@@ -64,7 +64,7 @@ def test_print_commands(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(plan_cells(["mse"], [0.01], [0]))
     assert all("-m monai.bundle run --config_file" in line for line in lines)
-    assert "finetune.json" in lines[1] and "--protocol finetune" in lines[1] and "--label_fraction 1.0" in lines[1]
+    assert "evaluate.json" in lines[1] and "--protocol finetune" in lines[1] and "--label_fraction 1.0" in lines[1]
     assert not (tmp_path / "out").exists()
 
 
@@ -194,7 +194,7 @@ def test_parse_overrides():
 
 
 def test_a_misspelt_setting_is_named_before_anything_runs(tmp_path):
-    with pytest.raises(ValueError, match="--set max_epoch: .*unknown key; did you mean max_epochs"):
+    with pytest.raises(ValueError, match="--set max_epoch: .*unknown key \\(did you mean max_epochs"):
         run_experiment(
             bundles_root() / "nih_chestxray_ilm",
             tmp_path,

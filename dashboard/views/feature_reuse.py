@@ -6,19 +6,15 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cka, health, state, ui
-from dashboard.data import dataset_label, fraction_label, method_label, order_datasets
+from dashboard.data import order_datasets
 from dashboard.figures import block_matrix_figure, method_block_figure
-
-_KIND_LABELS = {"cka_linear": "linear", "cka_rbf": "RBF", "cka_linear_debiased": "linear, debiased"}
+from dashboard.labels import dataset_label, fraction_label, method_label, metric_label
 
 
 def _kind_picker(rows: pd.DataFrame) -> str:
     kinds = cka.cka_kinds(rows, present_only=True)  # only kernels the evaluation computed
     return (
-        st.segmented_control(
-            "CKA kernel", kinds, default=kinds[0], format_func=lambda k: _KIND_LABELS.get(k, k), key="fr_kind"
-        )
-        or kinds[0]
+        st.segmented_control("CKA kernel", kinds, default=kinds[0], format_func=metric_label, key="fr_kind") or kinds[0]
     )
 
 
@@ -27,7 +23,7 @@ def _method_block(ctx: state.Context, rows: pd.DataFrame, kind: str) -> None:
     plain = rows[rows["metric"] == kind]
     fractions = sorted(plain["label_fraction"].unique())
     if not fractions:
-        st.info(f"No feature-reuse rows with metric '{kind}' in the selection.")
+        st.info(f"No feature-reuse rows with {metric_label(kind)} in the selection.")
         return
     fraction = st.selectbox(
         "Label fraction of the fine-tuning", fractions, format_func=fraction_label, key="fr_fraction"
@@ -53,6 +49,7 @@ def _method_block(ctx: state.Context, rows: pd.DataFrame, kind: str) -> None:
         ignore_index=True,
     )[["dataset", "method", "block", "value"]].assign(metric=kind, label_fraction=fraction)
     ui.csv_download(tidy, f"feature_reuse_{kind}", key="fr_mb")
+    st.caption("CKA describes similarity, not quality: no cell is marked best.")
 
 
 def _block_block(ctx: state.Context, rows: pd.DataFrame, kind: str) -> None:
@@ -60,7 +57,7 @@ def _block_block(ctx: state.Context, rows: pd.DataFrame, kind: str) -> None:
     datasets = [d for d in order_datasets(rows["dataset"]) if state.cka_views(ctx.key, d, kind)]
     if not datasets:
         st.info(
-            f"No block × block matrix with the {_KIND_LABELS.get(kind, kind)} kernel in these results. The "
+            f"No block × block matrix of {metric_label(kind)} in these results. The "
             "feature-reuse evaluation writes it (linear CKA and its configured kernel); results written by older "
             "versions hold only the diagonal. Run the feature-reuse cells again to get it."
         )
@@ -74,7 +71,14 @@ def _block_block(ctx: state.Context, rows: pd.DataFrame, kind: str) -> None:
     if matrix.empty:
         st.info("This pair has no entries.")
         return
-    ui.plot(block_matrix_figure(matrix, pair, kind, dataset), f"cka_matrix_{dataset}_{kind}")
+    flags = health.pair_flags(matrix, pair, _collapse_flags(ctx))
+    ui.plot(block_matrix_figure(matrix, pair, kind, dataset, flags), f"cka_matrix_{dataset}_{kind}")
+    if flags.to_numpy().any():
+        st.caption(
+            f"⚠ = a block of a pretrained encoder in this pair collapsed (effective rank < {health.COLLAPSE_RANK:g}): "
+            "CKA with its features is near 1 whatever the network does. The fine-tuned encoders' health is not "
+            "logged, so their blocks are not flagged."
+        )
     tidy = matrix.rename_axis(index="block_a", columns="block_b").stack().rename("value").reset_index()
     tidy = tidy.assign(dataset=dataset, encoder_a=pair.labels[0], encoder_b=pair.labels[1], metric=kind)
     ui.csv_download(tidy, f"cka_matrix_{dataset}_{kind}", key="fr_bb")
@@ -97,8 +101,8 @@ def _health(ctx: state.Context) -> None:
     ranks = _selected_ranks(ctx)
     if ranks.empty:
         st.info(
-            "No `health/effective_rank_layer<k>` in the pretraining logs (RepresentationHealthHandler); "
-            "the health of the fine-tuned encoders is not computed by the evaluation."
+            "No effective rank per block in the pretraining logs (`health/effective_rank_layer<k>`, logged by "
+            "RepresentationHealthHandler); the evaluation does not record the health of the fine-tuned encoders."
         )
         return
     table = ranks.assign(
@@ -117,7 +121,8 @@ def _health(ctx: state.Context) -> None:
     st.caption(
         f"Effective rank (Roy & Vetterli 2007) of each stage's pooled features at the last pretraining epoch; "
         f"shaded: below {health.COLLAPSE_RANK:g} (collapsed, {n} cell(s)). Near 1, one direction holds almost all "
-        "the variance and any CKA with these features is close to 1."
+        "the variance and any CKA with these features is close to 1. The evaluation does not record the health of "
+        "the fine-tuned encoders, so only the pretrained side is shown."
     )
 
 

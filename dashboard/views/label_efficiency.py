@@ -7,6 +7,7 @@ import streamlit as st
 from dashboard import state, ui
 from dashboard.data import PROTOCOL_LABELS, aggregate_seeds, metric_options
 from dashboard.figures import label_efficiency_figure
+from dashboard.labels import readable
 
 _PROTOCOLS = ("finetune", "linear")
 
@@ -17,8 +18,8 @@ def render() -> None:
     if not ui.page_intro(
         ctx,
         "Label efficiency",
-        "Metric vs fraction of labelled training data (log axis), mean over the selected seeds with the mean "
-        "per-seed 95 % interval as a band.",
+        "Metric vs fraction of labelled training data (log axis), mean over the selected seeds with the runner's "
+        "95 % interval over seeds and test resamples as a band (one seed: its own interval).",
         _PROTOCOLS,
     ):
         return
@@ -39,7 +40,7 @@ def render() -> None:
     ui.plot(label_efficiency_figure(points, PROTOCOL_LABELS[protocol], published), f"label_efficiency_{protocol}")
     with st.expander("Data"):
         shown = points.drop(columns=["run_ids"]).assign(seeds=points["seeds"].map(lambda s: " ".join(map(str, s))))
-        st.dataframe(shown, hide_index=True)
+        st.dataframe(readable(shown), hide_index=True)
         ui.csv_download(shown, f"label_efficiency_{protocol}", key="le")
 
 

@@ -6,9 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import overview, state, ui
-from dashboard.cka import cka_kinds
-from dashboard.data import PROTOCOL_LABELS, dataset_label, fraction_label, method_label, order_methods
+from dashboard.cka import cka_kinds, cka_metric_name
+from dashboard.data import order_methods
 from dashboard.figures import delta_figure
+from dashboard.labels import PROTOCOL_LABELS, dataset_label, fraction_label, method_label, metric_label
 
 
 def _controls(ctx: state.Context) -> tuple[bool, bool, str]:
@@ -84,9 +85,9 @@ def render() -> None:
     show_paper, show_delta, reference = _controls(ctx)
     metrics = ui.metric_choice(overview.performance_metric_options(ctx.collapsed), key="ov_metric")
     kinds = [k for k in cka_kinds(ctx.collapsed) if (ctx.collapsed["metric"] == k).any()]
-    kind = kinds[0] if kinds else "cka_linear"
+    kind = kinds[0] if kinds else cka_metric_name("linear")
     if len(kinds) > 1:
-        kind = st.selectbox("CKA of Table 3", kinds, key="ov_cka_kind")
+        kind = st.selectbox("CKA of Table 3", kinds, key="ov_cka_kind", format_func=metric_label)
     published = state.paper_tables() if show_paper else {}
     present = set(ctx.selected["protocol"])
     for spec in overview.TABLES:
@@ -108,11 +109,17 @@ def render() -> None:
         if spec.name == "finetune" and not _paired_headline(ctx, metrics, reference):
             _headline(table, reference)
         paper_table = published.get(spec.name)
-        text, best = overview.display_frame(table, reference, show_delta, paper_table)
+        compact = paper_table is not None and spec.name in ("feature_reuse", "probe")  # wide: one cell each
+        text, best = overview.display_frame(table, reference, show_delta, paper_table, compact=compact)
         st.dataframe(ui.highlight(text, best), hide_index=True, width="stretch")
+        if compact:
+            st.caption(
+                "Each cell: ours · the paper's (– where the paper has no number); intervals and Δ are in the CSV"
+                + ("; Table 2 has the fine-tuned scores' intervals." if spec.name == "feature_reuse" else ".")
+            )
         if spec.name == "feature_reuse":
             st.caption(
-                f"CKA: {kind}"
+                f"CKA: {metric_label(kind)}"
                 + (
                     "; the paper's values are RBF CKA with σ = 0.8 on subsets of 1,000 images, "
                     "not comparable cell for cell."

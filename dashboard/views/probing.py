@@ -7,6 +7,7 @@ import streamlit as st
 from dashboard import state, ui
 from dashboard.data import aggregate_seeds, metric_options
 from dashboard.figures import probing_figure
+from dashboard.labels import readable
 
 
 def render() -> None:
@@ -37,7 +38,7 @@ def render() -> None:
     ui.plot(probing_figure(points, published), "layerwise_probing")
     with st.expander("Data"):
         shown = points.drop(columns=["run_ids"]).assign(seeds=points["seeds"].map(lambda s: " ".join(map(str, s))))
-        st.dataframe(shown, hide_index=True)
+        st.dataframe(readable(shown), hide_index=True)
         ui.csv_download(shown, "layerwise_probing", key="pr")
 
 

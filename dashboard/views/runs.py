@@ -8,6 +8,7 @@ import streamlit as st
 from dashboard import runs, state, ui
 from dashboard.data import PROTOCOL_LABELS, dataset_label, fraction_label, method_label
 from dashboard.figures import timings_figure
+from dashboard.labels import readable
 
 _ANY = "(any)"
 
@@ -76,7 +77,7 @@ def _details(ctx: state.Context, run_id: str) -> None:
         st.markdown("**Other metadata**")
         st.json(info["other"], expanded=1)
     st.markdown(f"**Rows** ({len(rows)})")
-    st.dataframe(rows, hide_index=True)
+    st.dataframe(readable(rows), hide_index=True)
     ui.csv_download(rows, f"run_{run_id}", "Download this run's rows (CSV)", key="rb_run")
 
 
@@ -88,7 +89,8 @@ def _pretraining(ctx: state.Context) -> None:
         return
     for problem in table.loc[table["problem"] != "", ["run", "problem"]].itertuples():
         st.warning(f"Pretraining run `{problem.run}`: {problem.problem}")
-    st.dataframe(table.drop(columns="problem").rename(columns=_PRETRAIN_LABELS), hide_index=True, width="stretch")
+    shown = table.drop(columns="problem").assign(method=table["method"].map(lambda m: m if m != m else method_label(m)))
+    st.dataframe(shown.rename(columns=_PRETRAIN_LABELS), hide_index=True, width="stretch")
     st.caption("Settings, fingerprint and code version as the experiment runner recorded them in `run_settings.json`.")
     ui.csv_download(table, "pretraining_runs", "Download the pretraining runs (CSV)", key="rb_pretrain")
     speed = state.throughput(tuple(str(r) for r in ctx.paths.log_roots), table)
@@ -102,11 +104,24 @@ def _pretraining(ctx: state.Context) -> None:
                     "seconds_per_epoch": "s / epoch",
                     "iterations_per_second": "iterations / s",
                     "samples_per_second": "samples / s",
+                    "data_wait_share": "waiting for data",
                 }
             ),
             hide_index=True,
             width="content",
+            column_config={
+                name: st.column_config.NumberColumn(format="%.2f")
+                for name in ("s / epoch", "iterations / s", "samples / s")
+            }
+            | {"waiting for data": st.column_config.NumberColumn(format="percent")},
         )
+    notes = []
+    if speed.empty or speed["data_wait_share"].isna().all():
+        notes.append("the data-wait share (`data_wait_share`, logged by `DataWaitHandler`; older runs lack it)")
+    if not table["host"].fillna("").astype(bool).any():
+        notes.append("no record names its host")
+    if notes:
+        st.caption("Not available: " + "; ".join(notes) + ".")
 
 
 _PRETRAIN_LABELS = {
@@ -126,6 +141,7 @@ _PRETRAIN_LABELS = {
     "barlow_weights": "Barlow Twins λ",
     "embedding_dim": "Embedding",
     "batch_norm": "BatchNorm",
+    "host": "Host",
     "fingerprint": "Fingerprint",
     "git_commit": "Git commit",
     "monai_ilm": "monai-ilm",
@@ -155,7 +171,7 @@ def render() -> None:
     if narrowed is not None:
         summary = summary[summary["run_id"].isin(narrowed)]
         st.caption(f"{len(narrowed)} run(s) behind the chosen cell.")
-    st.dataframe(summary, hide_index=True, width="stretch")
+    st.dataframe(readable(summary), hide_index=True, width="stretch")
     c1, c2 = st.columns(2)
     with c1:
         ui.csv_download(summary, "runs", "Download the run list (CSV)", key="rb_runs")

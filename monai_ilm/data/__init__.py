@@ -14,6 +14,7 @@ from monai_ilm.data.dr import DR_GRADES, DR_REFERABLE_CLASSES, read_dr
 from monai_ilm.data.folder import read_image_folder
 from monai_ilm.data.idc import IDC_CLASSES, read_idc
 from monai_ilm.data.integrity import UnreadableImageError, check_image_readable, verify_images
+from monai_ilm.data.label_fractions import label_fraction
 from monai_ilm.data.medmnist import read_medmnist
 from monai_ilm.data.nifti import read_nifti_folder
 from monai_ilm.data.nih import NIH_FINDINGS, read_nih, read_nih_metadata, read_nih_splits
@@ -22,7 +23,6 @@ from monai_ilm.data.splits import (
     PatientLeakError,
     assert_patient_disjoint,
     check_class_presence,
-    label_fraction,
     patient_split,
 )
 

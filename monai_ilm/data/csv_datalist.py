@@ -22,18 +22,21 @@ def _single_labels(values: pd.Series, csv_path: Path, column: str, class_names: 
     """Integer class indices from a label column of integers or of class names."""
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
-        raise ValueError(f"CSV '{csv_path}' row {row + 2}: column '{column}' is empty; every row needs a label.")
+        raise ValueError(f"CSV '{csv_path}' row {row + 2}, column '{column}': expected a label, got an empty cell.")
     numeric = pd.to_numeric(values, errors="coerce")
     if not numeric.isna().any():
-        if not np.all(np.mod(numeric, 1) == 0):
-            raise ValueError(f"CSV '{csv_path}': column '{column}' holds non-integer numbers; expected class indices.")
+        fractional = numeric[np.mod(numeric, 1) != 0]
+        if len(fractional):
+            raise ValueError(
+                f"CSV '{csv_path}', column '{column}': expected integer class indices, got {fractional.iloc[0]}."
+            )
         return numeric.astype(np.int64).tolist()
     names = values.astype(str).str.strip()
     known = list(class_names) if class_names is not None else sorted(names.unique())
     index = {name: i for i, name in enumerate(known)}
     unknown = sorted(set(names) - set(index))
     if unknown:
-        raise ValueError(f"CSV '{csv_path}': column '{column}' holds class name(s) {unknown[:5]} not in {known}.")
+        raise ValueError(f"CSV '{csv_path}', column '{column}': expected class names in {known}, got {unknown[:5]}.")
     return [index[name] for name in names]
 
 
@@ -43,8 +46,8 @@ def _multi_hot_labels(table: pd.DataFrame, csv_path: Path, columns: Sequence[str
     if bad.to_numpy().any():
         row, col = np.argwhere(bad.to_numpy())[0]
         raise ValueError(
-            f"CSV '{csv_path}' row {row + 2}: column '{columns[col]}' is '{table[columns[col]].iloc[row]}'; "
-            "multi-label columns must hold 0 or 1."
+            f"CSV '{csv_path}' row {row + 2}, column '{columns[col]}': expected 0 or 1 (a multi-label column), "
+            f"got '{table[columns[col]].iloc[row]}'."
         )
     return values.to_numpy(dtype=np.float32).tolist()
 
@@ -90,7 +93,7 @@ def read_csv_datalist(
     """
     csv_path = Path(csv_path).expanduser().resolve()
     if not csv_path.is_file():
-        raise FileNotFoundError(f"CSV datalist '{csv_path}' does not exist.")
+        raise FileNotFoundError(f"CSV datalist '{csv_path}': expected a file, got nothing (the path does not exist).")
     table = read_table(csv_path, dtype={image_column: str})
     label_columns = (
         [] if label_column is None else [label_column] if isinstance(label_column, str) else list(label_column)
@@ -98,19 +101,22 @@ def read_csv_datalist(
     wanted = [image_column, *label_columns] + [c for c in (patient_column, split_column) if c is not None]
     missing = [column for column in wanted if column not in table.columns]
     if missing:
-        raise ValueError(f"CSV '{csv_path}' has no column(s) {missing}; found {list(table.columns)}.")
+        raise ValueError(f"CSV '{csv_path}': expected column(s) {missing}, got columns {list(table.columns)}.")
     table = table.reset_index(drop=True)  # rows with more cells than the header make pandas index by them
     empty = np.flatnonzero(table[image_column].isna().to_numpy())
     if len(empty):
         row = int(empty[0]) + 2
-        raise ValueError(f"CSV '{csv_path}' row {row}: column '{image_column}' is empty; every row needs an image.")
+        raise ValueError(
+            f"CSV '{csv_path}' row {row}, column '{image_column}': expected an image path, got an empty cell."
+        )
     if split_column is not None and split is not None:
         if split not in SPLIT_ALIASES:
-            raise ValueError(f"split must be one of {list(SPLIT_ALIASES)}, got '{split}'.")
+            raise ValueError(f"split: expected one of {list(SPLIT_ALIASES)}, got '{split}'.")
         table = table[table[split_column].astype(str).str.strip().str.lower().isin(SPLIT_ALIASES[split])]
         table = table.reset_index(drop=True)
     if table.empty:
-        raise ValueError(f"CSV '{csv_path}' has no rows" + (f" for split '{split}'." if split else "."))
+        wanted = f" of split '{split}'" if split else ""
+        raise ValueError(f"CSV '{csv_path}': expected at least one row{wanted}, got none.")
     base = Path(base_dir) if base_dir is not None else csv_path.parent
     paths = [str(path if Path(path).is_absolute() else base / path) for path in table[image_column].str.strip()]
     if patient_column is not None:

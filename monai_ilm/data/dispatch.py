@@ -8,32 +8,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from monai_ilm.data.csv_datalist import SPLIT_ALIASES, read_csv_datalist
-from monai_ilm.data.dr import EXPECTED_LAYOUT as DR_LAYOUT
-from monai_ilm.data.dr import read_dr
 from monai_ilm.data.files import PathLike, list_subdirectories, read_text_lines
-from monai_ilm.data.folder import read_image_folder
-from monai_ilm.data.idc import EXPECTED_LAYOUT as IDC_LAYOUT
-from monai_ilm.data.idc import read_idc
-from monai_ilm.data.medmnist import read_medmnist
-from monai_ilm.data.nifti import EXPECTED_LAYOUT as NIFTI_LAYOUT
-from monai_ilm.data.nifti import read_nifti_folder
-from monai_ilm.data.nih import EXPECTED_LAYOUT as NIH_LAYOUT
-from monai_ilm.data.nih import read_nih
 from monai_ilm.data.splits import SPLIT_NAMES, patient_split, train_val_test_split, validate_fraction
 from monai_ilm.data.splits import label_fraction as take_label_fraction
+from monai_ilm.datasets import DATASETS as _TABLE
 
 logger = logging.getLogger(__name__)
 
-DATASET_LAYOUTS: dict[str, str] = {
-    "nih": NIH_LAYOUT,
-    "idc": IDC_LAYOUT,
-    "dr": DR_LAYOUT,
-    "medmnist": "a MedMNIST .npz file ({train,val,test}_images and _labels) or a folder holding one",
-    "csv": "a CSV datalist (columns image,label[,patient_id][,split]) or a folder holding datalist.csv",
-    "folder": "an image-folder tree <root>/<class>/<image>, optionally inside train/, val/ and test/ folders",
-    "nifti": NIFTI_LAYOUT,
-}
-"""What each data set's ``dataset_dir`` must hold, quoted in error messages."""
+DATASET_LAYOUTS: dict[str, str] = {name: dataset.expected_layout for name, dataset in _TABLE.items()}
+"""What each data set's ``dataset_dir`` must hold (from :data:`monai_ilm.datasets.DATASETS`)."""
 
 DATASETS: tuple[str, ...] = tuple(DATASET_LAYOUTS)
 
@@ -70,9 +53,10 @@ def datalist_options(
     Raises:
         ValueError: naming the first bad setting and the allowed values.
     """
-    from monai_ilm.validation import check_choice, check_data_settings
+    from monai_ilm.settings.checks import check_choice
+    from monai_ilm.settings.common import check_data_settings
 
-    check_choice("dataset_name", dataset, DATASETS)
+    check_choice("dataset_name", dataset, tuple(_TABLE))
     check_data_settings(dataset, nih_split, val_fraction, require_all_classes)
     options: dict = {"require_all_classes": require_all_classes}
     if dataset == "nih":
@@ -147,8 +131,8 @@ def _load_tree(
     folder = _split_folder(root, split)
     if folder is None:
         raise FileNotFoundError(
-            f"dataset_dir '{root}' has split folders but none for split '{split}' "
-            f"(looked for {list(SPLIT_ALIASES[split])})."
+            f"dataset_dir '{root}': expected a folder for split '{split}' (one of {list(SPLIT_ALIASES[split])}), "
+            "got other split folders only."
         )
     return read(folder)
 
@@ -158,7 +142,9 @@ def _load_csv(
 ) -> list[dict]:
     csv_path = root if root.is_file() else root / kwargs.pop("csv_file", "datalist.csv")
     if not csv_path.is_file():
-        raise FileNotFoundError(f"dataset_dir '{root}' holds no '{csv_path.name}'; expected {DATASET_LAYOUTS['csv']}.")
+        raise FileNotFoundError(
+            f"dataset_dir '{root}': expected {_TABLE['csv'].expected_layout}, got no '{csv_path.name}'."
+        )
     header = [column.strip() for column in " ".join(read_text_lines(csv_path, max_lines=1)).split(",")]
     kwargs.setdefault("patient_column", "patient_id" if "patient_id" in header else None)
     split_column = kwargs.pop("split_column", "split" if "split" in header else None)
@@ -221,36 +207,34 @@ def load_datalist(
             or a ``val_fraction`` outside (0, 1).
         FileNotFoundError: naming ``dataset_dir`` when it does not exist or lacks the expected layout.
     """
-    if dataset not in DATASET_LAYOUTS:
-        raise ValueError(f"dataset must be one of {list(DATASETS)}, got '{dataset}'.")
+    if dataset not in _TABLE:
+        raise ValueError(f"dataset: expected one of {list(_TABLE)}, got '{dataset}'.")
     if split not in SPLIT_NAMES:
-        raise ValueError(f"split must be one of {list(SPLIT_NAMES)}, got '{split}'.")
+        raise ValueError(f"split: expected one of {list(SPLIT_NAMES)}, got '{split}'.")
     fraction = validate_fraction(label_fraction)
     root = Path(dataset_dir).expanduser()
     if not root.exists():
-        raise FileNotFoundError(f"dataset_dir '{root}' does not exist; expected {DATASET_LAYOUTS[dataset]}.")
+        raise FileNotFoundError(
+            f"dataset_dir: expected {_TABLE[dataset].expected_layout}, got '{root}', which does not exist."
+        )
     kwargs = {**(options or {}), **kwargs}
     val_fraction = kwargs.pop("val_fraction", None)
     if val_fraction is not None:
-        from monai_ilm.validation import check_data_settings
+        from monai_ilm.settings.common import check_data_settings
 
         check_data_settings(val_fraction=val_fraction)
     ratios = kwargs.pop("ratios", DEFAULT_RATIOS)
     strict = kwargs.pop("require_all_classes", False)
     split_options = {"seed": seed, "ratios": ratios, "val_fraction": val_fraction, "require_all_classes": strict}
-    if dataset == "nih":
-        rows = read_nih(root, split, **split_options, **kwargs)
-    elif dataset == "idc":
-        rows = read_idc(root, split, **split_options, **kwargs)
-    elif dataset == "dr":
-        rows = read_dr(root, split, **split_options, **kwargs)
-    elif dataset == "medmnist":
-        rows = read_medmnist(root, split, **kwargs)
-    elif dataset == "csv":
+    entry = _TABLE[dataset]
+    if entry.splits == "seeded":
+        rows = entry.read(root, split, **split_options, **kwargs)
+    elif entry.splits == "fixed":
+        rows = entry.read(root, split, **kwargs)
+    elif entry.splits == "csv":
         rows = _load_csv(root, split, seed, ratios, val_fraction, strict, kwargs)
     else:
-        read = read_image_folder if dataset == "folder" else read_nifti_folder
-        rows = _load_tree(root, split, seed, lambda path: read(path, **kwargs), ratios, val_fraction, strict)
+        rows = _load_tree(root, split, seed, lambda path: entry.read(path, **kwargs), ratios, val_fraction, strict)
     rows = _add_image_ids(rows, root)
     if fraction < 1.0:
         rows = take_label_fraction(rows, fraction, seed=seed)

@@ -9,7 +9,7 @@ Two layouts are read (``layout="auto"`` picks the one present):
   train/val are carved from ``trainLabels.csv``; otherwise all three splits are carved from it.
 * ``"jama16"``, the output of the jama16-retina-replication pre-processing used by the paper:
   ``<split>/<class>/<image>.jpg`` with split folders ``train``, ``validation`` (or ``val``) and
-  ``test``. That pre-processing writes no validation images (method_spec D19); when the folder is
+  ``test``. That pre-processing writes no validation images (docs/method.md D19); when the folder is
   missing, val is carved from train by patient with a seed (the authors' 20 %).
 
 Labels: ``grading="referable"`` (default, the paper's task) gives 1 for grade >= 2 (referable DR) and
@@ -64,7 +64,7 @@ def patient_of(image_name: str) -> str:
     """
     match = _EYE_NAME.match(image_name)
     if match is None:
-        raise ValueError(f"EyePACS image name '{image_name}' does not end with '_left' or '_right'.")
+        raise ValueError(f"EyePACS image name: expected '<patient>_left' or '<patient>_right', got '{image_name}'.")
     return match["patient"]
 
 
@@ -84,7 +84,7 @@ def detect_layout(dataset_dir: PathLike) -> str:
         return "kaggle"
     if any(c.isdigit() for c in list_subdirectories(root / "train")):
         return "jama16"
-    raise FileNotFoundError(f"dataset_dir '{root}' holds no diabetic retinopathy data; expected {EXPECTED_LAYOUT}.")
+    raise FileNotFoundError(f"dataset_dir '{root}': expected {EXPECTED_LAYOUT}, got no diabetic retinopathy data.")
 
 
 def read_kaggle_labels(csv_path: PathLike, image_dir: PathLike) -> list[dict]:
@@ -102,19 +102,23 @@ def read_kaggle_labels(csv_path: PathLike, image_dir: PathLike) -> list[dict]:
     missing = [c for c in ("image", "level") if c not in table.columns]
     if missing:
         raise ValueError(
-            f"EyePACS label CSV '{csv_path}' has no column(s) {missing}; expected the header 'image,level' "
-            f"(found {list(table.columns)})."
+            f"EyePACS label CSV '{csv_path}': expected the header 'image,level', got columns {list(table.columns)} "
+            f"(no {missing})."
         )
     table = table.reset_index(drop=True)  # rows with more cells than the header make pandas index by them
     empty = np.flatnonzero(table["image"].isna().to_numpy())
     if len(empty):
-        raise ValueError(f"EyePACS label CSV '{csv_path}' row {int(empty[0]) + 2}: 'image' is empty; expected a name.")
+        raise ValueError(
+            f"EyePACS label CSV '{csv_path}' row {int(empty[0]) + 2}, column 'image': "
+            "expected a name, got an empty cell."
+        )
     levels = pd.to_numeric(table["level"], errors="coerce")
     bad = np.flatnonzero(~levels.isin(range(5)).to_numpy())
     if len(bad):
         row = int(bad[0])
         raise ValueError(
-            f"EyePACS label CSV '{csv_path}' row {row + 2}: 'level' is '{table['level'].iloc[row]}'; expected 0-4."
+            f"EyePACS label CSV '{csv_path}' row {row + 2}, column 'level': expected a grade 0-4, "
+            f"got '{table['level'].iloc[row]}'."
         )
     files = {strip_suffix(name, IMAGE_EXTENSIONS): name for name in list_files(image_dir, IMAGE_EXTENSIONS)}
     datalist = []
@@ -179,7 +183,7 @@ def _read_kaggle(
     labels_csv = root / "trainLabels.csv" if (root / "trainLabels.csv").is_file() else root / "trainLabels.csv.gz"
     if not (root / "train").is_dir():
         raise FileNotFoundError(
-            f"dataset_dir '{root}' has {labels_csv.name} but no train/ image folder; expected {EXPECTED_LAYOUT}."
+            f"dataset_dir '{root}': expected {EXPECTED_LAYOUT}, got {labels_csv.name} without a train/ image folder."
         )
     solution = root / "retinopathy_solution.csv"
     has_test = solution.is_file() and (root / "test").is_dir()
@@ -222,19 +226,19 @@ def _read_jama16(
         for name, names in _JAMA16_SPLIT_FOLDERS.items()
     }
     if folders["train"] is None:
-        raise FileNotFoundError(f"dataset_dir '{root}' has no train/ folder; expected {EXPECTED_LAYOUT}.")
+        raise FileNotFoundError(f"dataset_dir '{root}': expected {EXPECTED_LAYOUT}, got no train/ folder.")
     if split == "test" and folders["test"] is None:
-        raise FileNotFoundError(f"dataset_dir '{root}' has no test/ folder; expected {EXPECTED_LAYOUT}.")
+        raise FileNotFoundError(f"dataset_dir '{root}': expected {EXPECTED_LAYOUT}, got no test/ folder.")
     source = folders[split] if split != "val" or folders["val"] is not None else folders["train"]
     rows = _read_jama16_folder(source)
     if not rows:
-        raise FileNotFoundError(f"'{source}' holds no images in numbered class folders; expected {EXPECTED_LAYOUT}.")
+        raise FileNotFoundError(f"'{source}': expected {EXPECTED_LAYOUT}, got no images in numbered class folders.")
     all_grades = {row["grade"] for row in _read_jama16_folder(folders["train"])} | {row["grade"] for row in rows}
     binarised = all_grades <= {0, 1}
     if binarised and grading == "grades":
         raise ValueError(
-            f"dataset_dir '{root}' has only class folders 0 and 1 (jama16 bin2, already binarised); "
-            "grading='grades' needs folders 0-4."
+            f"dataset_dir '{root}': expected class folders 0-4 for grading='grades', "
+            "got only class folders 0 and 1 (jama16 bin2, already binarised)."
         )
     for row in rows:
         row["label"] = row["grade"] if binarised else grade_to_label(row["grade"], grading)
@@ -287,13 +291,13 @@ def read_dr(
         FileNotFoundError: when the folder, its layout or a listed image is missing.
     """
     if split not in SPLIT_NAMES:
-        raise ValueError(f"split must be one of {list(SPLIT_NAMES)}, got '{split}'.")
+        raise ValueError(f"split: expected one of {list(SPLIT_NAMES)}, got '{split}'.")
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {list(LAYOUTS)}, got '{layout}'.")
+        raise ValueError(f"layout: expected one of {list(LAYOUTS)}, got '{layout}'.")
     if grading not in GRADINGS:
-        raise ValueError(f"grading must be one of {list(GRADINGS)}, got '{grading}'.")
+        raise ValueError(f"grading: expected one of {list(GRADINGS)}, got '{grading}'.")
     if val_fraction is not None and not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
+        raise ValueError(f"val_fraction: expected a number in (0, 1), got {val_fraction}.")
     root = require_directory(dataset_dir, EXPECTED_LAYOUT)
     layout = detect_layout(root) if layout == "auto" else layout
     if layout == "kaggle":

@@ -36,7 +36,7 @@ def require_directory(dataset_dir: PathLike, expected: str, argument: str = "dat
     path = Path(dataset_dir).expanduser()
     if not path.is_dir():
         what = "is not a directory" if path.exists() else "does not exist"
-        raise FileNotFoundError(f"{argument} '{path}' {what}; expected {expected}.")
+        raise FileNotFoundError(f"{argument}: expected {expected}, got '{path}', which {what}.")
     return path.resolve()
 
 
@@ -106,7 +106,7 @@ def read_table(path: PathLike, **kwargs):
     try:
         return pd.read_csv(path, **kwargs)
     except (ValueError, pd.errors.ParserError) as error:  # EmptyDataError and UnicodeDecodeError are ValueErrors
-        raise ValueError(f"table '{path}' cannot be read as CSV ({type(error).__name__}: {error}).") from None
+        raise ValueError(f"table '{path}': expected a CSV table, got {type(error).__name__}: {error}.") from None
 
 
 def read_text_lines(path: PathLike, max_lines: int | None = None) -> list[str]:
@@ -124,4 +124,4 @@ def read_text_lines(path: PathLike, max_lines: int | None = None) -> list[str]:
                 lines.append(line.rstrip("\r\n"))
             return lines
     except UnicodeDecodeError as error:
-        raise ValueError(f"'{path}' is not UTF-8 text ({error}).") from None
+        raise ValueError(f"'{path}': expected UTF-8 text, got {error}.") from None

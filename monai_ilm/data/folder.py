@@ -37,7 +37,10 @@ def patient_from_name(file_name: str, extensions: Sequence[str], patient_pattern
         return stem
     match = re.search(patient_pattern, stem)
     if match is None:
-        raise ValueError(f"file '{file_name}' does not match patient_pattern {patient_pattern!r}.")
+        raise ValueError(
+            f"patient_pattern: expected a pattern matching every file name, got {patient_pattern!r}, "
+            f"which does not match '{file_name}'."
+        )
     return match.group(1) if match.groups() else match.group(0)
 
 
@@ -73,7 +76,7 @@ def read_image_folder(
     classes = list(class_names) if class_names is not None else _sorted_classes(folders)
     absent = [name for name in classes if name not in folders]
     if absent:
-        raise ValueError(f"dataset_dir '{root}' has no class folder(s) {absent}; found {folders}.")
+        raise ValueError(f"dataset_dir '{root}': expected class folder(s) {absent}, got folders {folders}.")
     datalist = []
     for label, class_name in enumerate(classes):
         for file_name in list_files(root / class_name, extensions):
@@ -87,7 +90,7 @@ def read_image_folder(
             )
     if not datalist:
         raise FileNotFoundError(
-            f"dataset_dir '{root}' holds no images with suffix {tuple(extensions)}; expected {expected}."
+            f"dataset_dir '{root}': expected {expected}, got no images with suffix {tuple(extensions)}."
         )
     if verify:
         datalist, _ = verify_images(datalist, skip_unreadable)

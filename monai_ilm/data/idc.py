@@ -10,7 +10,7 @@ patient folder with the file-name prefix; any mismatch is an error naming the fi
 
 Splits: the reference's split CSVs (header ``img_path,labels``, ``img_path`` relative to
 ``dataset_dir``; ``train_split.csv``, ``val_split.csv``, ``test_split.csv``) when present, else a
-seeded, stratified, patient-level split. The reference's train CSV is not public (method_spec D21):
+seeded, stratified, patient-level split. The reference's train CSV is not public (docs/method.md D21):
 when only the val and test CSVs exist, train is every other patient. Split CSVs that share a patient
 (before 2022-04-25 val and test were the same file, D7) are rejected. Paths are resolved against
 ``dataset_dir`` (or ``split_csv_dir``), never the working directory (D17).
@@ -58,19 +58,20 @@ def parse_idc_file_name(path: str | Path) -> dict:
     match = FILE_NAME_PATTERN.match(path.name)
     if match is None:
         raise ValueError(
-            f"IDC patch '{path}' does not follow the file-name pattern <patient>_idx5_x<X>_y<Y>_class<0|1>.png."
+            f"IDC patch '{path}': expected the file-name pattern <patient>_idx5_x<X>_y<Y>_class<0|1>.png, "
+            f"got '{path.name}'."
         )
     label = int(match["label"])
     folder_label, folder_patient = path.parent.name, path.parent.parent.name
     if folder_label != str(label):
         raise ValueError(
-            f"IDC patch '{path}' is in class folder '{folder_label}' but its name says class{label}; "
-            "the folder and the file name must agree."
+            f"IDC patch '{path}': expected class folder '{label}' (its name says class{label}), "
+            f"got class folder '{folder_label}'."
         )
     if folder_patient != match["patient"]:
         raise ValueError(
-            f"IDC patch '{path}' is in patient folder '{folder_patient}' but its name says patient "
-            f"'{match['patient']}'."
+            f"IDC patch '{path}': expected patient folder '{match['patient']}' (its name says so), "
+            f"got patient folder '{folder_patient}'."
         )
     return {"patient_id": match["patient"], "x": int(match["x"]), "y": int(match["y"]), "label": label}
 
@@ -91,7 +92,7 @@ def scan_idc(dataset_dir: PathLike) -> list[dict]:
                 path = folder / name
                 datalist.append({"image": str(path), **parse_idc_file_name(path)})
     if not datalist:
-        raise FileNotFoundError(f"dataset_dir '{root}' holds no IDC patches; expected {EXPECTED_LAYOUT}.")
+        raise FileNotFoundError(f"dataset_dir '{root}': expected {EXPECTED_LAYOUT}, got no IDC patches.")
     return datalist
 
 
@@ -106,19 +107,23 @@ def read_idc_split_csv(csv_path: PathLike, dataset_dir: PathLike) -> list[dict]:
     missing = [c for c in ("img_path", "labels") if c not in table.columns]
     if missing:
         raise ValueError(
-            f"IDC split CSV '{csv_path}' has no column(s) {missing}; expected the header 'img_path,labels' "
-            f"(found {list(table.columns)})."
+            f"IDC split CSV '{csv_path}': expected the header 'img_path,labels', got columns {list(table.columns)} "
+            f"(no {missing})."
         )
     table = table.reset_index(drop=True)  # rows with more cells than the header make pandas index by them
     empty = np.flatnonzero(table["img_path"].isna().to_numpy())
     if len(empty):
-        raise ValueError(f"IDC split CSV '{csv_path}' row {int(empty[0]) + 2}: 'img_path' is empty; expected a path.")
+        raise ValueError(
+            f"IDC split CSV '{csv_path}' row {int(empty[0]) + 2}, column 'img_path': "
+            "expected a path, got an empty cell."
+        )
     labels = pd.to_numeric(table["labels"], errors="coerce")
     bad = np.flatnonzero(~labels.isin([0, 1]).to_numpy())
     if len(bad):
         row = int(bad[0])
         raise ValueError(
-            f"IDC split CSV '{csv_path}' row {row + 2}: 'labels' is '{table['labels'].iloc[row]}'; expected 0 or 1."
+            f"IDC split CSV '{csv_path}' row {row + 2}, column 'labels': expected 0 or 1, "
+            f"got '{table['labels'].iloc[row]}'."
         )
     datalist = []
     for relative, label in zip(table["img_path"].tolist(), labels.astype(int).tolist()):
@@ -126,7 +131,8 @@ def read_idc_split_csv(csv_path: PathLike, dataset_dir: PathLike) -> list[dict]:
         parsed = parse_idc_file_name(path)
         if parsed["label"] != label:
             raise ValueError(
-                f"IDC split CSV '{csv_path}' gives label {label} to '{relative}', whose folder says {parsed['label']}."
+                f"IDC split CSV '{csv_path}', label of '{relative}': expected {parsed['label']} (its class folder), "
+                f"got {label}."
             )
         datalist.append({"image": str(path), **parsed})
     return datalist
@@ -186,9 +192,9 @@ def read_idc(
         FileNotFoundError: when the folder, the requested split CSV (``"csv"``) or a patch is missing.
     """
     if split not in SPLIT_NAMES:
-        raise ValueError(f"split must be one of {list(SPLIT_NAMES)}, got '{split}'.")
+        raise ValueError(f"split: expected one of {list(SPLIT_NAMES)}, got '{split}'.")
     if split_source not in SPLIT_SOURCES:
-        raise ValueError(f"split_source must be one of {list(SPLIT_SOURCES)}, got '{split_source}'.")
+        raise ValueError(f"split_source: expected one of {list(SPLIT_SOURCES)}, got '{split_source}'.")
     root = require_directory(dataset_dir, EXPECTED_LAYOUT)
     csv_dir = Path(split_csv_dir) if split_csv_dir is not None else root
     datalist = None if split_source == "seeded" else _csv_splits(root, csv_dir, split)
@@ -200,8 +206,8 @@ def read_idc(
     else:
         if split_source == "csv":
             raise FileNotFoundError(
-                f"no IDC split CSV for split '{split}' in '{csv_dir}'; expected {SPLIT_CSV_NAMES[split]} "
-                "(or val_split.csv and test_split.csv for train)."
+                f"split_csv_dir '{csv_dir}': expected {SPLIT_CSV_NAMES[split]} for split '{split}' "
+                "(or val_split.csv and test_split.csv for train), got no such file."
             )
         parts = train_val_test_split(
             scan_idc(root), ratios, seed, val_fraction, class_names=IDC_CLASSES, require_all_classes=require_all_classes

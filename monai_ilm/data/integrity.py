@@ -95,7 +95,7 @@ def drop_or_raise_missing(
         if missing:
             paths = [str(datalist[i]["image"]) for i in missing]
             raise FileNotFoundError(
-                f"{len(paths)} image file(s) listed by {source} do not exist: {_describe(paths)} "
+                f"{source}: expected existing image files, got {len(paths)} that do not exist: {_describe(paths)} "
                 "(pass skip_unreadable=True to drop them)."
             )
         return datalist

@@ -36,18 +36,20 @@ def find_medmnist_file(path: PathLike, flag: str | None = None) -> Path:
         return path
     if not path.is_dir():
         raise FileNotFoundError(
-            f"dataset_dir '{path}' does not exist; expected a MedMNIST .npz file or a folder of them."
+            f"dataset_dir '{path}': expected a MedMNIST .npz file or a folder of them, got a path that does not exist."
         )
     if flag is not None:
         candidate = path / (flag if flag.endswith(".npz") else f"{flag}.npz")
         if not candidate.is_file():
-            raise FileNotFoundError(f"dataset_dir '{path}' has no '{candidate.name}' (flag='{flag}').")
+            raise FileNotFoundError(
+                f"dataset_dir '{path}': expected '{candidate.name}' (flag='{flag}'), got no such file."
+            )
         return candidate
     files = sorted(path.glob("*.npz"))
     if len(files) != 1:
         found = [f.name for f in files] or "none"
         raise FileNotFoundError(
-            f"dataset_dir '{path}' must hold exactly one MedMNIST .npz file or flag must name one; found {found}."
+            f"dataset_dir '{path}': expected exactly one MedMNIST .npz file (or a flag naming one), got {found}."
         )
     return files[0]
 
@@ -56,11 +58,11 @@ def _labels_to_python(labels: np.ndarray, source: str) -> list:
     if labels.ndim == 1 or (labels.ndim == 2 and labels.shape[1] == 1):
         flat = labels.reshape(-1)
         if not np.all(np.equal(np.mod(flat, 1), 0)):
-            raise ValueError(f"{source} holds non-integer single-label values; expected class indices.")
+            raise ValueError(f"{source}: expected integer class indices, got non-integer single-label values.")
         return flat.astype(np.int64).tolist()
     if labels.ndim == 2:
         return labels.astype(np.float32).tolist()
-    raise ValueError(f"{source} has shape {labels.shape}; expected (N,), (N, 1) or (N, K).")
+    raise ValueError(f"{source}: expected the shape (N,), (N, 1) or (N, K), got {labels.shape}.")
 
 
 def read_medmnist(dataset_dir: PathLike, split: str = "train", flag: str | None = None) -> list[dict]:
@@ -80,18 +82,22 @@ def read_medmnist(dataset_dir: PathLike, split: str = "train", flag: str | None 
         FileNotFoundError: when the file cannot be found.
     """
     if split not in SPLIT_NAMES:
-        raise ValueError(f"split must be one of {list(SPLIT_NAMES)}, got '{split}'.")
+        raise ValueError(f"split: expected one of {list(SPLIT_NAMES)}, got '{split}'.")
     path = find_medmnist_file(dataset_dir, flag)
     image_key, label_key = f"{split}_images", f"{split}_labels"
     with np.load(path) as archive:
         missing = [key for key in (image_key, label_key) if key not in archive.files]
         if missing:
-            raise ValueError(f"MedMNIST file '{path}' has no array(s) {missing}; found {sorted(archive.files)}.")
+            raise ValueError(
+                f"MedMNIST file '{path}': expected array(s) {missing}, got arrays {sorted(archive.files)}."
+            )
         images, labels = archive[image_key], archive[label_key]
     if len(images) != len(labels):
-        raise ValueError(f"MedMNIST file '{path}' has {len(images)} {image_key} but {len(labels)} {label_key}.")
+        raise ValueError(
+            f"MedMNIST file '{path}': expected as many {label_key} as {image_key} ({len(images)}), got {len(labels)}."
+        )
     if images.ndim not in (3, 4):
-        raise ValueError(f"MedMNIST file '{path}': {image_key} has shape {images.shape}; expected (N, H, W[, C]).")
+        raise ValueError(f"MedMNIST file '{path}', {image_key}: expected the shape (N, H, W[, C]), got {images.shape}.")
     label_values = _labels_to_python(labels, f"MedMNIST file '{path}' ({label_key})")
     stem = path.stem
     names = [f"{stem}-{split}-{i}" for i in range(len(images))]

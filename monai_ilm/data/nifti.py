@@ -73,7 +73,7 @@ def read_nifti_folder(
         )
     files = list_files(root, NIFTI_EXTENSIONS)
     if not files:
-        raise FileNotFoundError(f"dataset_dir '{root}' holds no NIfTI volumes; expected {EXPECTED_LAYOUT}.")
+        raise FileNotFoundError(f"dataset_dir '{root}': expected {EXPECTED_LAYOUT}, got no NIfTI volumes.")
     datalist = [
         {"image": str(root / name), "patient_id": patient_from_name(name, NIFTI_EXTENSIONS, patient_pattern)}
         for name in files

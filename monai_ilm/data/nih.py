@@ -6,7 +6,7 @@ Layout (``dataset_dir``)::
     images_001/images/00000001_000.png ... images_012/images/...   (as downloaded; or a flat folder)
     train_val_list.txt, test_list.txt                              (official split, one file name per line)
 
-The paper's code (method_spec §2.1) needs the 112,120 PNGs flattened into one folder and uses the
+The paper's code (docs/method.md §2.1) needs the 112,120 PNGs flattened into one folder and uses the
 CheXNet split lists (70/10/20 by patient, 15 columns: file name and 14 labels). Here the published
 nested folders work as they are, and the split comes from one of three sources:
 
@@ -93,7 +93,7 @@ def find_metadata_csv(dataset_dir: PathLike) -> Path:
     path = find_first_existing(root, METADATA_FILES)
     if path is None:
         raise FileNotFoundError(
-            f"dataset_dir '{root}' holds no NIH metadata table; expected one of {', '.join(METADATA_FILES)}."
+            f"dataset_dir '{root}': expected an NIH metadata table ({', '.join(METADATA_FILES)}), got none."
         )
     return path
 
@@ -113,8 +113,8 @@ def parse_findings(finding_labels: pd.Series, source: str = "the metadata table"
     unknown = sorted(set(dummies.columns) - set(NIH_FINDINGS) - {NO_FINDING, ""})
     if unknown:
         raise ValueError(
-            f"'Finding Labels' in {source} holds unknown finding(s) {unknown}; expected '|'-separated names from "
-            f"{list(NIH_FINDINGS)} or '{NO_FINDING}'."
+            f"'Finding Labels' in {source}: expected '|'-separated names from {list(NIH_FINDINGS)} or "
+            f"'{NO_FINDING}', got unknown finding(s) {unknown}."
         )
     if dummies.columns.duplicated().any():  # names that differed only by surrounding spaces
         dummies = dummies.T.groupby(level=0).max().T
@@ -139,13 +139,13 @@ def read_nih_metadata(csv_path: PathLike) -> pd.DataFrame:
     """
     path = Path(csv_path)
     if not path.is_file():
-        raise FileNotFoundError(f"NIH metadata table '{path}' does not exist.")
+        raise FileNotFoundError(f"NIH metadata table '{path}': expected a file, got nothing (the path does not exist).")
     header = read_table(path, nrows=0).columns
     missing = [column for column in REQUIRED_COLUMNS if column not in header]
     if missing:
         raise ValueError(
-            f"NIH metadata table '{path}' has no column(s) {missing}; expected {list(REQUIRED_COLUMNS)} "
-            f"(found {list(header)})."
+            f"NIH metadata table '{path}': expected the columns {list(REQUIRED_COLUMNS)}, got {list(header)} "
+            f"(no column(s) {missing})."
         )
     optional = [c for c in ("View Position",) if c in header]
     table = read_table(
@@ -193,8 +193,8 @@ def _find_chexnet_list(directory: Path, split: str) -> Path:
             if len(first) == 1 + len(NIH_FINDINGS):
                 return path
     raise FileNotFoundError(
-        f"no CheXNet split list for split '{split}' in '{directory}'; expected one of {names} with 15 "
-        "space-separated columns (file name and 14 labels)."
+        f"'{directory}': expected a CheXNet split list for split '{split}' (one of {names}, with 15 "
+        "space-separated columns: file name and 14 labels), got none."
     )
 
 
@@ -202,13 +202,11 @@ def _read_chexnet_list(path: Path) -> pd.DataFrame:
     """Rows of a CheXNet list: the file name and its 14 labels (CRLF line ends are fine)."""
     table = read_table(path, sep=r"\s+", header=None, dtype={0: str}, engine="c")
     if table.shape[1] != 1 + len(NIH_FINDINGS):
-        raise ValueError(f"CheXNet list '{path}' has {table.shape[1]} columns; expected 15 (file name and 14 labels).")
+        raise ValueError(f"CheXNet list '{path}': expected 15 columns (file name and 14 labels), got {table.shape[1]}.")
     names = table[0].str.strip()
     bad = names[~names.str.match(_FILE_NAME)]
     if len(bad):
-        raise ValueError(
-            f"CheXNet list '{path}' has file name '{bad.iloc[0]}'; expected names like '00001522_000.png'."
-        )
+        raise ValueError(f"CheXNet list '{path}': expected file names like '00001522_000.png', got '{bad.iloc[0]}'.")
     frame = pd.DataFrame({"image_name": names, "patient_id": names.str.extract(_FILE_NAME)[0].astype(int).astype(str)})
     frame[list(NIH_FINDINGS)] = table.iloc[:, 1:].to_numpy(dtype=np.float32)
     return frame
@@ -243,8 +241,8 @@ def _select_official(
     unknown = (test_names | train_val_names) - set(frame["image_name"])
     if unknown:
         raise ValueError(
-            f"{len(unknown)} file name(s) in the official split lists of '{root}' are not in the metadata table, "
-            f"e.g. {sorted(unknown)[:3]}."
+            f"official split lists of '{root}': expected file names from the metadata table, got {len(unknown)} "
+            f"that are not in it, e.g. {sorted(unknown)[:3]}."
         )
     if split == "test":
         return frame[frame["image_name"].isin(test_names)]
@@ -329,11 +327,11 @@ def read_nih(
         FileNotFoundError: when ``dataset_dir``, the metadata table, a CheXNet list or an image is missing.
     """
     if split not in SPLIT_NAMES:
-        raise ValueError(f"split must be one of {list(SPLIT_NAMES)}, got '{split}'.")
+        raise ValueError(f"split: expected one of {list(SPLIT_NAMES)}, got '{split}'.")
     if split_source not in SPLIT_SOURCES:
-        raise ValueError(f"split_source must be one of {list(SPLIT_SOURCES)}, got '{split_source}'.")
+        raise ValueError(f"split_source: expected one of {list(SPLIT_SOURCES)}, got '{split_source}'.")
     if val_fraction is not None and not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
+        raise ValueError(f"val_fraction: expected a number in (0, 1), got {val_fraction}.")
     started = time.perf_counter()
     root = require_directory(dataset_dir, EXPECTED_LAYOUT)
     list_dir = Path(split_list_dir) if split_list_dir is not None else root
@@ -365,7 +363,7 @@ def read_nih(
     if check_images:
         image_paths = index_nih_images(root)
         if not image_paths:
-            raise FileNotFoundError(f"dataset_dir '{root}' holds no PNG images; expected {EXPECTED_LAYOUT}.")
+            raise FileNotFoundError(f"dataset_dir '{root}': expected {EXPECTED_LAYOUT}, got no PNG images.")
     datalist, missing = _to_datalist(frame, image_paths, root)
     datalist = drop_or_raise_missing(datalist, missing, skip_unreadable, source=f"the NIH '{split}' split of '{root}'")
     if verify:

@@ -1,17 +1,11 @@
 """Small synthetic data sets written in the real on-disk layouts, for demos and tests.
 
 The real data sets (NIH 112k X-rays, 277k IDC patches, 88k EyePACS photographs) are too large to
-ship, so these generators write look-alikes in exactly the layouts the readers expect. Each image
-carries class-dependent structure that an encoder can learn, so downstream evaluation beats chance:
-
-* NIH: a grey chest (body and two darker lungs); each of the 14 findings adds a bright blob at its
-  own position, so the multi-hot label is readable from where the blobs are.
-* IDC: pink H&E-like texture with purple nuclei; IDC-positive patches have many more, larger
-  nuclei on a darker stroma.
-* EyePACS: an orange fundus disc with an optic disc on the eye's side; the number of red lesions
-  (and yellow exudates from grade 2) grows with the DR grade.
-* NIfTI: noise volumes; class 1 holds a bright sphere.
-* MedMNIST: small images whose bright blob position depends on the class.
+ship, so these writers lay out look-alikes exactly as the readers expect them: file names, folders,
+metadata tables, split lists and the way patients, follow-up images and labels relate (chronic NIH
+findings, both eyes of an EyePACS patient with correlated grades, several IDC patches per patient).
+The pictures themselves come from :mod:`monai_ilm.data.synthetic_images`; NIfTI volumes (class 1
+holds a bright sphere) and MedMNIST images (the blob's position gives the class) are drawn here.
 
 Everything is drawn from one ``numpy`` generator seeded by ``seed``: the same arguments write the
 same files. A few hundred 64-128 px images take a few seconds. Command line::
@@ -31,6 +25,7 @@ from PIL import Image
 from monai_ilm.data.files import PathLike
 from monai_ilm.data.nih import NIH_FINDINGS, NO_FINDING
 from monai_ilm.data.splits import patient_split
+from monai_ilm.data.synthetic_images import blob, fundus_image, idc_patch, nih_image, smooth_noise, to_uint
 
 NIH_HEADER = (
     "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
@@ -46,66 +41,11 @@ _NIH_PREVALENCE = np.clip(
     0.3,
 )
 _DR_GRADE_PROBABILITIES = np.array([0.55, 0.10, 0.20, 0.08, 0.07])
-_DR_LESIONS_PER_GRADE = (0, 2, 6, 12, 20)
-
-
-def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-centre coordinates in [0, 1): ``(rows, cols)`` broadcastable to ``(size, size)``."""
-    coords = (np.arange(size, dtype=np.float32) + 0.5) / size
-    return coords[:, None], coords[None, :]
-
-
-def _blob(size: int, centre: tuple[float, float], radius: float) -> np.ndarray:
-    """A Gaussian bump of peak 1 at ``centre`` (row, col in [0, 1]) with std ``radius`` (image fraction)."""
-    rows, cols = _grid(size)
-    return np.exp(-((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2) / (2.0 * radius**2))
-
-
-def _ellipse(size: int, centre: tuple[float, float], radii: tuple[float, float]) -> np.ndarray:
-    rows, cols = _grid(size)
-    return (((rows - centre[0]) / radii[0]) ** 2 + ((cols - centre[1]) / radii[1]) ** 2 <= 1.0).astype(np.float32)
-
-
-def _smooth_noise(rng: np.random.Generator, size: int, cells: int = 6) -> np.ndarray:
-    """Low-frequency noise in about [-1, 1]: a coarse random grid upsampled bilinearly."""
-    coarse = rng.standard_normal((cells, cells)).astype(np.float32)
-    image = Image.fromarray(coarse).resize((size, size), Image.BILINEAR)
-    return np.asarray(image, dtype=np.float32)
-
-
-def _to_uint(image: np.ndarray, bit_depth: int) -> np.ndarray:
-    peak = (1 << bit_depth) - 1
-    dtype = np.uint8 if bit_depth == 8 else np.uint16
-    return np.round(np.clip(image, 0.0, 1.0) * peak).astype(dtype)
 
 
 def _save_png(path: Path, image: np.ndarray, bit_depth: int = 8) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(_to_uint(image, bit_depth)).save(path)
-
-
-def _finding_centres() -> list[tuple[float, float]]:
-    """One blob position per NIH finding, spread over the chest on a 4 x 4 grid (14 of 16 cells)."""
-    cells = [(0.2 + 0.2 * r, 0.2 + 0.2 * c) for r in range(4) for c in range(4)]
-    return cells[1:15]
-
-
-def nih_image(findings: np.ndarray, image_size: int, rng: np.random.Generator) -> np.ndarray:
-    """A synthetic chest X-ray in [0, 1] with one bright blob per present finding.
-
-    Args:
-        findings: 14 booleans in the :data:`~monai_ilm.data.nih.NIH_FINDINGS` order.
-        image_size: the side in pixels.
-        rng: the random generator.
-    """
-    body = _ellipse(image_size, (0.55, 0.5), (0.5, 0.42))
-    lungs = _ellipse(image_size, (0.5, 0.3), (0.3, 0.14)) + _ellipse(image_size, (0.5, 0.7), (0.3, 0.14))
-    image = 0.1 + 0.45 * body - 0.25 * lungs + 0.05 * _smooth_noise(rng, image_size)
-    for centre, present in zip(_finding_centres(), findings):
-        if present:
-            jitter = rng.normal(0.0, 0.02, size=2)
-            image += 0.4 * _blob(image_size, (centre[0] + jitter[0], centre[1] + jitter[1]), 0.05)
-    return image + 0.02 * rng.standard_normal((image_size, image_size)).astype(np.float32)
+    Image.fromarray(to_uint(image, bit_depth)).save(path)
 
 
 def _nih_findings(rng: np.random.Generator, n_patients: int, images_per_patient: int) -> np.ndarray:
@@ -174,7 +114,7 @@ def make_nih_sample(
         images_per_folder=images_per_folder,
     )
     if bit_depth not in (8, 16):
-        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}.")
+        raise ValueError(f"bit_depth: expected 8 or 16, got {bit_depth}.")
     root = Path(root)
     rng = np.random.default_rng(seed)
     findings = _nih_findings(rng, n_patients, images_per_patient)
@@ -211,20 +151,6 @@ def make_nih_sample(
     return root
 
 
-def idc_patch(positive: bool, patch_size: int, rng: np.random.Generator) -> np.ndarray:
-    """A synthetic H&E-like RGB patch in [0, 1]; IDC-positive patches hold many more, larger nuclei."""
-    stroma = np.array([0.92, 0.72, 0.85], dtype=np.float32) - (0.12 if positive else 0.0)
-    image = stroma[None, None, :] + 0.04 * _smooth_noise(rng, patch_size, 5)[..., None]
-    count = int(rng.integers(22, 34)) if positive else int(rng.integers(3, 9))
-    radius = 0.07 if positive else 0.045
-    nuclei = np.zeros((patch_size, patch_size), dtype=np.float32)
-    for centre in rng.random((count, 2)):
-        nuclei = np.maximum(nuclei, _blob(patch_size, (centre[0], centre[1]), radius * rng.uniform(0.7, 1.3)))
-    purple = np.array([0.42, 0.22, 0.58], dtype=np.float32)
-    image = image * (1 - nuclei[..., None]) + purple[None, None, :] * nuclei[..., None]
-    return image + 0.02 * rng.standard_normal(image.shape).astype(np.float32)
-
-
 def make_idc_sample(
     root: PathLike,
     n_patients: int = 8,
@@ -255,7 +181,7 @@ def make_idc_sample(
     """
     _check_positive(n_patients=n_patients, patches_per_patient=patches_per_patient, patch_size=patch_size)
     if patches_per_patient < 2:
-        raise ValueError(f"patches_per_patient must be at least 2 (one per class), got {patches_per_patient}.")
+        raise ValueError(f"patches_per_patient: expected at least 2 (one per class), got {patches_per_patient}.")
     root = Path(root)
     rng = np.random.default_rng(seed)
     datalist = []
@@ -275,28 +201,6 @@ def make_idc_sample(
                 root / f"{split}_split.csv", ["img_path,labels"] + [f"{r['img_path']},{r['label']}" for r in part]
             )
     return root
-
-
-def fundus_image(grade: int, eye: str, image_size: int, rng: np.random.Generator) -> np.ndarray:
-    """A synthetic RGB fundus photograph in [0, 1]; lesions (and exudates from grade 2) grow with the grade."""
-    disc = _ellipse(image_size, (0.5, 0.5), (0.46, 0.46))
-    rows, cols = _grid(image_size)
-    vignette = 1.0 - 0.6 * ((rows - 0.5) ** 2 + (cols - 0.5) ** 2) / 0.21
-    base = np.array([0.78, 0.36, 0.16], dtype=np.float32)
-    image = (base[None, None, :] * (vignette * disc)[..., None]) * (
-        1 + 0.05 * _smooth_noise(rng, image_size)[..., None]
-    )
-    optic_col = 0.3 if eye == "left" else 0.7
-    image += np.array([0.2, 0.35, 0.25], dtype=np.float32) * _blob(image_size, (0.5, optic_col), 0.05)[..., None]
-    for _ in range(_DR_LESIONS_PER_GRADE[grade]):
-        angle, radius = rng.uniform(0, 2 * np.pi), 0.35 * np.sqrt(rng.random())
-        lesion = _blob(image_size, (0.5 + radius * np.sin(angle), 0.5 + radius * np.cos(angle)), 0.025)
-        image -= np.array([0.05, 0.3, 0.15], dtype=np.float32) * lesion[..., None] * disc[..., None]
-    for _ in range(3 * max(0, grade - 1)):
-        angle, radius = rng.uniform(0, 2 * np.pi), 0.3 * np.sqrt(rng.random())
-        exudate = _blob(image_size, (0.5 + radius * np.sin(angle), 0.5 + radius * np.cos(angle)), 0.03)
-        image += np.array([0.2, 0.45, 0.1], dtype=np.float32) * exudate[..., None] * disc[..., None]
-    return image * disc[..., None]
 
 
 def make_dr_sample(
@@ -333,7 +237,7 @@ def make_dr_sample(
     """
     _check_positive(n_patients=n_patients, image_size=image_size)
     if layout not in ("kaggle", "jama16"):
-        raise ValueError(f"layout must be 'kaggle' or 'jama16', got '{layout}'.")
+        raise ValueError(f"layout: expected 'kaggle' or 'jama16', got '{layout}'.")
     root = Path(root)
     rng = np.random.default_rng(seed)
     patients = 10 + 3 * np.arange(n_patients)  # Kaggle's ids are sparse numbers such as 10, 13, 15
@@ -346,7 +250,7 @@ def make_dr_sample(
         for eye in ("left", "right"):
             grade = int(np.clip(base_grade + (rng.random() < 0.2) * rng.choice([-1, 1]), 0, 4))
             name = f"{patient}_{eye}"
-            image = Image.fromarray(_to_uint(fundus_image(grade, eye, image_size, rng), 8))
+            image = Image.fromarray(to_uint(fundus_image(grade, eye, image_size, rng), 8))
             if layout == "kaggle":
                 path = root / "train" / f"{name}.jpeg"
             else:
@@ -432,7 +336,7 @@ def make_medmnist_sample(
         image_size=image_size, num_classes=num_classes, **{f"split_sizes[{i}]": s for i, s in enumerate(split_sizes)}
     )
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}.")
+        raise ValueError(f"channels: expected 1 or 3, got {channels}.")
     path = Path(path)
     rng = np.random.default_rng(seed)
     arrays = {}
@@ -443,8 +347,8 @@ def make_medmnist_sample(
         for label in labels:
             angle = 2 * np.pi * label / num_classes
             centre = (0.5 + 0.28 * np.sin(angle), 0.5 + 0.28 * np.cos(angle))
-            image = 0.2 + 0.1 * _smooth_noise(rng, image_size, 4) + 0.6 * _blob(image_size, centre, 0.09)
-            image = _to_uint(image, 8)
+            image = 0.2 + 0.1 * smooth_noise(rng, image_size, 4) + 0.6 * blob(image_size, centre, 0.09)
+            image = to_uint(image, 8)
             images.append(np.repeat(image[..., None], 3, axis=-1) if channels == 3 else image)
         arrays[f"{split}_images"] = np.stack(images)
         arrays[f"{split}_labels"] = labels.astype(np.uint8) if flat_labels else labels.astype(np.uint8)[:, None]
@@ -456,7 +360,7 @@ def make_medmnist_sample(
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if int(value) <= 0:
-            raise ValueError(f"{name} must be positive, got {value}.")
+            raise ValueError(f"{name}: expected a positive integer, got {value}.")
 
 
 LAYOUT_WRITERS = {

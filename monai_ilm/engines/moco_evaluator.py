@@ -20,7 +20,7 @@ class MoCoEvaluator(SupervisedEvaluator):
     """Computes the pretraining loss on validation pairs without touching the queue or the key encoder.
 
     The reference ran validation through the training forward, which updated the key encoder and
-    enqueued evaluation-mode keys of un-augmented images (method_spec D10). Here the network runs
+    enqueued evaluation-mode keys of un-augmented images (docs/method.md D10). Here the network runs
     in eval mode under ``no_grad``, nothing is enqueued and no momentum update happens. Handlers
     attached to the evaluator (e.g. an ``IntermediateLayerLossHandler``) add their terms on
     ``LOSS_COMPLETED`` exactly as in training. Use a metric such as

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from monai.engines import SupervisedTrainer
@@ -13,9 +14,11 @@ from monai.utils import CommonKeys as Keys
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
+from monai_ilm import distributed
 from monai_ilm.engines.utils import VIEW_KEYS, forward_views, scalar_output, to_channels_last
 from monai_ilm.losses.infonce import InfoNCELoss
 from monai_ilm.networks.moco import MoCo
+from monai_ilm.transforms.device_augment import DeviceAugment
 from monai_ilm.utils import unwrap_network
 
 __all__ = ["MoCoTrainer"]
@@ -32,6 +35,11 @@ class MoCoTrainer(SupervisedTrainer):
     intermediate-layer terms on ``LOSS_COMPLETED``; :class:`~monai_ilm.handlers.MomentumUpdateHandler`
     updates the key encoder on ``ITERATION_COMPLETED``. Finally the keys are enqueued, so the queue
     used for the logits is the one before this batch (He et al., CVPR 2020).
+
+    With a device augmentation stage (``augment``), the loader yields one uint8 image per sample and
+    the two views are made from it on the device at the start of each iteration (docs/method.md §3);
+    the stage's generator state is saved and restored with the trainer's own (``state_dict()["augment"]``),
+    so a resumed run makes the same views as an uninterrupted one.
 
     ``engine.state.output`` ends each iteration as a dict of detached scalars (``loss``,
     ``loss_infonce`` and one entry per intermediate term) that ``StatsHandler(output_transform=
@@ -52,6 +60,8 @@ class MoCoTrainer(SupervisedTrainer):
             floating-point rounding. The network is converted in place, so the optimiser stays valid.
         compile: ``torch.compile`` the network (``compile_kwargs`` go to it). Checkpoints should
             keep naming the uncompiled network, whose parameters the compiled one shares.
+        augment: a :class:`~monai_ilm.transforms.DeviceAugment` making the two views from the batch's
+            image on the device, or None when the loader makes them (``augment_on="loader"``).
         epoch_length, non_blocking, inferer, key_train_metric, additional_metrics, metric_cmp_fn,
         train_handlers, event_names, event_to_attr, optim_set_to_none, amp_kwargs, compile_kwargs: as in
         ``SupervisedTrainer``.
@@ -84,6 +94,7 @@ class MoCoTrainer(SupervisedTrainer):
         compile: bool = False,
         compile_kwargs: dict | None = None,
         channels_last: bool = False,
+        augment: DeviceAugment | None = None,
     ) -> None:
         if not isinstance(unwrap_network(network), MoCo):
             raise ValueError(f"network: expected a monai_ilm.networks.MoCo, got {type(network).__name__}.")
@@ -118,6 +129,36 @@ class MoCoTrainer(SupervisedTrainer):
         self.amp = amp
         self.channels_last = channels_last
         self.view_keys = tuple(view_keys)
+        if augment is not None and not isinstance(augment, DeviceAugment):
+            raise ValueError(
+                f"augment: expected a monai_ilm.transforms.DeviceAugment or None, got {type(augment).__name__}."
+            )
+        self.augment = augment
+        if augment is not None:
+            augment.view_keys = self.view_keys
+
+    def state_dict(self) -> dict:
+        """Ignite's engine state, plus the device augmentation's generator state under ``"augment"``."""
+        state = super().state_dict()
+        if self.augment is not None:
+            state["augment"] = self.augment.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Restore :meth:`state_dict` output; without ``"augment"`` in it, the stage's generator stays as seeded."""
+        state = dict(state_dict)
+        augment = state.pop("augment", None)
+        super().load_state_dict(state)
+        if self.augment is None:
+            return
+        if augment is None:
+            warnings.warn(
+                "augment: the checkpoint holds no device augmentation state (written with augment_on='loader'?); "
+                "the views continue from the stage's seed.",
+                stacklevel=2,
+            )
+            return
+        self.augment.load_state_dict(augment, rank=distributed.rank())
 
     def run(self) -> None:
         # a gradient scaler only for float16 on CUDA (MONAI builds a CUDA scaler whenever amp is on)
@@ -133,6 +174,8 @@ class MoCoTrainer(SupervisedTrainer):
         if not engine.network.training:  # Module.train() walks every submodule: ~1 ms a step for two ResNets
             engine.network.train()
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        if engine.augment is not None:
+            batchdata = engine.augment.views(batchdata, engine.state.device, engine.non_blocking)
         forward_views(engine, batchdata)
         loss = engine.state.output[Keys.LOSS]
         if engine.scaler is not None:

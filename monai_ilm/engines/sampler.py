@@ -94,7 +94,7 @@ class ResumableSampler(Sampler[int]):
             raise ValueError(f"rank: expected a value in [0, {self.num_replicas}), got {self.rank}.")
         self.size = len(data_source)
         if self.size == 0:
-            raise ValueError("data_source: the dataset is empty; there is nothing to sample.")
+            raise ValueError("data_source: expected a non-empty dataset, got 0 samples.")
         self.data_source = data_source
         self.shuffle = shuffle
         self.seed = _check_non_negative_int("seed", seed)
@@ -154,8 +154,10 @@ class ResumableSampler(Sampler[int]):
         loader = engine.state.dataloader
         if getattr(loader, "sampler", None) is not self or getattr(loader, "batch_size", None) is None:
             raise ValueError(
-                "sampler: a ResumableSampler attached to a trainer must be the sampler of the trainer's data loader "
-                "(DataLoader(..., sampler=<it>, batch_size=<n>, shuffle=False))."
+                "sampler: expected this ResumableSampler as the sampler of the trainer's data loader "
+                "(DataLoader(..., sampler=<it>, batch_size=<n>, shuffle=False)), got a loader with sampler "
+                f"{type(getattr(loader, 'sampler', None)).__name__} and batch_size "
+                f"{getattr(loader, 'batch_size', None)}."
             )
         batches_per_pass = len(loader)
         done = engine.state.iteration

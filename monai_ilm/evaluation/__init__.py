@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-from monai_ilm.evaluation.cka import (
-    KERNELS,
-    CKABootstrap,
-    StreamingLinearCKA,
-    bootstrap_cka,
-    cka,
-    cka_matrix,
-    linear_cka,
-    median_bandwidth,
-    rbf_cka,
-    rbf_kernel,
-)
+from monai_ilm.evaluation.cka import KERNELS, StreamingLinearCKA, cka, linear_cka, median_bandwidth, rbf_cka, rbf_kernel
+from monai_ilm.evaluation.cka_summaries import CKABootstrap, bootstrap_cka, cka_matrix
 from monai_ilm.evaluation.intervals import (
     BootstrapCI,
     bootstrap_ci,
@@ -21,7 +11,7 @@ from monai_ilm.evaluation.intervals import (
     resample_indices,
     standard_error_interval,
 )
-from monai_ilm.evaluation.ks import KSResult, ks_distance, ks_statistic
+from monai_ilm.evaluation.ks import KSResult, ks_distance, ks_rows, ks_statistic
 from monai_ilm.evaluation.metrics import MeanAUC, binary_auc, f1, mean_auc, roc_auc
 
 __all__ = [
@@ -43,6 +33,7 @@ __all__ = [
     "KSResult",
     "ks_distance",
     "ks_statistic",
+    "ks_rows",
     "MeanAUC",
     "binary_auc",
     "f1",
@@ -50,28 +41,8 @@ __all__ = [
     "roc_auc",
 ]
 
-# downstream evaluation: linear probe / fine-tuning, layer-wise probing, feature reuse, KS (Tables 1-4)
-from monai_ilm.evaluation.downstream import (
-    PAPER_TASKS,
-    TASKS,
-    BestWeights,
-    DownstreamClassifier,
-    DownstreamResult,
-    DownstreamTask,
-    FitResult,
-    Predictions,
-    downstream_network,
-    downstream_rows,
-    evaluate_downstream,
-    fit_downstream,
-    get_task,
-    ks_rows,
-    output_ks,
-    predict,
-    run_downstream,
-    score_predictions,
-    task_metric,
-)
+# downstream evaluation: linear probe / fine-tuning, layer-wise probing, feature reuse (Tables 1-4)
+from monai_ilm.evaluation.classifier import DownstreamClassifier, downstream_network
 from monai_ilm.evaluation.feature_reuse import (
     FeatureReuseResult,
     feature_reuse,
@@ -87,6 +58,14 @@ from monai_ilm.evaluation.features import (
     iter_stage_features,
     load_pretrained_encoder,
 )
+from monai_ilm.evaluation.prediction import (
+    DownstreamResult,
+    Predictions,
+    evaluate_downstream,
+    predict,
+    run_downstream,
+    score_predictions,
+)
 from monai_ilm.evaluation.probing import (
     FeatureBatches,
     probe_blocks,
@@ -94,6 +73,10 @@ from monai_ilm.evaluation.probing import (
     probe_rows,
 )
 from monai_ilm.evaluation.protocols import DATASET_TASKS, EVALUATION_PROTOCOLS, EvaluationRun
+from monai_ilm.evaluation.rows import downstream_rows
+from monai_ilm.evaluation.tasks import PAPER_TASKS, TASKS, DownstreamTask, get_task
+from monai_ilm.evaluation.training import FitResult, fit_downstream, task_metric
+from monai_ilm.handlers.best_weights import BestWeights
 
 __all__ += [
     "DATASET_TASKS",
@@ -123,9 +106,7 @@ __all__ += [
     "fit_downstream",
     "get_task",
     "iter_stage_features",
-    "ks_rows",
     "load_pretrained_encoder",
-    "output_ks",
     "predict",
     "probe_blocks",
     "probe_features",

@@ -43,7 +43,7 @@ def to_numpy(x: Any, name: str, dtype: Any = np.float64) -> np.ndarray:
 
 def _check_finite(arr: np.ndarray, name: str) -> None:
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}: expected finite values, found NaN or infinity.")
+        raise ValueError(f"{name}: expected finite values, got NaN or infinity.")
 
 
 def as_matrix(x: Any, name: str, min_rows: int = 1) -> np.ndarray:
@@ -131,5 +131,5 @@ def as_binary_labels(y: Any, name: str) -> np.ndarray:
     arr = to_numpy(y, name)
     if arr.size and not np.all((arr == 0) | (arr == 1)):
         bad = np.unique(arr[(arr != 0) & (arr != 1)])[:5]
-        raise ValueError(f"{name}: expected binary labels in {{0, 1}}, found {bad.tolist()}.")
+        raise ValueError(f"{name}: expected binary labels in {{0, 1}}, got {bad.tolist()}.")
     return arr.astype(np.int64)

@@ -6,13 +6,13 @@ the fine-tuned one ("after"), the output of every ResNet block is globally avera
 ``l1``..``l4``), and the two feature matrices of each block are compared with centred kernel alignment. A CKA
 near 1 means the block was reused; the paper reports that the intermediate-layer loss raises the reuse.
 
-Correctness of the pairing (method_spec D8): the reference saved the two feature sets from two processes and,
+Correctness of the pairing (docs/method.md D8): the reference saved the two feature sets from two processes and,
 for chest X-rays, shuffled the test set differently in each, so "before" and "after" rows were different
 images. :func:`feature_reuse` feeds **each batch to both encoders**, so the rows pair by construction, and it
 records the sample ids; :func:`feature_reuse_from_features` (features saved separately) refuses to compare
 feature sets whose ids differ.
 
-Similarity (method_spec D9): linear CKA is the default, computed with
+Similarity (docs/method.md D9): linear CKA is the default, computed with
 :class:`~monai_ilm.evaluation.StreamingLinearCKA` so that any number of test images needs only ``d x d``
 accumulators and never an ``n x n`` Gram matrix. RBF CKA (median-heuristic or absolute bandwidth; the paper's
 ``sigma=0.8`` is degenerate) and the paper's subsampling protocol (mean and std of the CKA over 50 subsets of
@@ -28,14 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_ilm.evaluation.cka import (
-    KERNELS,
-    CKABootstrap,
-    StreamingLinearCKA,
-    bootstrap_cka,
-    cka,
-    cka_matrix,
-)
+from monai_ilm.evaluation.cka import KERNELS, StreamingLinearCKA, cka
+from monai_ilm.evaluation.cka_summaries import CKABootstrap, bootstrap_cka, cka_matrix
 from monai_ilm.evaluation.features import StageFeatures, iter_stage_features
 from monai_ilm.networks.backbones import StageEncoder
 from monai_ilm.results.names import cka_metric_name
@@ -78,14 +72,14 @@ def _check_kernel(kernel: str, sigma: float | None) -> None:
     if kernel not in KERNELS:
         raise ValueError(f"kernel: expected one of {KERNELS}, got {kernel!r}.")
     if sigma is not None and kernel != "rbf":
-        raise ValueError(f"sigma: only used by kernel='rbf', got sigma={sigma!r} with kernel={kernel!r}.")
+        raise ValueError(f"sigma: expected None with kernel={kernel!r} (only kernel='rbf' uses it), got {sigma!r}.")
 
 
 def _check_rbf_size(kernel: str, n: int, max_rbf_samples: int) -> None:
     if kernel == "rbf" and n > max_rbf_samples:
         raise ValueError(
-            f"max_rbf_samples: RBF CKA on all {n} samples needs {n} x {n} kernel matrices (limit {max_rbf_samples}); "
-            "use kernel='linear' (streamed), a smaller test loader, or raise max_rbf_samples."
+            f"max_rbf_samples: expected at least the {n} samples of an RBF CKA ({n} x {n} kernel matrices), "
+            f"got {max_rbf_samples} (use kernel='linear' (streamed), a smaller test loader, or raise max_rbf_samples)."
         )
 
 
@@ -152,7 +146,7 @@ def feature_reuse(
         loader: test batches; a ``DataLoader`` must not shuffle.
         blocks: 1-based blocks to compare.
         kernel: ``"linear"`` (default), ``"linear_debiased"`` or ``"rbf"``.
-        sigma: RBF bandwidth (None = median heuristic per input; the paper used 0.8, see method_spec D9).
+        sigma: RBF bandwidth (None = median heuristic per input; the paper used 0.8, see docs/method.md D9).
         matrix: also compute the block x block CKA matrix.
         n_sets: number of random subsets of the paper's protocol (the paper: 50; 0 = skip).
         subset_size: rows per subset (the paper: 1,000; capped at the number of samples).
@@ -217,7 +211,7 @@ def feature_reuse_from_features(
     """Per-block CKA between two feature sets extracted separately (e.g. saved by two runs).
 
     The two sets must describe the same samples in the same order: their ids are compared first, which
-    catches the reference's shuffled chest X-ray test order (method_spec D8).
+    catches the reference's shuffled chest X-ray test order (docs/method.md D8).
 
     Args:
         before: features of the pretrained encoder (:func:`~monai_ilm.evaluation.features.extract_stage_features`).
@@ -238,8 +232,8 @@ def feature_reuse_from_features(
     if before.ids != after.ids:
         differ = next((i for i, (a, b) in enumerate(zip(before.ids, after.ids)) if a != b), min(before.n, after.n))
         raise ValueError(
-            f"after: expected the same samples in the same order as before (method_spec D8); "
-            f"{before.n} vs {after.n} samples, first difference at row {differ}."
+            f"after: expected the same samples in the same order as before (docs/method.md D8), "
+            f"got {after.n} samples vs {before.n}, first differing at row {differ}."
         )
     return _summaries(before, after, kernel, sigma, None, matrix, n_sets, subset_size, seed, max_rbf_samples)
 
@@ -275,7 +269,7 @@ def feature_reuse_rows(
     if value not in ("full", "subsets"):
         raise ValueError(f"value: expected 'full' or 'subsets', got {value!r}.")
     if value == "subsets" and result.subsets is None:
-        raise ValueError("value: 'subsets' needs a result computed with n_sets > 0.")
+        raise ValueError("value: expected 'full' for a result computed with n_sets=0, got 'subsets'.")
     common = {
         "dataset": dataset,
         "method": method,

@@ -11,7 +11,7 @@ before and after fine-tuning (Table 3). This module holds the two pieces they sh
   over a loader and return the globally average-pooled output of every block (the reference's ``l1``..``l4``,
   256/512/1024/2048-d for ResNet-50), together with the labels and an identifier of every sample.
 
-Row alignment is guaranteed by construction rather than hoped for (method_spec D8, where the chest X-ray test
+Row alignment is guaranteed by construction rather than hoped for (docs/method.md D8, where the chest X-ray test
 set was re-shuffled in every process): loaders that shuffle are refused, and every sample carries an id
 (a user-given key, the ``filename_or_obj`` of a MONAI ``MetaTensor``, or its position) so that features saved by
 two separate runs can be checked to describe the same images in the same order.
@@ -61,7 +61,7 @@ def _strip_wrappers(key: str) -> str:
 def _network_state(obj: Any, path: str) -> Mapping[str, Any]:
     """The network state dict inside a checkpoint: ``obj["network"]`` (resumable file) or ``obj`` itself."""
     if not isinstance(obj, Mapping):
-        raise TypeError(f"checkpoint_path: {path} holds a {type(obj).__name__}, expected a state dict (a mapping).")
+        raise TypeError(f"checkpoint_path: expected a state dict (a mapping) in {path}, got a {type(obj).__name__}.")
     nested = obj.get("network")
     if isinstance(nested, Mapping):
         return nested
@@ -81,7 +81,7 @@ def load_pretrained_encoder(
 ) -> StageEncoder:
     """Copy the weights of a pretrained (MoCo query) encoder from a checkpoint into ``encoder``.
 
-    As in the reference's fine-tuning script (method_spec section 7.1), only the query encoder is kept: the
+    As in the reference's fine-tuning script (docs/method.md §7.1), only the query encoder is kept: the
     projection head, the momentum (key) encoder and the queue are discarded. Both checkpoint forms written by
     MONAI's ``CheckpointSaver`` are accepted: the resumable ``checkpoint_*.pt`` (``{"network": state, ...}``)
     and the best-metric ``model.pt`` (the state dict itself). ``module.`` / ``_orig_mod.`` prefixes left by
@@ -89,7 +89,7 @@ def load_pretrained_encoder(
     in the checkpoint with the same shape, and the checkpoint may hold no other ``prefix`` key.
 
     ``prefix`` selects other sub-networks: ``"encoder."`` loads the encoder of a saved
-    :class:`~monai_ilm.evaluation.downstream.DownstreamClassifier` (the "after fine-tuning" encoder of the
+    :class:`~monai_ilm.evaluation.classifier.DownstreamClassifier` (the "after fine-tuning" encoder of the
     feature-reuse analysis), ``""`` a bare encoder state dict.
 
     Args:
@@ -112,14 +112,14 @@ def load_pretrained_encoder(
         return encoder
     path = os.fspath(checkpoint_path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint_path: no such file {path!r}.")
+        raise FileNotFoundError(f"checkpoint_path: expected an existing file, got {path!r}.")
     state = _network_state(torch.load(path, map_location=map_location, weights_only=True), path)
     state = {_strip_wrappers(str(k)): v for k, v in state.items()}
     selected = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if not selected:
         raise ValueError(
-            f"checkpoint_path: {path} holds no weights under the prefix {prefix!r}; expected a MoCo state dict "
-            f"(keys '{MOCO_QUERY_PREFIX}...') or {{'network': state_dict}}. Found keys: {_short(list(state))}."
+            f"checkpoint_path: expected a MoCo state dict (keys '{MOCO_QUERY_PREFIX}...') or {{'network': state_dict}} "
+            f"in {path}, got no weights under the prefix {prefix!r} (keys: {_short(list(state))})."
         )
     expected = encoder.state_dict()
     missing = [k for k in expected if k not in selected]
@@ -138,8 +138,8 @@ def load_pretrained_encoder(
         if wrong_shape:
             details.append(f"shape mismatches (checkpoint vs encoder): {_short(wrong_shape, 3)}")
         raise ValueError(
-            f"checkpoint_path: the '{prefix}*' weights in {path} do not match the given "
-            f"{type(encoder).__name__} (a different architecture or input channels?); " + "; ".join(details) + "."
+            f"checkpoint_path: expected '{prefix}*' weights in {path} that match the given {type(encoder).__name__}, "
+            "got " + "; ".join(details) + " (a different architecture or input channels?)."
         )
     encoder.load_state_dict(selected, strict=True)
     return encoder
@@ -208,7 +208,7 @@ def check_ordered_loader(loader: Iterable, name: str = "loader") -> None:
     if isinstance(sampler, RandomSampler) or (isinstance(sampler, DistributedSampler) and sampler.shuffle):
         raise ValueError(
             f"{name}: expected a loader that keeps the data set order (shuffle=False), got a "
-            f"{type(sampler).__name__}; shuffled rows cannot be paired across encoders (method_spec D8)."
+            f"{type(sampler).__name__}; shuffled rows cannot be paired across encoders (docs/method.md D8)."
         )
 
 
@@ -248,7 +248,7 @@ def batch_ids(
         id_key = IMAGE_ID_KEY
     if id_key is not None:
         if id_key not in batch:
-            raise ValueError(f"id_key: the batch has no key {id_key!r}; available keys: {sorted(batch)}.")
+            raise ValueError(f"id_key: expected a key of the batch ({sorted(batch)}), got {id_key!r}.")
         ids = _as_strings(batch[id_key])
         if len(ids) != n:
             raise ValueError(f"id_key: expected {n} identifiers in batch[{id_key!r}], got {len(ids)}.")
@@ -289,7 +289,7 @@ def iter_stage_features(
     """Run every encoder on the **same** batches and yield their pooled block outputs, batch by batch.
 
     Feeding one batch to all encoders is what makes the rows of "before" and "after" features pair up
-    exactly (method_spec D8). The encoders run in eval mode (BatchNorm running statistics, no dropout) under
+    exactly (docs/method.md D8). The encoders run in eval mode (BatchNorm running statistics, no dropout) under
     ``torch.no_grad`` and are returned to their previous mode afterwards. Features are pooled with
     :func:`~monai_ilm.networks.global_pool` and moved to the CPU as float32.
 
@@ -312,7 +312,7 @@ def iter_stage_features(
         ValueError: for a shuffling loader, a batch without ``image_key``, or blocks outside 1..4.
     """
     if len(encoders) == 0:
-        raise ValueError("encoders: expected at least one encoder.")
+        raise ValueError("encoders: expected at least one encoder, got none.")
     if require_order:
         check_ordered_loader(loader)
     block_ids = _check_blocks(encoders[0], blocks)
@@ -327,7 +327,7 @@ def iter_stage_features(
         with eval_mode(*encoders):
             for batch in loader:
                 if image_key not in batch:
-                    raise ValueError(f"image_key: the batch has no key {image_key!r}; available: {sorted(batch)}.")
+                    raise ValueError(f"image_key: expected a key of the batch ({sorted(batch)}), got {image_key!r}.")
                 images = torch.as_tensor(batch[image_key]).to(dev)
                 n = images.shape[0]
                 features = []
@@ -363,7 +363,7 @@ def extract_stage_features(
 ) -> StageFeatures:
     """Pooled per-block features of a whole data set from one frozen encoder (see :func:`iter_stage_features`).
 
-    These are the reference's ``l1``..``l4`` test-set vectors (method_spec section 7.1), and the cached inputs
+    These are the reference's ``l1``..``l4`` test-set vectors (docs/method.md §7.1), and the cached inputs
     of the layer-wise probes (:mod:`monai_ilm.evaluation.probing`).
 
     Args:

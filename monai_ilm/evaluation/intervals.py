@@ -5,13 +5,13 @@ paper's:
 
 * ``"percentile"`` (default): the ``alpha/2`` and ``1 - alpha/2`` quantiles of the metric over ``B`` bootstrap
   resamples of the test set (Efron and Tibshirani, 1993). This is a real 95 % interval for the metric.
-* ``"standard_error"``: the formula of the original code's ``bootstrap_performance`` (method_spec section 7.2),
+* ``"standard_error"``: the formula of the original code's ``bootstrap_performance`` (docs/method.md §7.2),
   ``mean(s) +/- 1.96 * sd(s) / sqrt(B)`` with the population sd (ddof = 0) of the resample scores ``s``. It is
   an interval for the *mean of the bootstrap distribution*, about ``sqrt(B)`` times narrower than the
   percentile interval (~22x for the paper's B = 500), and is what the paper's tables print as "95% CI".
 
-For the multi-label chest X-ray task the paper pools all ``B x 14`` per-class AUCs ``A_bc`` (method_spec
-section 7.2): ``mean = mean_bc A_bc``, ``sd = std_bc A_bc`` (so it also contains the between-class spread) and
+For the multi-label chest X-ray task the paper pools all ``B x 14`` per-class AUCs ``A_bc`` (docs/method.md
+§7.2): ``mean = mean_bc A_bc``, ``sd = std_bc A_bc`` (so it also contains the between-class spread) and
 the half-width is still ``1.96 sd / sqrt(B)``. ``bootstrap_ci(..., per_class=True)`` supports this.
 
 Resamples draw test indices with replacement from a seeded ``numpy.random.Generator`` (the original was
@@ -119,6 +119,10 @@ def _check_confidence(confidence: float) -> None:
         raise ValueError(f"confidence: expected a level strictly between 0 and 1, got {confidence!r}.")
 
 
+def _nonfinite(s: np.ndarray) -> str:
+    return "an empty array" if s.size == 0 else "NaN or infinity"
+
+
 def percentile_interval(scores: Any, confidence: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval: the ``(1 - c)/2`` and ``(1 + c)/2`` quantiles of the resample scores.
 
@@ -137,7 +141,7 @@ def percentile_interval(scores: Any, confidence: float = 0.95) -> tuple[float, f
     _check_confidence(confidence)
     s = to_numpy(scores, "scores").ravel()
     if s.size == 0 or not np.all(np.isfinite(s)):
-        raise ValueError("scores: expected a non-empty array of finite resample scores.")
+        raise ValueError(f"scores: expected a non-empty array of finite resample scores, got {_nonfinite(s)}.")
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(s, [alpha, 1.0 - alpha])
     return float(low), float(high)
@@ -151,7 +155,7 @@ def _z_value(confidence: float) -> float:
 def standard_error_interval(
     scores: Any, n_resamples: int | None = None, confidence: float = 0.95
 ) -> tuple[float, float, float]:
-    """The paper's "95% CI": ``mean(s) +/- z * std(s) / sqrt(B)`` (method_spec sections 7.2 and 10.5).
+    """The paper's "95% CI": ``mean(s) +/- z * std(s) / sqrt(B)`` (docs/method.md §7.2 and §10.5).
 
     ``std`` is the population standard deviation (ddof = 0) over **all** given scores, which may be pooled over
     classes (``B x C`` values); ``B`` is the number of resamples. ``z = 1.96`` at 95 % as in the original code,
@@ -173,7 +177,7 @@ def standard_error_interval(
     b = (s.shape[0] if s.ndim else 1) if n_resamples is None else n_resamples
     s = s.ravel()
     if s.size == 0 or not np.all(np.isfinite(s)):
-        raise ValueError("scores: expected a non-empty array of finite resample scores.")
+        raise ValueError(f"scores: expected a non-empty array of finite resample scores, got {_nonfinite(s)}.")
     if b < 1:
         raise ValueError(f"n_resamples: expected a positive number of resamples, got {b}.")
     mean = float(s.mean())
@@ -268,7 +272,12 @@ def bootstrap_ci(
     idx = resample_indices(n, n_resamples, seed) if indices is None else _check_indices(indices, n)
     full = _evaluate(metric_fn, yt, ys, per_class)
     if np.all(np.isnan(full)):
-        raise ValueError("y_true: the metric is undefined on the full data set (e.g. only one class present).")
+        raise ValueError(
+            "y_true: expected labels on which the metric is defined (e.g. both classes present), "
+            "got an undefined metric on the full data set."
+        )
+    # not scipy.stats.bootstrap: it can neither skip resamples with an undefined metric, pool per-class values,
+    # nor give the paper's standard-error interval
     with warnings.catch_warnings():  # undefined resamples are counted in `failed`, not warned about B times
         warnings.simplefilter("ignore")
         per_resample = [_evaluate(metric_fn, yt[i], ys[i], per_class) for i in idx]
@@ -277,8 +286,9 @@ def bootstrap_ci(
     failed = len(per_resample) - len(valid)
     if len(valid) < 2 or failed > max_failed_fraction * len(per_resample):
         raise ValueError(
-            f"y_true: the metric was undefined on {failed} of {len(per_resample)} resamples "
-            f"(max_failed_fraction={max_failed_fraction}); the test set is too small or too unbalanced."
+            f"y_true: expected at least 2 resamples and at most max_failed_fraction={max_failed_fraction} of them "
+            f"with an undefined metric, got the metric undefined on {failed} of {len(per_resample)} resamples "
+            "(the test set is too small or too unbalanced)."
         )
     summaries = np.array([np.nanmean(v) for v in valid])
     replicates = np.full(len(per_resample), np.nan)

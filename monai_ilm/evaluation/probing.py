@@ -10,10 +10,10 @@ of the image: they are extracted **once** per split for all four blocks
 (:func:`~monai_ilm.evaluation.features.extract_stage_features`) and the four heads are trained on the cached
 vectors. Without train-time augmentation this is exactly the end-to-end probe, at a tiny fraction of the cost
 (a random augmentation in the training transform would be drawn once instead of once per epoch). Each head
-is an ``nn.Linear`` trained by :func:`~monai_ilm.evaluation.downstream.fit_downstream` (MONAI
+is an ``nn.Linear`` trained by :func:`~monai_ilm.evaluation.training.fit_downstream` (MONAI
 ``SupervisedTrainer``, mini-batch Adam, the task loss) with per-epoch validation and best-epoch selection, then
 tested with a bootstrap interval. That mirrors the reference probe (Adam 1e-3 on a ``Linear``, batch 16,
-checkpoints chosen on the validation metric, method_spec section 7.4) and shares one code path with linear
+checkpoints chosen on the validation metric, docs/method.md §7.4) and shares one code path with linear
 evaluation; the evaluation cell (``EvaluationRun``, protocol ``probe``) trains it with the same learning rate,
 batch size and epochs as the ``linear`` protocol.
 
@@ -26,7 +26,7 @@ block-4 probe as protocol ``probe``, block 4. Compare blocks with each other wit
 ``LogisticRegression`` was not used: it adds an L2 penalty whose strength would need its own validation
 search, needs one-vs-rest wrappers for the 14 NIH findings, and cannot run on a GPU.
 
-Fixes of method_spec D14 and D11: every block (including "all") works, the heads are tested on the test set,
+Fixes of docs/method.md D14 and D11: every block (including "all") works, the heads are tested on the test set,
 ``max_epochs`` is explicit, and BatchNorm keeps its pretrained running statistics (eval mode).
 """
 
@@ -40,16 +40,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from monai_ilm.evaluation.downstream import (
-    LOGGER_NAME,
-    DownstreamResult,
-    DownstreamTask,
-    downstream_rows,
-    evaluate_downstream,
-    fit_downstream,
-    get_task,
-)
 from monai_ilm.evaluation.features import StageFeatures, extract_stage_features
+from monai_ilm.evaluation.prediction import DownstreamResult, evaluate_downstream
+from monai_ilm.evaluation.rows import downstream_rows
+from monai_ilm.evaluation.tasks import DownstreamTask, get_task
+from monai_ilm.evaluation.training import LOGGER_NAME, fit_downstream
 from monai_ilm.networks.backbones import StageEncoder
 
 __all__ = ["FeatureBatches", "probe_blocks", "probe_features", "probe_rows"]
@@ -116,7 +111,9 @@ def _num_outputs(task: DownstreamTask, labels: np.ndarray | None, num_classes: i
     if task.num_classes is not None:
         return task.num_classes
     if labels is None or labels.ndim != 2:
-        raise ValueError("num_classes: expected it for a multi-label task whose labels are not (n, n_classes).")
+        raise ValueError(
+            "num_classes: expected a number for a multi-label task whose labels are not (n, n_classes), got None."
+        )
     return int(labels.shape[1])
 
 
@@ -152,7 +149,7 @@ def probe_features(
         train: training-split features (with labels) from :func:`extract_stage_features`.
         val: validation-split features, used to pick the best epoch of each probe.
         test: test-split features, scored with a bootstrap interval.
-        task: task preset name or :class:`~monai_ilm.evaluation.downstream.DownstreamTask`.
+        task: task preset name or :class:`~monai_ilm.evaluation.tasks.DownstreamTask`.
         blocks: 1-based blocks to probe (default: all blocks of ``train``).
         num_classes: outputs of each head (default: the task's, or the label width for multi-label).
         max_epochs: epochs per probe.
@@ -182,6 +179,8 @@ def probe_features(
     for block in blocks:
         x_train, x_val, x_test = train.block(block), val.block(block), test.block(block)
         if standardize:
+            # as sklearn's StandardScaler, written out: its float64 accumulation and near-zero threshold would
+            # change the probes' numbers
             mean, std = x_train.mean(axis=0), x_train.std(axis=0)
             std = np.where(std > 0, std, 1.0)
             x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
@@ -236,7 +235,7 @@ def probe_blocks(
     Args:
         encoder: the pretrained (or random, for a from-scratch baseline) stage encoder.
         train_loader, val_loader, test_loader: batch dicts with ``image_key`` and ``label_key``.
-        task: task preset name or :class:`~monai_ilm.evaluation.downstream.DownstreamTask`.
+        task: task preset name or :class:`~monai_ilm.evaluation.tasks.DownstreamTask`.
         blocks: 1-based blocks to probe.
         device: where to run (default: CUDA if available).
         image_key, label_key, id_key: batch keys (see ``extract_stage_features``).

@@ -21,9 +21,9 @@ same labelled subset, the same test rows in the same order, and no model is trai
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
+import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,24 +35,34 @@ from monai.data import DataLoader, Dataset
 
 from monai_ilm.data import load_datalist
 from monai_ilm.data.integrity import check_datalists
-from monai_ilm.data.nih import NIH_FINDINGS
-from monai_ilm.evaluation.downstream import DownstreamResult, downstream_network, downstream_rows, run_downstream
+from monai_ilm.datasets import DATASETS
+from monai_ilm.evaluation.cell_identity import (
+    cell_inputs,
+    cell_settings,
+    evaluation_run_id,
+    input_hashes,
+    pretraining_record,
+    run_dir_name,
+)
+from monai_ilm.evaluation.classifier import downstream_network
 from monai_ilm.evaluation.feature_reuse import feature_reuse, feature_reuse_from_features, feature_reuse_rows
 from monai_ilm.evaluation.features import _default_device, load_pretrained_encoder
-from monai_ilm.evaluation.ks import ks_distance
+from monai_ilm.evaluation.ks import ks_distance, ks_rows
+from monai_ilm.evaluation.prediction import DownstreamResult, run_downstream
 from monai_ilm.evaluation.probing import probe_blocks, probe_rows
+from monai_ilm.evaluation.rows import downstream_rows
 from monai_ilm.networks import resnet_encoder
-from monai_ilm.provenance import PRETRAINING_RECORD, code_version, file_sha256, fingerprint
-from monai_ilm.results import make_row, replicate_key, utc_now, write_results
+from monai_ilm.provenance import code_version, fingerprint
+from monai_ilm.results import PROTOCOLS, replicate_key, utc_now, write_results
 from monai_ilm.transforms import eval_transforms, finetune_transforms
 
 __all__ = ["DATASET_TASKS", "EVALUATION_PROTOCOLS", "EvaluationRun", "evaluation_run_id", "run_dir_name"]
 
 logger = logging.getLogger("monai_ilm.evaluation")
 
-EVALUATION_PROTOCOLS = ("linear", "finetune", "probe", "feature_reuse", "ks")
-# data set -> (task preset of monai_ilm.evaluation.downstream, number of outputs)
-DATASET_TASKS = {"nih": ("multilabel", 14), "dr": ("binary_auc", 2), "idc": ("f1", 2)}
+EVALUATION_PROTOCOLS = PROTOCOLS  # owned by the results table: monai_ilm.results.schema
+# data set -> (task preset of monai_ilm.evaluation.tasks, number of outputs)
+DATASET_TASKS = {d.name: (d.task, d.num_classes) for d in DATASETS.values() if d.task is not None}
 # the splits each protocol reads images from ("ks" reads only what finetune saved)
 _PROTOCOL_SPLITS = {
     "linear": ("train", "val", "test"),
@@ -62,42 +72,7 @@ _PROTOCOL_SPLITS = {
     "ks": (),
 }
 # data sets whose per-class metric gets a row per class, with the class names
-DATASET_CLASS_NAMES = {"nih": NIH_FINDINGS}
-
-
-def run_dir_name(method: str, seed: int, label_fraction: float) -> str:
-    """The folder of one cell under ``<output_dir>/evaluation/<protocol>/``."""
-    return f"{method}_seed{seed}_frac{label_fraction:g}"
-
-
-def evaluation_run_id(dataset: str, protocol: str, method: str, seed: int, label_fraction: float) -> str:
-    """The results-table ``run_id`` (and results file name) of one evaluation cell."""
-    return f"{dataset}-{protocol}-{method}-seed{seed}-frac{label_fraction:g}"
-
-
-# the fields that do not change the numbers of a cell (paths and placement): left out of its fingerprint
-_NOT_SETTINGS = ("dataset_dir", "output_dir", "pretrained_checkpoint", "device")
-# fields a protocol does not use, so changing them does not re-run it (feature reuse and KS read what
-# finetune wrote, whose content is part of their fingerprint)
-_UNUSED_SETTINGS = {
-    "linear": ("cka_kernel",),
-    "finetune": ("cka_kernel",),
-    "probe": ("cka_kernel",),
-    "feature_reuse": ("batch_size", "max_epochs", "lr", "num_workers", "n_resamples", "ci_method", "amp"),
-    "ks": (
-        "backbone",
-        "channels",
-        "image_size",
-        "batch_size",
-        "max_epochs",
-        "lr",
-        "num_workers",
-        "n_resamples",
-        "ci_method",
-        "cka_kernel",
-        "amp",
-    ),
-}
+DATASET_CLASS_NAMES = {d.name: d.classes for d in DATASETS.values() if d.class_names is not None}
 
 
 @dataclass
@@ -182,32 +157,15 @@ class EvaluationRun:
 
     def settings(self) -> dict[str, Any]:
         """The settings that change this cell's numbers: the fields its protocol uses, but paths and the device."""
-        unused = (*_NOT_SETTINGS, *_UNUSED_SETTINGS[self.protocol])
-        return {k: v for k, v in asdict(self).items() if k not in unused}
+        return cell_settings(self.protocol, asdict(self))
 
     def input_files(self) -> dict[str, Path]:
         """The files this cell's numbers are computed from, by role (they must exist to fingerprint it)."""
-        inputs = {}
-        if self.pretrained_checkpoint is not None:
-            inputs["pretrained_checkpoint"] = Path(self.pretrained_checkpoint)
-        if self.protocol == "feature_reuse":
-            inputs["finetuned_model"] = self.cell_dir("finetune") / "model.pt"
-        if self.protocol == "ks":
-            inputs["predictions"] = self.cell_dir("finetune") / "predictions.npz"
-            inputs["predictions_full_labels"] = self.cell_dir("finetune", 1.0) / "predictions.npz"
-        return inputs
+        return cell_inputs(self)
 
     def input_hashes(self) -> dict[str, str]:
-        """``{role: sha256}`` of :meth:`input_files` (a missing file names the protocol to run first)."""
-        hashes = {}
-        for role, path in self.input_files().items():
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{path}: expected the {role.replace('_', ' ')} of this cell; run the cell that writes it first "
-                    f"(pretraining for '{self.method}', or finetune for seed {self.seed})."
-                )
-            hashes[role] = file_sha256(path)
-        return hashes
+        """``{role: sha256}`` of :meth:`input_files` (a missing file names the cell to run first)."""
+        return input_hashes(self.input_files(), self.method, self.seed)
 
     def fingerprint(self) -> str:
         """The fingerprint of this cell: its settings and the content of its inputs (see monai_ilm.provenance)."""
@@ -289,7 +247,8 @@ class EvaluationRun:
             "fingerprint": cell_fingerprint,
             "settings": self.settings(),
             "inputs": {role: {"path": str(path), "sha256": inputs[role]} for role, path in self.input_files().items()},
-            "pretraining": self._pretraining_record(),
+            "pretraining": pretraining_record(self.pretrained_checkpoint),
+            "host": socket.gethostname(),
             "code_version": code_version(),
             "device": str(self.device),
             "dataset_dir": str(self.dataset_dir),  # provenance only (not in the fingerprint): sample data shows here
@@ -308,13 +267,6 @@ class EvaluationRun:
         )
         logger.info("%s: %d rows in %.1f s -> %s", self.run_id, len(rows), metadata["seconds"], path)
         return path
-
-    def _pretraining_record(self) -> dict | None:
-        """The settings record the experiment runner keeps beside the pretraining run, when there is one."""
-        if self.pretrained_checkpoint is None:
-            return None
-        record = Path(self.pretrained_checkpoint).parent.parent / PRETRAINING_RECORD
-        return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
 
     def _replicates(self) -> dict[str, Any]:
         """Bootstrap replicates of the scored rows, for seed aggregation and paired differences."""
@@ -397,6 +349,18 @@ class EvaluationRun:
             ci_method=self.ci_method,
         )
         self._scored.update(results)
+        # the test set's block-4 features for the dashboard's embedding explorer (one more pass over the test split)
+        from monai_ilm.results.embeddings import write_encoder_embeddings
+
+        write_encoder_embeddings(
+            Path(self.output_dir) / "results",
+            self.run_id,
+            self.encoder(self.pretrained_checkpoint),
+            self.loader("test"),
+            device=self.device,
+            class_names=self._per_class()["class_names"],
+            method=self.method,
+        )
         return probe_rows(results, label_fraction=self.label_fraction, **self._columns())
 
     def _finetune_output(self, name: str, label_fraction: float | None = None) -> Path:
@@ -438,17 +402,11 @@ class EvaluationRun:
     def _run_ks(self) -> list[dict]:
         low = np.load(self._finetune_output("predictions.npz"))
         full = np.load(self._finetune_output("predictions.npz", label_fraction=1.0))
-        if not np.array_equal(low["ids"], full["ids"]):
-            raise ValueError("ks: the two fine-tuned models were evaluated on different test rows.")
         result = ks_distance(
-            low["probabilities"], full["probabilities"], binary=self.num_classes == 2 and self.task != "multilabel"
+            low["probabilities"],
+            full["probabilities"],
+            binary=self.num_classes == 2 and self.task != "multilabel",
+            ids_a=low["ids"],
+            ids_b=full["ids"],
         )
-        row = make_row(
-            protocol="ks",
-            label_fraction=self.label_fraction,
-            metric="ks_vs_100",
-            value=float(result.mean_statistic),
-            n=int(len(low["ids"])),
-            **self._columns(),
-        )
-        return [row]
+        return ks_rows(result, n=len(low["ids"]), label_fraction=self.label_fraction, **self._columns())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from monai_ilm.handlers.best_weights import BestWeights
 from monai_ilm.handlers.checkpoint_saver import AtomicCheckpointSaver
+from monai_ilm.handlers.data_wait import DataWaitHandler
 from monai_ilm.handlers.embedding_saver import EmbeddingSaver
 from monai_ilm.handlers.intermediate_layer_loss import IntermediateLayerLossHandler
 from monai_ilm.handlers.loss_parts import LossPartsHandler
@@ -13,12 +15,14 @@ from monai_ilm.handlers.representation_health import RepresentationCollapseError
 
 __all__ = [
     "AtomicCheckpointSaver",
+    "BestWeights",
     "EmbeddingSaver",
     "IntermediateLayerLossHandler",
     "LossPartsHandler",
     "MomentumUpdateHandler",
     "momentum_at",
 ]
+__all__ += ["DataWaitHandler"]
 __all__ += ["NaNGuard", "NonFiniteLossError"]
 __all__ += ["OnlineKNNHandler", "knn_metric_for", "weighted_knn_scores"]
 __all__ += ["RepresentationCollapseError", "RepresentationHealthHandler"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointSaver
@@ -34,6 +35,7 @@ class AtomicCheckpointSaver(CheckpointSaver):
     is untouched. The arguments are those of ``CheckpointSaver``.
     """
 
+    rank_zero_only: ClassVar[bool] = True  # in a distributed run, one process writes the files
     _CHECKPOINTS = ("_final_checkpoint", "_key_metric_checkpoint", "_interval_checkpoint")
 
     def __init__(self, save_dir: str, save_dict: dict, **kwargs) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -19,7 +20,9 @@ class EmbeddingSaver:
 
     For a bundle's ``inference.json``: a ``SupervisedEvaluator`` runs the encoder's single-input
     forward (the pooled representation) over a datalist in order, and this handler writes
-    ``{"embeddings": float32 (N, C), "ids": str (N,)}`` to ``filepath``. The file is written to a
+    ``{"embeddings": float32 (N, C), "ids": str (N,)}`` to ``filepath``, plus ``"labels"`` (N, ...) when every
+    iteration's output carries ``label`` (the dashboard's embedding explorer colours points by it). The file is
+    written to a
     temporary name and renamed, so an interrupted run never leaves a half-written file. Works with
     ``decollate`` on or off.
 
@@ -31,10 +34,13 @@ class EmbeddingSaver:
         ValueError: at the end of the run, when ``ids`` does not match the number of embeddings.
     """
 
+    rank_zero_only: ClassVar[bool] = True  # in a distributed run, one process writes the file
+
     def __init__(self, filepath: str | os.PathLike, ids: Sequence[str] | None = None) -> None:
         self.filepath = Path(filepath)
         self.ids = None if ids is None else [str(i) for i in ids]
         self._parts: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] | None = []
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self.reset)
@@ -43,14 +49,20 @@ class EmbeddingSaver:
 
     def reset(self, engine: Engine) -> None:
         self._parts = []
+        self._labels = []
 
     def collect(self, engine: Engine) -> None:
         output = engine.state.output
         if isinstance(output, dict):
             pred = output[Keys.PRED]
+            label = output.get(Keys.LABEL)
         else:  # decollated: a list of per-sample dicts
             pred = torch.stack([torch.as_tensor(item[Keys.PRED]) for item in output])
+            labels = [item.get(Keys.LABEL) for item in output]
+            label = None if any(v is None for v in labels) else torch.stack([torch.as_tensor(v) for v in labels])
         self._parts.append(pred.detach().float().cpu())
+        if self._labels is not None:  # labels are kept only when every batch has them
+            self._labels = None if label is None else [*self._labels, torch.as_tensor(label).detach().cpu()]
 
     def save(self, engine: Engine) -> None:
         embeddings = torch.cat(self._parts).numpy() if self._parts else np.zeros((0, 0), dtype=np.float32)
@@ -60,5 +72,6 @@ class EmbeddingSaver:
         self.filepath.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.filepath.with_name(self.filepath.name + ".tmp")
         with open(temporary, "wb") as handle:
-            np.savez(handle, embeddings=embeddings, ids=np.asarray(ids, dtype=str))
+            extra = {"labels": torch.cat(self._labels).numpy()} if self._labels and self._parts else {}
+            np.savez(handle, embeddings=embeddings, ids=np.asarray(ids, dtype=str), **extra)
         os.replace(temporary, self.filepath)

@@ -26,7 +26,7 @@ class IntermediateLayerLossHandler:
     every part. In a distributed run the gradients of the loss's own parameters are averaged over
     ranks after the backward pass, as DDP does for the network. Only the query encoder and the loss's own parameters
     (Barlow Twins projectors) receive its gradient; the key encoder is changed by the momentum update alone
-    (method_spec §5).
+    (docs/method.md §5).
     Pairing is query-vs-key and one direction, as the reference; a MoCo built with
     ``symmetric=True`` returns both directions and the loss then averages them.
 
@@ -46,7 +46,9 @@ class IntermediateLayerLossHandler:
             raise ValueError(f"layers: expected distinct names from {list(STAGE_NAMES)}, got {list(layers)}.")
         num_terms = getattr(loss, "num_layers", None)
         if num_terms is not None and num_terms != len(layers):
-            raise ValueError(f"layers: {len(layers)} layers given but the loss has {num_terms} per-layer terms.")
+            raise ValueError(
+                f"layers: expected {num_terms} names (the loss has {num_terms} per-layer terms), got {len(layers)}."
+            )
         self.loss = loss
         self.layers = layers
         self.indices = tuple(STAGE_NAMES.index(name) for name in layers)

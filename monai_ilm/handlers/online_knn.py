@@ -8,6 +8,7 @@ import math
 import random
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from monai.data import CacheDataset
 from torch import nn
 from torch.utils.data import DataLoader
 
+from monai_ilm.datasets import DATASETS
 from monai_ilm.engines.utils import autocast_context, channels_last_format
 from monai_ilm.evaluation.metrics import binary_auc, f1, mean_auc
 from monai_ilm.utils import unwrap_network
@@ -26,12 +28,14 @@ __all__ = ["KNN_METRICS", "OnlineKNNHandler", "knn_metric_for", "preserved_state
 KNN_METRICS = ("auc", "f1")
 """``"auc"``: mean ROC-AUC over findings (multi-label) or ROC-AUC of class 1 (binary); ``"f1"``: macro F1."""
 
-_DATASET_METRICS = {"idc": "f1"}
-
 
 def knn_metric_for(dataset_name: str) -> str:
-    """The paper's test metric of a data set, as an :class:`OnlineKNNHandler` ``metric``: F1 for IDC, else AUC."""
-    return _DATASET_METRICS.get(dataset_name, "auc")
+    """The paper's test metric of a data set, as an :class:`OnlineKNNHandler` ``metric``: F1 for IDC, else AUC.
+
+    The data set's evaluation task (:data:`monai_ilm.datasets.DATASETS`) says which.
+    """
+    dataset = DATASETS.get(dataset_name)
+    return "f1" if dataset is not None and dataset.task == "f1" else "auc"
 
 
 def weighted_knn_scores(
@@ -148,6 +152,8 @@ class OnlineKNNHandler:
     Raises:
         ValueError: for an unknown ``metric`` or a non-positive size.
     """
+
+    rank_zero_only: ClassVar[bool] = True  # a monitor: it reads the run without taking part in collectives
 
     def __init__(
         self,

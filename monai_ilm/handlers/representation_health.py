@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -101,6 +102,8 @@ class RepresentationHealthHandler:
         ValueError: when ``samples`` is below 2, ``collapse_rank`` is negative or ``collapse_patience`` negative.
     """
 
+    rank_zero_only: ClassVar[bool] = True  # a monitor: it reads the run without taking part in collectives
+
     def __init__(self, samples: int = 1024, collapse_rank: float = 2.0, collapse_patience: int = 0) -> None:
         if samples < 2:
             raise ValueError(f"samples: expected an integer of at least 2, got {samples!r}.")
@@ -168,10 +171,11 @@ class RepresentationHealthHandler:
         if len(self._collapsed_epochs) >= self.collapse_patience:
             first = self._collapsed_epochs[0]
             raise RepresentationCollapseError(
-                f"health/effective_rank = {rank:.3f} has stayed below collapse_rank = {self.collapse_rank} for "
-                f"{len(self._collapsed_epochs)} epoch(s) (collapse_patience = {self.collapse_patience}, since epoch "
-                f"{first}): the embedding has collapsed, so training stopped before the checkpoint of epoch "
-                f"{engine.state.epoch}. Lower the learning rate, raise the temperature or check the augmentations."
+                f"health/effective_rank: expected at least collapse_rank = {self.collapse_rank} within "
+                f"collapse_patience = {self.collapse_patience} epoch(s), got {rank:.3f}, below it for "
+                f"{len(self._collapsed_epochs)} epoch(s) since epoch {first} (the embedding has collapsed, so training "
+                f"stopped before the checkpoint of epoch {engine.state.epoch}; lower the learning rate, raise the "
+                "temperature or check the augmentations)."
             )
 
     def reraise(self, engine: Engine, error: BaseException) -> None:

@@ -15,7 +15,7 @@ from monai_ilm.utils import as_tuple
 
 __all__ = ["barlow_twins_loss", "barlow_twins_projector", "IntermediateBarlowTwinsLoss"]
 
-# the reference: λ = 5e-5 on both sums, times a scale s = 1/32 (method_spec §5.2)
+# the reference: λ = 5e-5 on both sums, times a scale s = 1/32 (docs/method.md §5.2)
 REFERENCE_WEIGHT = 5e-5
 REFERENCE_SCALE = 1.0 / 32
 
@@ -33,7 +33,7 @@ def barlow_twins_loss(
     Each embedding is standardised over the batch as BatchNorm does in training, ẑ = (z − mean) /
     sqrt(var_biased + eps); the cross-correlation is C = ẑ₁ᵀẑ₂ / N and the loss is
     lambda_diag · Σ_i (1 − C_ii)² + lambda_offdiag · Σ_{i≠j} C_ij².
-    Zbontar et al. use (1, 5e-3); Kaku et al. use 5e-5/32 on both terms (method_spec §10.3).
+    Zbontar et al. use (1, 5e-3); Kaku et al. use 5e-5/32 on both terms (docs/method.md §10.3).
 
     MONAI's ``BarlowTwinsLoss`` standardises with the unbiased standard deviation and no eps and
     has a single off-diagonal weight, so it cannot reproduce the reference numbers; hence this function.
@@ -71,7 +71,8 @@ def _barlow_twins(
     across_ranks = global_batch and world_size() > 1
     if not across_ranks and z1.shape[0] < 2:
         raise ValueError(
-            f"batch size: Barlow Twins standardises over the batch and needs at least 2 samples, got {z1.shape[0]}."
+            "z1 and z2: expected batches of at least 2 samples (Barlow Twins standardises over the batch), "
+            f"got {z1.shape[0]}."
         )
     with torch.autocast(z1.device.type, enabled=False):  # the cross-correlation in float32, also under autocast
         z1, z2 = z1.float(), z2.float()
@@ -118,9 +119,9 @@ def _global_cross_correlation(z1: torch.Tensor, z2: torch.Tensor, eps: float) ->
 
 
 def barlow_twins_projector(in_dim: int, dims: Sequence[int] = (2048, 2048, 2048)) -> nn.Sequential:
-    """Bias-free Linear layers, each but the last followed by BatchNorm1d and ReLU (method_spec §5.2)."""
+    """Bias-free Linear layers, each but the last followed by BatchNorm1d and ReLU (docs/method.md §5.2)."""
     if not dims:
-        raise ValueError("projector_dims: expected at least one layer width.")
+        raise ValueError(f"projector_dims: expected at least one layer width, got {list(dims)}.")
     layers: list[nn.Module] = []
     widths = [in_dim, *dims]
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
@@ -131,7 +132,7 @@ def barlow_twins_projector(in_dim: int, dims: Sequence[int] = (2048, 2048, 2048)
 
 
 class IntermediateBarlowTwinsLoss(LayerwiseLoss):
-    """The Barlow Twins intermediate-layer loss of Kaku et al. (NeurIPS 2021, method_spec §5.2).
+    """The Barlow Twins intermediate-layer loss of Kaku et al. (NeurIPS 2021, docs/method.md §5.2).
 
     Each stage output is globally average-pooled, passed through its own projector (shared by the
     query and key branches, run separately on each so BatchNorm statistics are per view) and
@@ -206,7 +207,8 @@ class IntermediateBarlowTwinsLoss(LayerwiseLoss):
             q, k = _pooled(q), _pooled(k)
             if q.shape[1] != self.in_channels[i]:
                 raise ValueError(
-                    f"in_channels[{i}]: expected {self.in_channels[i]} channels, the features have {q.shape[1]}."
+                    f"in_channels[{i}]: expected {q.shape[1]} (the channels of stage {i}'s features), "
+                    f"got {self.in_channels[i]}."
                 )
             lam = weight * self.scale
             z1, z2, norm = projector(q), projector(k), self.norms[i]

@@ -15,7 +15,7 @@ class InfoNCELoss(_Loss):
     With q̂, k̂ the row-wise L2-normalised queries and keys and Q (C × K) the queue of unit keys,
     the logits of sample n are ℓ_n = [q̂_n·k̂_n, q̂_nᵀQ] / T and the loss is the mean cross-entropy
     with target 0: L = (1/N) Σ_n (−ℓ_{n,0} + log Σ_j exp ℓ_{n,j}) (He et al., CVPR 2020;
-    method_spec §4 and §10.1, where it gives 4.6304379).
+    docs/method.md §4 and §10.1, where it gives 4.6304379).
 
     The logits are computed in float32 even under autocast: with T = 0.07 they reach ±14.3 and
     a half-precision log-sum-exp over 65,537 terms loses the positive's contribution.

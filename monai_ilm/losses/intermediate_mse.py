@@ -17,7 +17,7 @@ def pool_to(feature: torch.Tensor, size: int | None) -> torch.Tensor:
     """Adaptive average pooling of a (N, C, *spatial) map to ``size`` per spatial axis; None keeps it.
 
     Adaptive pooling matches the reference at every resolution, including sizes that do not divide
-    evenly (a 75×75 map pooled to 16×16 uses overlapping bins, method_spec §10.2).
+    evenly (a 75×75 map pooled to 16×16 uses overlapping bins, docs/method.md §10.2).
 
     Raises:
         ValueError: when the map has no or more than three spatial axes.
@@ -29,13 +29,13 @@ def pool_to(feature: torch.Tensor, size: int | None) -> torch.Tensor:
     pools = {3: F.adaptive_avg_pool1d, 4: F.adaptive_avg_pool2d, 5: F.adaptive_avg_pool3d}
     if feature.dim() not in pools:
         raise ValueError(
-            f"expected a feature map of shape (N, C, *spatial) with 1-3 spatial axes, got {tuple(feature.shape)}."
+            f"feature: expected a map of shape (N, C, *spatial) with 1-3 spatial axes, got {tuple(feature.shape)}."
         )
     return pools[feature.dim()](feature, size)
 
 
 class IntermediateMSELoss(LayerwiseLoss):
-    """The MSE intermediate-layer loss of Kaku et al. (NeurIPS 2021, method_spec §5.1).
+    """The MSE intermediate-layer loss of Kaku et al. (NeurIPS 2021, docs/method.md §5.1).
 
     For each stage l, both feature maps are average-pooled to ``pool_sizes[l]`` and
     L_l = w_l · mean_{n,c,...}((q_l − k_l)²); the loss is Σ_l L_l. The reference pools chest and

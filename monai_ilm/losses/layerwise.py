@@ -22,7 +22,9 @@ def check_pairs(q_feats: Sequence[torch.Tensor], k_feats: Sequence[torch.Tensor]
         )
     for i, (q, k) in enumerate(zip(q_feats, k_feats)):
         if q.shape != k.shape:
-            raise ValueError(f"q_feats[{i}] and k_feats[{i}]: shapes differ, {tuple(q.shape)} vs {tuple(k.shape)}.")
+            raise ValueError(
+                f"q_feats[{i}] and k_feats[{i}]: expected the same shape, got {tuple(q.shape)} and {tuple(k.shape)}."
+            )
 
 
 class LayerwiseLoss(_Loss):

@@ -13,11 +13,20 @@ from monai.networks.nets import ResNetFeatures
 from torch import nn
 from torchvision import models
 
-__all__ = ["STAGE_NAMES", "StageEncoder", "TorchvisionResNetEncoder", "MonaiResNetEncoder", "resnet_encoder"]
+__all__ = [
+    "BACKBONES",
+    "STAGE_NAMES",
+    "StageEncoder",
+    "TorchvisionResNetEncoder",
+    "MonaiResNetEncoder",
+    "resnet_encoder",
+]
 
 STAGE_NAMES: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
 
 _TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+BACKBONES: tuple[str, ...] = _TORCHVISION_RESNETS
+"""The 2D backbones of the bundles (``backbone`` setting): torchvision ResNets."""
 _MONAI_RESNETS = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet200")
 
 
@@ -54,7 +63,7 @@ class StageEncoder(nn.Module):
             ValueError: when ``name`` is not one of :attr:`stage_names`.
         """
         if name not in self.stage_names:
-            raise ValueError(f"layers: unknown layer name {name!r}; expected one of {list(self.stage_names)}.")
+            raise ValueError(f"layers: expected one of {list(self.stage_names)}, got {name!r}.")
         return self.stage_names.index(name)
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -69,7 +78,7 @@ class TorchvisionResNetEncoder(StageEncoder):
 
     The paper's encoder is a randomly initialised ResNet-50 (no ImageNet weights). The reference
     code built the MoCo+MSE and MoCo+BT encoders with ``zero_init_residual=True`` but the plain MoCo
-    baseline without it (method_spec D4); here the flag is one argument, the same for every method.
+    baseline without it (docs/method.md D4); here the flag is one argument, the same for every method.
 
     Args:
         name: one of ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101``, ``resnet152``.
@@ -83,9 +92,7 @@ class TorchvisionResNetEncoder(StageEncoder):
     def __init__(self, name: str = "resnet50", in_channels: int = 3, zero_init_residual: bool = False) -> None:
         super().__init__()
         if name not in _TORCHVISION_RESNETS:
-            raise ValueError(
-                f"name: unknown torchvision ResNet {name!r}; expected one of {list(_TORCHVISION_RESNETS)}."
-            )
+            raise ValueError(f"name: expected a torchvision ResNet, one of {list(_TORCHVISION_RESNETS)}, got {name!r}.")
         if in_channels < 1:
             raise ValueError(f"in_channels: expected a positive number of channels, got {in_channels}.")
         net = getattr(models, name)(weights=None, zero_init_residual=zero_init_residual)
@@ -131,7 +138,7 @@ class MonaiResNetEncoder(StageEncoder):
     def __init__(self, name: str = "resnet18", spatial_dims: int = 3, in_channels: int = 1) -> None:
         super().__init__()
         if name not in _MONAI_RESNETS:
-            raise ValueError(f"name: unknown MONAI ResNet {name!r}; expected one of {list(_MONAI_RESNETS)}.")
+            raise ValueError(f"name: expected a MONAI ResNet, one of {list(_MONAI_RESNETS)}, got {name!r}.")
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims: expected 2 or 3, got {spatial_dims}.")
         # pretrained MedicalNet weights would need a download and exist for 3D single-channel input only
@@ -165,7 +172,7 @@ def resnet_encoder(
     if backend == "torchvision":
         if spatial_dims != 2:
             raise ValueError(
-                f"spatial_dims: the torchvision backend is 2D only, got {spatial_dims}; use backend='monai'."
+                f"spatial_dims: expected 2 with backend='torchvision' (use backend='monai' for 3D), got {spatial_dims}."
             )
         return TorchvisionResNetEncoder(name, in_channels=in_channels, zero_init_residual=zero_init_residual)
     if backend == "monai":

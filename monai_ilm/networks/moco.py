@@ -1,7 +1,7 @@
 """MoCo: a query encoder, a momentum key encoder and a queue of negative keys.
 
 He et al., "Momentum Contrast for Unsupervised Visual Representation Learning", CVPR 2020, as used
-by Kaku et al., NeurIPS 2021 (method_spec §4): linear 128-d head, K = 65,536 keys, m = 0.999.
+by Kaku et al., NeurIPS 2021 (docs/method.md §4): linear 128-d head, K = 65,536 keys, m = 0.999.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from monai_ilm.distributed import (
 )
 from monai_ilm.networks.backbones import StageEncoder, global_pool
 
-__all__ = ["BATCH_NORM_MODES", "MoCo", "projection_head"]
+__all__ = ["BATCH_NORM_MODES", "HEADS", "MoCo", "projection_head"]
 
 BATCH_NORM_MODES: tuple[str, ...] = ("shuffle", "sync", "local")
+HEADS: tuple[str, ...] = ("linear", "mlp")
 
 
 def projection_head(in_dim: int, out_dim: int = 128, head: str = "linear", hidden_dim: int | None = None) -> nn.Module:
@@ -32,7 +33,7 @@ def projection_head(in_dim: int, out_dim: int = 128, head: str = "linear", hidde
     Args:
         in_dim: size of the pooled representation.
         out_dim: size of the embedding compared by InfoNCE.
-        head: ``"linear"`` (MoCo v1 and the reference code, method_spec D20) or ``"mlp"``
+        head: ``"linear"`` (MoCo v1 and the reference code, docs/method.md D20) or ``"mlp"``
             (MoCo v2: Linear, ReLU, Linear).
         hidden_dim: hidden width of the MLP head (default: ``in_dim``).
 
@@ -59,7 +60,7 @@ class MoCo(nn.Module):
     The key encoder is only changed by :meth:`momentum_update` (an EMA over parameters, as the
     reference; BatchNorm buffers keep their own running statistics), and the queue only by
     :meth:`enqueue`. Neither happens inside ``forward``: the trainer calls them after the
-    optimiser step, so validation can never alter MoCo's state (method_spec D10), and the queue
+    optimiser step, so validation can never alter MoCo's state (docs/method.md D10), and the queue
     used for the logits is always the one before the current keys are added without any copy.
 
     With ``symmetric=True`` both directions are computed in one batch of 2N: queries of
@@ -107,7 +108,10 @@ class MoCo(nn.Module):
     ) -> None:
         super().__init__()
         if not hasattr(encoder, "forward_stages") or not getattr(encoder, "stage_channels", ()):
-            raise ValueError("encoder: expected a StageEncoder with forward_stages() and stage_channels.")
+            raise ValueError(
+                "encoder: expected a StageEncoder with forward_stages() and stage_channels, "
+                f"got {type(encoder).__name__}."
+            )
         if embedding_dim < 1:
             raise ValueError(f"embedding_dim: expected a positive size, got {embedding_dim}.")
         if queue_size < 1:
@@ -150,7 +154,7 @@ class MoCo(nn.Module):
             return self.encoder_q(x1)
         if x1.shape != x2.shape:
             raise ValueError(
-                f"x1 and x2: the two views must have the same shape, got {tuple(x1.shape)} and {tuple(x2.shape)}."
+                f"x1 and x2: expected two views of the same shape, got {tuple(x1.shape)} and {tuple(x2.shape)}."
             )
         if self.symmetric:
             x1, x2 = torch.cat([x1, x2]), torch.cat([x2, x1])
@@ -199,7 +203,9 @@ class MoCo(nn.Module):
         keys = gather_from_all_ranks(keys.detach())
         n = keys.shape[0]
         if n > self.queue_size:
-            raise ValueError(f"queue_size: {self.queue_size} keys cannot hold a batch of {n}; use a larger queue.")
+            raise ValueError(
+                f"queue_size: expected at least the {n} keys of one batch over all ranks, got {self.queue_size}."
+            )
         index = (self.queue_ptr + torch.arange(n, device=keys.device)) % self.queue_size
         self.queue.index_copy_(1, index, F.normalize(keys, dim=1).to(self.queue.dtype).t())
         self.queue_ptr.add_(n).remainder_(self.queue_size)

@@ -63,7 +63,10 @@ class MoCoQueryNetwork(nn.Module):
     ) -> None:
         super().__init__()
         if not hasattr(encoder, "forward_stages") or not getattr(encoder, "stage_channels", ()):
-            raise ValueError("encoder: expected a StageEncoder with forward_stages() and stage_channels.")
+            raise ValueError(
+                "encoder: expected a StageEncoder with forward_stages() and stage_channels, "
+                f"got {type(encoder).__name__}."
+            )
         self.encoder_q = encoder
         self.projector_q = projection_head(encoder.feature_dim, embedding_dim, head, head_hidden_dim)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from monai_ilm.results.differences import differences_table
+from monai_ilm.results.paper_table import PaperTable, format_cell
 from monai_ilm.results.rows import (
     config_hash,
     is_per_class_metric,
@@ -26,11 +28,8 @@ from monai_ilm.results.store import (
     write_results,
 )
 from monai_ilm.results.tables import (
-    PaperTable,
-    differences_table,
     feature_reuse_table,
     finetune_table,
-    format_cell,
     linear_evaluation_table,
     paper_tables,
     probing_table,

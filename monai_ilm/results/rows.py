@@ -34,7 +34,7 @@ def config_hash(config: Mapping[str, Any], length: int = 12) -> str:
     try:
         text = json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"config: expected a JSON-serialisable mapping ({err}).") from err
+        raise ValueError(f"config: expected a JSON-serialisable mapping, got an unserialisable value ({err}).") from err
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
@@ -66,7 +66,7 @@ def make_row(**fields: Any) -> dict[str, Any]:
     """
     unknown = sorted(set(fields) - set(COLUMNS))
     if unknown:
-        raise ValueError(f"fields: unknown column(s) {unknown}; expected a subset of {list(COLUMNS)}.")
+        raise ValueError(f"fields: expected a subset of {list(COLUMNS)}, got unknown column(s) {unknown}.")
     row: dict[str, Any] = {
         "block": None,
         "ci_low": None,
@@ -81,7 +81,7 @@ def make_row(**fields: Any) -> dict[str, Any]:
     row.setdefault("timestamp", utc_now())
     missing = [c for c in COLUMNS if c not in row]
     if missing:
-        raise ValueError(f"fields: missing required column(s) {missing}.")
+        raise ValueError(f"fields: expected values for the required column(s) {missing}, got none.")
     return {c: row[c] for c in COLUMNS}
 
 

@@ -18,9 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Column", "SCHEMA", "COLUMNS", "PROTOCOLS", "ROW_KINDS", "empty_frame", "validate"]
+__all__ = ["Column", "SCHEMA", "COLUMNS", "PERFORMANCE_PROTOCOLS", "PROTOCOLS", "ROW_KINDS", "empty_frame", "validate"]
 
 PROTOCOLS = ("linear", "finetune", "probe", "feature_reuse", "ks")
+"""The evaluation protocols, in one place: the ``protocol`` column, the ``protocol`` setting of ``evaluate.json``
+(:class:`monai_ilm.settings.EvaluationSettings`) and :mod:`monai_ilm.evaluation.protocols` read it."""
+PERFORMANCE_PROTOCOLS = PROTOCOLS[:3]
+"""The protocols that score a classifier (linear probe, fine-tuning, layer-wise probing), where methods are compared."""
 ROW_KINDS = ("run", "seed_mean", "paired_difference")
 """``run``: one seed's measurement; ``seed_mean``: the mean over the seeds of a cell with an interval that
 accounts for seed-to-seed spread and test sampling; ``paired_difference``: ``method - baseline`` on the same
@@ -170,7 +174,8 @@ def _convert_column(values: pd.Series, col: Column) -> list[Any]:
         expected = _EXPECTED[col.kind] + (" or empty" if col.nullable else "")
         examples = ", ".join(f"row {r}: {v!r}" for r, v in bad[:3])
         raise ValueError(
-            f"results column {col.name!r}: expected {expected}, got {examples}" + (" ..." if len(bad) > 3 else ".")
+            f"results column {col.name!r}: expected {expected}, got {examples}"
+            + (f" and {len(bad) - 3} more." if len(bad) > 3 else ".")
         )
     return out
 
@@ -179,7 +184,7 @@ def _check_ranges(df: pd.DataFrame) -> None:
     def fail(column: str, expected: str, mask: pd.Series) -> None:
         rows = df.index[mask.fillna(False).to_numpy(dtype=bool)].tolist()
         if rows:
-            raise ValueError(f"results column {column!r}: expected {expected}, violated in rows {rows[:5]}.")
+            raise ValueError(f"results column {column!r}: expected {expected}, got other values in rows {rows[:5]}.")
 
     fail("protocol", f"one of {PROTOCOLS}", ~df["protocol"].isin(PROTOCOLS))
     fail("kind", f"one of {ROW_KINDS}", ~df["kind"].isin(ROW_KINDS))
@@ -219,9 +224,9 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in df.columns]
     extra = [c for c in df.columns if c not in COLUMNS]
     if missing:
-        raise ValueError(f"results: missing column(s) {missing}; expected columns {list(COLUMNS)}.")
+        raise ValueError(f"results: expected the columns {list(COLUMNS)}, got missing column(s) {missing}.")
     if extra:
-        raise ValueError(f"results: unexpected column(s) {extra}; expected columns {list(COLUMNS)}.")
+        raise ValueError(f"results: expected the columns {list(COLUMNS)}, got unexpected column(s) {extra}.")
     df = df.reset_index(drop=True)
     out = pd.DataFrame({c.name: pd.Series(_convert_column(df[c.name], c), dtype=c.dtype) for c in SCHEMA})
     _check_ranges(out)

@@ -35,6 +35,7 @@ import pandas as pd
 
 from monai_ilm.evaluation.intervals import percentile_interval
 from monai_ilm.results.rows import make_row, seeds_text, utc_now
+from monai_ilm.results.schema import PERFORMANCE_PROTOCOLS
 from monai_ilm.results.store import read_replicates, read_results, replicate_key, write_results
 from monai_ilm.results.tables import newest_rows
 
@@ -46,7 +47,7 @@ BASELINES = ("moco", "supervised")
 """Methods every other method is compared with (paired differences)."""
 CELL_KEYS = ["dataset", "method", "protocol", "label_fraction", "block", "metric"]
 SUMMARY_PREFIX = "summary-"
-_COMPARED_PROTOCOLS = ("linear", "finetune", "probe")
+_COMPARED_PROTOCOLS = PERFORMANCE_PROTOCOLS
 
 
 def two_stage_interval(
@@ -69,7 +70,9 @@ def two_stage_interval(
     pools = [np.asarray(r, dtype=np.float64) for r in replicates]
     pools = [r[np.isfinite(r)] for r in pools]
     if not pools or any(r.size == 0 for r in pools):
-        raise ValueError("replicates: expected at least one finite replicate per seed.")
+        raise ValueError(
+            f"replicates: expected at least one finite replicate per seed, got {[int(r.size) for r in pools]}."
+        )
     rng = np.random.default_rng(seed)
     n_seeds = len(pools)
     drawn_seeds = rng.integers(0, n_seeds, size=(n_resamples, n_seeds))

@@ -91,7 +91,7 @@ def _json_default(obj: Any) -> Any:
         return obj.tolist()
     if isinstance(obj, (Path, datetime, date)):
         return str(obj) if isinstance(obj, Path) else obj.isoformat()
-    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+    raise TypeError(f"value: expected a JSON value, NumPy value, path or date, got {type(obj).__name__}.")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -125,7 +125,9 @@ def _publish(data: bytes, target: Path, overwrite: bool) -> None:
                 raise
             except OSError:  # file system without hard links: check-then-rename (small race window)
                 if target.exists():
-                    raise FileExistsError(target) from None
+                    raise FileExistsError(
+                        f"{target}: expected a new file (overwrite=False), got an existing one."
+                    ) from None
                 os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -142,14 +144,14 @@ def write_json_atomic(path: str | os.PathLike, content: Mapping[str, Any]) -> No
     try:
         text = json.dumps(content, indent=2, sort_keys=True, default=_json_default, allow_nan=False)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: expected JSON-serialisable content ({err}).") from err
+        raise ValueError(f"{path}: expected JSON-serialisable content, got an unserialisable value ({err}).") from err
     _publish(text.encode("utf-8"), Path(path), overwrite=True)
 
 
 def _rows_frame(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     if len(frame) == 0:
-        raise ValueError("rows: expected at least one results row.")
+        raise ValueError("rows: expected at least one results row, got none.")
     return validate(frame)
 
 
@@ -200,7 +202,7 @@ def read_replicates(results_dir: str | os.PathLike, run_id: str) -> dict[str, np
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: expected a replicates .npz file ({err}).") from err
+        raise ValueError(f"{path}: expected a replicates .npz file, got an unreadable file ({err}).") from err
 
 
 def write_results(
@@ -243,7 +245,9 @@ def write_results(
     target = results_path(results_dir, run_ids[0])
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and not overwrite:
-        raise FileExistsError(f"results for run {run_ids[0]!r} already exist at {target}; pass overwrite=True.")
+        raise FileExistsError(
+            f"{target}: expected no results yet for run {run_ids[0]!r} (or overwrite=True), got an existing file."
+        )
     data = frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
     sidecar = {
         "run_id": run_ids[0],
@@ -256,7 +260,9 @@ def write_results(
     try:
         meta = json.dumps(sidecar, indent=2, sort_keys=True, default=_json_default, allow_nan=False)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"run_metadata: expected JSON-serialisable metadata ({err}).") from err
+        raise ValueError(
+            f"run_metadata: expected JSON-serialisable metadata, got an unserialisable value ({err})."
+        ) from err
     stale_replicates = replicates_path(results_dir, run_ids[0])
     if replicates:
         _publish(_replicates_bytes(replicates), stale_replicates, overwrite=True)
@@ -273,7 +279,7 @@ def _load_sidecar(csv_path: Path) -> dict[str, Any] | None:
         return None
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if not isinstance(meta, dict):
-        raise ValueError(f"sidecar {meta_path.name}: expected a JSON object")
+        raise ValueError(f"sidecar {meta_path.name}: expected a JSON object, got {type(meta).__name__}.")
     return meta
 
 
@@ -297,15 +303,15 @@ def read_run(csv_path: str | os.PathLike) -> pd.DataFrame:
     data = path.read_bytes()
     meta = _load_sidecar(path)
     if meta is not None and meta.get("csv_sha256") != hashlib.sha256(data).hexdigest():
-        raise ValueError("content does not match the checksum in its .json sidecar (truncated or modified)")
+        raise ValueError("content: expected the checksum in its .json sidecar, got another (truncated or modified).")
     try:
         raw = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"unreadable CSV ({err})") from err
+        raise ValueError(f"content: expected a CSV table, got unreadable CSV ({err}).") from err
     frame = validate(raw)
     stray = sorted(set(frame["run_id"]) - {path.stem})
     if stray:
-        raise ValueError(f"run_id {stray} does not match the file name {path.name!r}")
+        raise ValueError(f"run_id: expected {path.stem!r} (the file name {path.name!r}), got {stray}.")
     return frame
 
 
@@ -364,7 +370,7 @@ def query(results: pd.DataFrame | str | os.PathLike, **criteria: Any) -> pd.Data
     """
     unknown = sorted(set(criteria) - set(COLUMNS))
     if unknown:
-        raise ValueError(f"criteria: unknown column(s) {unknown}; expected names from {list(COLUMNS)}.")
+        raise ValueError(f"criteria: expected column names from {list(COLUMNS)}, got unknown column(s) {unknown}.")
     frame = results if isinstance(results, pd.DataFrame) else read_results(results)
     kinds = {c.name: c.kind for c in SCHEMA}
     mask = pd.Series(True, index=frame.index)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from monai_ilm.transforms.channels import EnsureChannelsd, to_channels
 from monai_ilm.transforms.color import RandColorJitterd, RandGaussianBlurd, RandGrayscaled
+from monai_ilm.transforms.device_augment import AUGMENT_ON, DeviceAugment, ToUint8d, pretrain_pipeline
 from monai_ilm.transforms.io import LoadImageWithPathd, array_to_channel_first, load_image
 from monai_ilm.transforms.labels import LabelToTensord, label_to_tensor
 from monai_ilm.transforms.presets import (
@@ -27,6 +28,10 @@ from monai_ilm.transforms.spatial import RandResizedCropd, RandRotationd, Resize
 from monai_ilm.transforms.views import VIEW_KEYS, CopyViewsd
 
 __all__ = [
+    "AUGMENT_ON",
+    "DeviceAugment",
+    "ToUint8d",
+    "pretrain_pipeline",
     "PRESETS",
     "VIEW_KEYS",
     "CopyViewsd",

@@ -23,15 +23,13 @@ def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
         ValueError: when ``channels`` is not 1 or 3, or the image has an unsupported channel count.
     """
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}.")
+        raise ValueError(f"channels: expected 1 or 3, got {channels}.")
     image = convert_to_tensor(image, track_meta=False)
     count = image.shape[0]
     if count in (2, 4):  # grey + alpha, RGB + alpha
         image, count = image[: count - 1], count - 1
     if count not in (1, 3):
-        raise ValueError(
-            f"cannot convert an image with {count} channels to {channels}; expected 1, 2, 3 or 4 channels."
-        )
+        raise ValueError(f"image: expected 1, 2, 3 or 4 channels (to make {channels}), got {count}.")
     if count == channels:
         return image
     if channels == 3:
@@ -55,7 +53,7 @@ class EnsureChannelsd(MapTransform):
     def __init__(self, keys: KeysCollection, channels: int | None = 3, allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         if channels not in (1, 3, None):
-            raise ValueError(f"channels must be 1, 3 or None, got {channels}.")
+            raise ValueError(f"channels: expected 1, 3 or None, got {channels}.")
         self.channels = channels
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:

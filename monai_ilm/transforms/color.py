@@ -1,4 +1,4 @@
-"""Colour augmentations of the paper (method_spec §3), drawing every parameter from MONAI's ``self.R``.
+"""Colour augmentations of the paper (docs/method.md §3), drawing every parameter from MONAI's ``self.R``.
 
 MONAI 1.6.1 has no ColorJitter or RandomGrayscale, and its ``RandGaussianSmoothd`` draws a
 separate sigma per axis, whereas the reference blurs with one sigma (PIL ``GaussianBlur(radius=σ)``,
@@ -24,7 +24,7 @@ from torchvision.transforms.v2 import functional as tvf
 
 def _factor_range(value: float, name: str) -> tuple[float, float] | None:
     if value < 0:
-        raise ValueError(f"{name} must be non-negative, got {value}.")
+        raise ValueError(f"{name}: expected a non-negative number, got {value}.")
     return (max(0.0, 1.0 - value), 1.0 + value) if value > 0 else None
 
 
@@ -62,7 +62,7 @@ class RandColorJitterd(RandomizableTransform, MapTransform):
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         if not 0.0 <= hue <= 0.5:
-            raise ValueError(f"hue must be in [0, 0.5], got {hue}.")
+            raise ValueError(f"hue: expected a number in [0, 0.5], got {hue}.")
         self.ranges = {
             "brightness": _factor_range(brightness, "brightness"),
             "contrast": _factor_range(contrast, "contrast"),
@@ -169,7 +169,7 @@ class RandGaussianBlurd(RandomizableTransform, MapTransform):
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         if not 0.0 < sigma[0] <= sigma[1]:
-            raise ValueError(f"sigma must satisfy 0 < sigma[0] <= sigma[1], got {tuple(sigma)}.")
+            raise ValueError(f"sigma: expected 0 < sigma[0] <= sigma[1], got {tuple(sigma)}.")
         self.sigma = (float(sigma[0]), float(sigma[1]))
         self._value = self.sigma[0]
 

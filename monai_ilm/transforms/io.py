@@ -110,7 +110,7 @@ def load_image(value: str | os.PathLike | np.ndarray | torch.Tensor, intensity: 
         ValueError: for an unknown ``intensity``.
     """
     if intensity not in INTENSITY_MODES:
-        raise ValueError(f"intensity must be one of {list(INTENSITY_MODES)}, got '{intensity}'.")
+        raise ValueError(f"intensity: expected one of {list(INTENSITY_MODES)}, got '{intensity}'.")
     if not isinstance(value, (str, os.PathLike)):
         return array_to_channel_first(value, intensity)
     path = os.fspath(value)
@@ -141,7 +141,7 @@ class LoadImageWithPathd(MapTransform):
     def __init__(self, keys: KeysCollection = "image", intensity: str = "auto", allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         if intensity not in INTENSITY_MODES:
-            raise ValueError(f"intensity must be one of {list(INTENSITY_MODES)}, got '{intensity}'.")
+            raise ValueError(f"intensity: expected one of {list(INTENSITY_MODES)}, got '{intensity}'.")
         self.intensity = intensity
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:

@@ -22,7 +22,7 @@ def label_to_tensor(label: object) -> torch.Tensor:
     array = np.asarray(label.cpu() if isinstance(label, torch.Tensor) else label)
     if array.ndim == 0:
         if not float(array).is_integer():
-            raise ValueError(f"a scalar label must be an integer class index, got {label!r}.")
+            raise ValueError(f"label: expected an integer class index (or a multi-hot list), got {label!r}.")
         return torch.tensor(int(array), dtype=torch.int64)
     return torch.as_tensor(array.astype(np.float32))
 

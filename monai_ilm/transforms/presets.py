@@ -1,4 +1,4 @@
-"""Per-dataset transform presets reproducing the paper's augmentations (method_spec §3).
+"""Per-dataset transform presets reproducing the paper's augmentations (docs/method.md §3).
 
 Three stages, each a function returning a flat MONAI ``Compose`` usable as ``_target_`` in a bundle
 config:
@@ -61,6 +61,7 @@ from monai.transforms import (
 )
 from monai.transforms.traits import RandomizableTrait
 
+from monai_ilm.datasets import DATASETS
 from monai_ilm.transforms.channels import EnsureChannelsd
 from monai_ilm.transforms.color import RandColorJitterd, RandGaussianBlurd, RandGrayscaled
 from monai_ilm.transforms.io import LoadImageWithPathd
@@ -190,20 +191,25 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(preset: str) -> Preset:
-    """The :class:`Preset` called ``preset``.
+    """The :class:`Preset` called ``preset``, or the preset of the data set called so.
+
+    A data set of :data:`monai_ilm.datasets.DATASETS` names its preset, so the bundles pass ``dataset_name``.
 
     Raises:
         ValueError: listing the known presets when ``preset`` is not one of them.
     """
+    dataset = DATASETS.get(preset) if isinstance(preset, str) else None
+    if dataset is not None and dataset.preset is not None:
+        preset = dataset.preset
     if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {list(PRESETS)}, got '{preset}'.")
+        raise ValueError(f"preset: expected one of {list(PRESETS)}, got '{preset}'.")
     return PRESETS[preset]
 
 
 def _resolve_size(spec: Preset, image_size: int | None) -> int:
     size = spec.image_size if image_size is None else int(image_size)
     if size <= 0:
-        raise ValueError(f"image_size must be positive, got {image_size}.")
+        raise ValueError(f"image_size: expected a positive integer, got {image_size}.")
     return size
 
 
@@ -243,7 +249,7 @@ def _normalize(keys: Sequence[str], channels: int | None) -> list[Transform]:
     elif channels == 3:
         mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
     else:
-        raise ValueError("normalize=True needs channels=1 or channels=3, so the ImageNet statistics apply.")
+        raise ValueError(f"channels: expected 1 or 3 with normalize=True (the ImageNet statistics), got {channels}.")
     return [NormalizeIntensityd(list(keys), subtrahend=np.array(mean), divisor=np.array(std), channel_wise=True)]
 
 
@@ -390,7 +396,7 @@ def view_transforms(preset: str, key: str, image_size: int | None = None, stage:
     """
     spec = get_preset(preset)
     if stage not in ("pretrain", "finetune"):
-        raise ValueError(f"stage must be 'pretrain' or 'finetune', got '{stage}'.")
+        raise ValueError(f"stage: expected 'pretrain' or 'finetune', got '{stage}'.")
     steps = (spec.pretrain_view if stage == "pretrain" else spec.finetune)(key, _resolve_size(spec, image_size))
     return Compose(steps)
 

@@ -26,10 +26,10 @@ def resize_shorter_side(image: torch.Tensor, size: int) -> torch.Tensor:
         ValueError: for a non-positive ``size`` or an image that is not ``(C, H, W)``.
     """
     if size <= 0:
-        raise ValueError(f"size must be positive, got {size}.")
+        raise ValueError(f"size: expected a positive integer, got {size}.")
     image = convert_to_tensor(image, track_meta=False)
     if image.ndim != 3:
-        raise ValueError(f"expected a (C, H, W) image, got shape {tuple(image.shape)}.")
+        raise ValueError(f"image: expected a (C, H, W) image, got shape {tuple(image.shape)}.")
     if min(image.shape[-2:]) == size:
         return image
     return tvf.resize(image, [size], antialias=True)
@@ -47,7 +47,7 @@ class ResizeShortSided(MapTransform):
     def __init__(self, keys: KeysCollection, size: int, allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         if size <= 0:
-            raise ValueError(f"size must be positive, got {size}.")
+            raise ValueError(f"size: expected a positive integer, got {size}.")
         self.size = int(size)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
@@ -86,11 +86,11 @@ class RandResizedCropd(RandomizableTransform, MapTransform):
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob=1.0)
         if size <= 0:
-            raise ValueError(f"size must be positive, got {size}.")
+            raise ValueError(f"size: expected a positive integer, got {size}.")
         if not 0.0 < scale[0] <= scale[1] <= 1.0:
-            raise ValueError(f"scale must satisfy 0 < scale[0] <= scale[1] <= 1, got {tuple(scale)}.")
+            raise ValueError(f"scale: expected 0 < scale[0] <= scale[1] <= 1, got {tuple(scale)}.")
         if not 0.0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"ratio must satisfy 0 < ratio[0] <= ratio[1], got {tuple(ratio)}.")
+            raise ValueError(f"ratio: expected 0 < ratio[0] <= ratio[1], got {tuple(ratio)}.")
         self.size, self.scale, self.ratio = int(size), tuple(scale), tuple(ratio)
         self._box: tuple[int, int, int, int] = (0, 0, 1, 1)
 
@@ -134,7 +134,7 @@ class RandResizedCropd(RandomizableTransform, MapTransform):
 class RandRotationd(RandomizableTransform, MapTransform):
     """Dictionary transform: rotate 2D images by an angle drawn from ``U(-degrees, degrees)``.
 
-    The reference's ``RandomRotation(30)`` (method_spec §3): nearest-neighbour, centre of rotation
+    The reference's ``RandomRotation(30)`` (docs/method.md §3): nearest-neighbour, centre of rotation
     at the image centre, output the size of the input, zero fill. PIL's convention (a positive angle
     turns the image counter-clockwise) is kept, and the result equals PIL's ``Image.rotate`` up to
     pixels whose source lands on a rounding tie. The angle comes from ``self.R``, so the transform is
@@ -157,7 +157,7 @@ class RandRotationd(RandomizableTransform, MapTransform):
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob=prob)
         if degrees < 0:
-            raise ValueError(f"degrees must be non-negative, got {degrees}.")
+            raise ValueError(f"degrees: expected a non-negative number, got {degrees}.")
         self.degrees = float(degrees)
         self.angle = 0.0
 

@@ -37,7 +37,7 @@ class CopyViewsd(MapTransform, RandomizableTrait):
     def __init__(self, key: str = "image", view_keys: Sequence[str] = VIEW_KEYS):
         super().__init__(key)
         if len(view_keys) < 2 or len(set(view_keys)) != len(view_keys):
-            raise ValueError(f"view_keys must be at least two distinct keys, got {tuple(view_keys)}.")
+            raise ValueError(f"view_keys: expected at least two distinct keys, got {tuple(view_keys)}.")
         self.view_keys = tuple(view_keys)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:

@@ -15,7 +15,7 @@ import torch
 from monai.bundle import ConfigWorkflow
 from monai.bundle import run as bundle_run
 
-from monai_ilm.cli import bundle_command
+from monai_ilm.experiment import bundle_command
 from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR
 from tests.helpers import CollectLogs, error_chain
 
@@ -95,12 +95,13 @@ def test_metadata_names_image_in_and_pred_out(bundle):
 
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_training_loader_gives_new_augmentations_every_epoch(bundle, bundle_data, tmp_path):
-    """The recipe's one DataLoader (0 workers in quick.json) draws fresh views each pass, none replayed."""
+    """The recipe's DataLoader (0 workers in quick.json) and device stage draw fresh views each pass, none replayed."""
     workflow = train_workflow(bundle, bundle_data[bundle], tmp_path)
     loader = workflow.parser.get_parsed_content("train#dataloader")
+    augment = workflow.parser.get_parsed_content("train#trainer").augment  # augment_on: "device"
     passes = []
     for _ in range(2):
-        views = [view for batch in loader for view in batch["view1"]]
+        views = [view for batch in loader for view in augment(batch["image"])[0]]
         passes.append({view.numpy().tobytes() for view in views})
         assert len(passes[-1]) == len(views)
     assert not passes[0] & passes[1]

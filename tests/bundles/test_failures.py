@@ -17,8 +17,8 @@ import pytest
 from monai.bundle import ConfigWorkflow
 from monai.bundle import run as bundle_run
 
-from monai_ilm.cli import bundle_command
 from monai_ilm.data import load_datalist
+from monai_ilm.experiment import bundle_command
 from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR
 from tests.helpers import error_chain
 
@@ -92,7 +92,7 @@ def test_evaluation_stops_on_an_empty_split_before_training(bundle_data, tmp_pat
     with pytest.raises(Exception) as error:
         run_bundle(
             bundle,
-            ("pretrain.json", "finetune.json", "quick.json"),
+            ("pretrain.json", "evaluate.json", "quick.json"),
             bundle_data[bundle],
             tmp_path,
             method="supervised",
@@ -108,7 +108,7 @@ def test_evaluation_names_an_unreadable_image_before_training(bundle_data, tmp_p
     data, victim = damaged_copy(bundle_data[bundle], tmp_path / "dr", "dr", "test", cut_in_half)
     with pytest.raises(Exception) as error:
         run_bundle(
-            bundle, ("pretrain.json", "finetune.json", "quick.json"), data, tmp_path / "out", method="supervised"
+            bundle, ("pretrain.json", "evaluate.json", "quick.json"), data, tmp_path / "out", method="supervised"
         )
     chain = error_chain(error.value)
     assert victim in chain and "skip_unreadable" in chain, chain

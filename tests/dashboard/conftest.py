@@ -29,7 +29,7 @@ def empty_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 MALFORMED = {
     "broken.csv": "missing column(s)",
-    "tampered-run.csv": "does not match the checksum",
+    "tampered-run.csv": "expected the checksum in its .json sidecar",
     "badvalue.csv": "results column 'value'",
     "badjson.csv": "Expecting",
 }
@@ -42,7 +42,12 @@ def malformed(tmp_path_factory: pytest.TempPathFactory, sample: SampleLayout) ->
     root = tmp_path_factory.mktemp("malformed")
     results = root / "results"
     results.mkdir()
-    for name in ("finetune-nih-moco-s0", "finetune-nih-mse-s0", "probe-nih-moco-s0", "feature_reuse-nih-moco-s0"):
+    for name in (
+        "finetune-nih-moco-s0-f1pct",
+        "finetune-nih-mse-s0-f1pct",
+        "probe-nih-moco-s0",
+        "feature_reuse-nih-moco-s0",
+    ):
         for suffix in (".csv", ".json"):
             shutil.copy(sample.results_dir / f"{name}{suffix}", results / f"{name}{suffix}")
     (results / "broken.csv").write_text("garbage,,,\n1,2,3,4\n", encoding="utf-8")
@@ -60,6 +65,7 @@ def malformed(tmp_path_factory: pytest.TempPathFactory, sample: SampleLayout) ->
     # a good CSV with an unreadable JSON sidecar
     (results / "badjson.csv").write_text(good.replace("linear-nih-moco-s0", "badjson"), encoding="utf-8")
     (results / "badjson.json").write_text("{not json", encoding="utf-8")
+    (results / "broken.embeddings.npz").write_bytes(b"not a zip file")
     logs = root / "pretrain"
     (logs / "moco_seed0").mkdir(parents=True)
     (logs / "moco_seed0" / "metrics.csv").write_text("step,tag\n0,loss\n", encoding="utf-8")

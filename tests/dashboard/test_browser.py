@@ -12,6 +12,7 @@ driver is given explicitly, so Selenium Manager never runs.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -36,6 +37,7 @@ PAGES = {
     "probing": ("Layer-wise probing", 1),
     "feature-reuse": ("CKA feature reuse", 2),
     "findings": ("KS distance and findings", 1),
+    "embeddings": ("Embedding explorer", 1),
     "training": ("Training curves", 1),
     "runs": ("Run browser", 1),
 }
@@ -47,6 +49,7 @@ DEMO_PAGES = {
     "label-efficiency": ("Label efficiency", 1),
     "probing": ("Layer-wise probing", 0),
     "findings": ("KS distance and findings", 2),
+    "embeddings": ("Embedding explorer", 0),  # the demo_like fixture has none; a real demo's probing cells write them
 }
 SCREENSHOT_NAMES = {"": "overview"}
 # Console messages that are not errors of the app, each with the reason; anything else fails the test.
@@ -250,6 +253,29 @@ def _render_and_check(driver, server: str, url_path: str, pages: dict, path: Pat
 def test_page_renders_in_chromium(url_path: str, driver, server: str, screenshot_dir: Path) -> None:
     path = screenshot_dir / f"{SCREENSHOT_NAMES.get(url_path, url_path)}.png"
     _render_and_check(driver, server, url_path, PAGES, path)
+
+
+def _traces(browser) -> list[dict]:
+    """``{"x", "text"}`` of every trace of every Plotly chart in the page (``_fullData``: arrays decoded)."""
+    return browser.execute_script(
+        "return Array.from(document.querySelectorAll('.js-plotly-plot')).flatMap(p => (p._fullData || []).map("
+        "t => ({x: Array.from(t.x || []), text: (t.text || []).flat ? (t.text || []).flat() : []})))"
+    )
+
+
+def test_demo_cka_and_training_read_right(driver, demo_server: str) -> None:
+    """With demo results: a block x block heatmap with the health flags, and no training line that doubles back."""
+    _render_and_check(driver, demo_server, "feature-reuse", DEMO_PAGES, Path(tempfile.mkdtemp()) / "cka.png")
+    texts = [str(v) for t in _traces(driver) for v in t["text"]]
+    page = driver.find_element("tag name", "main").text
+    assert len(_traces(driver)) >= 2 and "Representation health of the pretrained encoders" in page
+    # the health table counts the collapsed blocks; their CKA cells, and only those, carry a ⚠
+    collapsed = re.search(r"collapsed, (\d+) cell\(s\)", page)
+    assert collapsed is not None and (int(collapsed.group(1)) > 0) == any("⚠" in v for v in texts)
+    assert "★" not in page
+    _render_and_check(driver, demo_server, "training", DEMO_PAGES, Path(tempfile.mkdtemp()) / "training.png")
+    lines = [t["x"] for t in _traces(driver) if len(t["x"]) > 1 and all(isinstance(v, (int, float)) for v in t["x"])]
+    assert lines and all(all(a <= b for a, b in zip(x, x[1:])) for x in lines)
 
 
 @pytest.mark.parametrize("url_path", DEMO_PAGES, ids=lambda p: p or "overview")

@@ -52,8 +52,8 @@ def test_problems_name_the_file_and_the_reason(malformed: Path) -> None:
     for name, fragment in MALFORMED.items():
         assert fragment in problems[name], (name, problems[name])
     assert set(loaded.frame["run_id"]) == {
-        "finetune-nih-moco-s0",
-        "finetune-nih-mse-s0",
+        "finetune-nih-moco-s0-f1pct",
+        "finetune-nih-mse-s0-f1pct",
         "probe-nih-moco-s0",
         "feature_reuse-nih-moco-s0",
     }
@@ -108,9 +108,16 @@ def test_collapse_seeds_gives_one_valid_row_per_cell(sample: SampleLayout) -> No
     df = data.load_results(sample.results_dir).frame
     collapsed = data.collapse_seeds(df)
     validate(collapsed)
-    assert len(collapsed) == len(df) // 2  # two seeds everywhere
+    runs = df[df["kind"] == "run"]
+    assert len(collapsed) == len(runs) // 2  # two seeds everywhere
     assert not collapsed.duplicated(data.CELL_KEYS).any()
-    assert collapsed["ci_low"].isna().all()  # two seeds, no runner summary rows: means without an interval
+    # the runner's summary rows give the performance cells their two-stage interval; CKA and KS have no replicates
+    performance = collapsed["protocol"].isin(["linear", "finetune", "probe"])
+    assert collapsed.loc[performance, "ci_low"].notna().all() and collapsed.loc[~performance, "ci_low"].isna().all()
+    summary = df[(df["kind"] == "seed_mean")].set_index(data.CELL_KEYS)
+    cell = collapsed[performance].iloc[0]
+    expected = summary.loc[tuple(cell[k] for k in data.CELL_KEYS)]
+    assert (cell["ci_low"], cell["ci_high"]) == (expected["ci_low"], expected["ci_high"])
     assert data.collapse_seeds(df.iloc[:0]).empty
 
 
@@ -136,7 +143,7 @@ def test_sample_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     main([str(tmp_path), "--seeds", "3", "--no-logs"])
     assert "streamlit run dashboard/app.py -- --results" in capsys.readouterr().out
     loaded = data.load_results(tmp_path / "results")
-    assert not loaded.problems and set(loaded.frame["seed"]) == {3} and not (tmp_path / "pretrain").exists()
+    assert not loaded.problems and set(loaded.frame["seed"].dropna()) == {3} and not (tmp_path / "pretrain").exists()
 
 
 def test_seed_intervals_come_from_the_runner_summary_rows() -> None:

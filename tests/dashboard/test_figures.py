@@ -10,6 +10,7 @@ import pytest
 
 from dashboard import cka, figures, logs, overview
 from dashboard.data import aggregate_seeds, collapse_seeds, load_results
+from dashboard.figures.training import _thin
 from dashboard.paper import paper_frame
 from dashboard.runs import run_summaries
 from dashboard.sample import SampleLayout
@@ -118,7 +119,7 @@ def test_training_curves_keep_iteration_and_epoch_values_apart() -> None:
 
 def test_thinning_keeps_long_runs_light() -> None:
     x = np.arange(100_000, dtype=float)
-    xs, ys = figures._thin(x, x * 2, limit=1000)
+    xs, ys = _thin(x, x * 2, limit=1000)
     assert len(xs) <= 1001 and xs[-1] == x[-1] and np.all(ys == xs * 2)
 
 

@@ -37,14 +37,16 @@ def test_tables_have_the_paper_shape(collapsed: pd.DataFrame) -> None:
     assert reuse.value.shape == (9, 10)  # (dataset, method) x (1 %, 6 %) x (B1..B4, perf)
     probe = overview.build_table("probe", collapsed, METRICS)
     assert list(probe.value.columns) == ["B1", "B2", "B3", "B4"]
-    # two seeds without the runner's seed_mean rows: the mean is shown without an interval (none is computed here)
-    assert probe.formatted.iat[0, 0].count("(") == 0
+    # two seeds with the runner's seed_mean rows: the summary's two-stage interval (none is computed here)
+    assert probe.formatted.iat[0, 0].count("(") == 1
+    # CKA cells have no replicates, so their seed mean has no interval
+    assert all("(" not in text for text in reuse.formatted.iloc[:, 0])
     with pytest.raises(ValueError):
         overview.build_table("nope", collapsed, METRICS)
 
 
 def test_missing_metric_is_reported(collapsed: pd.DataFrame) -> None:
-    with pytest.raises(ValueError, match="no metric given"):
+    with pytest.raises(ValueError, match="metric: expected a metric for dataset"):
         overview.build_table("finetune", collapsed, {"nih": "mean_auc"})
 
 
@@ -148,3 +150,23 @@ def test_paper_json_matches_the_published_tables(published: dict) -> None:
     for dataset in ("nih", "dr", "idc"):
         for method in ("moco", "mse", "barlow"):
             assert data["linear"][dataset][method] == data["probe"][dataset][method][3]  # block 4 probe = linear
+
+
+def test_wide_tables_with_the_paper_are_compact(collapsed: pd.DataFrame, published: dict) -> None:
+    reuse = overview.build_table("feature_reuse", collapsed, METRICS, "cka_linear")
+    text, flags = overview.display_frame(reuse, paper=published["feature_reuse"], compact=True)
+    # one column per cell of ours: ours · the paper's, short headers and data set names, no Δ, no "best" on CKA
+    assert text.columns.tolist()[:4] == ["Dataset", "Method", "1% B1", "1% B2"] and "1% score" in text.columns
+    assert len(text.columns) == 2 + reuse.value.shape[1] and set(text["Dataset"]) == {"NIH", "DR", "IDC"}
+    cell = text.loc[(text["Dataset"] == "NIH") & (text["Method"] == "MoCo"), "1% B1"].item()
+    ours = reuse.value.loc[("nih", "moco"), (0.01, "B1")]
+    theirs = published["feature_reuse"].value.loc[("nih", "moco"), (0.01, "B1")]
+    assert cell == f"{ours:.2f} · {theirs:.2f}"
+    assert not text.map(lambda v: "Δ" in str(v)).to_numpy().any()
+    assert not flags[[c for c in text.columns if "score" not in c and c not in ("Dataset", "Method")]].any().any()
+    score = text.loc[(text["Dataset"] == "NIH") & (text["Method"] == "MoCo"), "1% score"].item()
+    assert "(" not in score.split(" · ")[0]  # the fine-tuned score without its interval (Table 2 has it)
+    probe = overview.build_table("probe", collapsed, METRICS)
+    text, _ = overview.display_frame(probe, paper=published["probe"], compact=True)
+    assert text.columns.tolist() == ["Dataset", "Method", "B1", "B2", "B3", "B4"]
+    assert text["B1"].str.contains(" · ").all()

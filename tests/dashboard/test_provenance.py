@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from dashboard import health, logs, provenance
 from dashboard.data import load_results
 
@@ -60,6 +62,10 @@ def test_throughput_from_wall_times() -> None:
             "seconds_per_epoch": 4.0,
             "iterations_per_second": 1.0,
             "samples_per_second": 8.0,
+            "data_wait_share": None,
         }
     ]
     assert provenance.throughput(frame.assign(wall_time=np.nan), runs).empty  # metrics.csv has no wall times
+    waits = pd.DataFrame({"run": "mse_seed0", "tag": "data_wait_share", "step": [1, 2], "value": [0.2, 0.4]})
+    with_wait = provenance.throughput(pd.concat([frame, waits.assign(wall_time=[3.5, 7.5], axis="epoch")]), runs)
+    assert with_wait["data_wait_share"].tolist() == pytest.approx([0.3])  # the mean of the epochs' shares

@@ -13,8 +13,8 @@ def test_run_summaries(sample: SampleLayout) -> None:
     loaded = load_results(sample.results_dir)
     summary = runs.run_summaries(sample.results_dir, loaded.frame)
     assert len(summary) == sample.n_runs and set(summary["status"]) == {"ok"}
-    row = summary.set_index("run_id").loc["finetune-dr-mse-s1"]
-    assert row["protocols"] == "finetune" and row["seeds"] == "1" and row["label_fractions"] == "0.01, 0.06, 1.0"
+    row = summary.set_index("run_id").loc["finetune-dr-mse-s1-f6pct"]
+    assert row["protocols"] == "finetune" and row["seeds"] == "1" and row["label_fractions"] == "0.06"
     assert row["checkpoint"] == "pretrain/mse_seed1/checkpoint_final.pt" and len(row["config_hash"]) == 12
     assert row["time: train_seconds"] > 0 and row["time: eval_seconds"] > 0
 
@@ -23,16 +23,17 @@ def test_skipped_runs_are_listed_with_the_reason(malformed: Path) -> None:
     loaded = load_results(malformed)
     summary = runs.run_summaries(malformed, loaded.frame, loaded.problems).set_index("run_id")
     assert summary.loc["broken", "status"] == "skipped" and "missing column" in summary.loc["broken", "problem"]
-    assert summary.loc["finetune-nih-moco-s0", "status"] == "ok"
+    assert summary.loc["finetune-nih-moco-s0-f1pct", "status"] == "ok"
 
 
 def test_runs_for_cell(sample: SampleLayout) -> None:
     df = load_results(sample.results_dir).frame
     ids = runs.runs_for_cell(df, dataset="idc", method="barlow", protocol="probe", block=2, label_fraction=None)
-    assert ids == ["probe-idc-barlow-s0", "probe-idc-barlow-s1"]
+    assert ids == ["probe-idc-barlow-s0", "probe-idc-barlow-s1", "summary-idc"]  # the summary rows combine them
     assert runs.runs_for_cell(df, dataset="idc", protocol="finetune", label_fraction=0.06, method="supervised") == [
-        "finetune-idc-supervised-s0",
-        "finetune-idc-supervised-s1",
+        "finetune-idc-supervised-s0-f6pct",
+        "finetune-idc-supervised-s1-f6pct",
+        "summary-idc",
     ]
 
 

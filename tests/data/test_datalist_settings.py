@@ -10,11 +10,15 @@ import pytest
 
 from monai_ilm.data import datalist_options, load_datalist
 from monai_ilm.data.synthetic import make_nih_sample
-from monai_ilm.validation import validate_pretrain_settings
+from monai_ilm.settings import PretrainingSettings
 
 BUNDLES_DIR = Path(__file__).resolve().parents[2] / "bundles"
 BUNDLES = sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "configs" / "pretrain.json").is_file())
 SETTINGS = ("nih_split", "val_fraction", "require_all_classes")
+
+
+def validate_pretrain_settings(**values) -> None:
+    PretrainingSettings(**values).check()
 
 
 def _patients(rows):
@@ -160,28 +164,27 @@ class TestBundles:
                 if node.get("_target_") == "monai_ilm.evaluation.EvaluationRun":
                     assert node.get("datalist_options") == "@datalist_options", path.name
                     evaluations += 1
-        assert datalists >= 2 and evaluations == 4
+        assert datalists >= 2 and evaluations == 1
 
     @pytest.mark.parametrize("bundle", BUNDLES)
     def test_every_initialize_validates_the_settings(self, bundle):
         configs = BUNDLES_DIR / bundle / "configs"
-        for name in (
-            "pretrain.json",
-            "multi_gpu.json",
-            "finetune.json",
-            "linear_probe.json",
-            "probe_layers.json",
-            "feature_reuse.json",
-        ):
-            calls = [c for c in json.loads((configs / name).read_text())["initialize"] if "validate_pretrain" in c]
-            assert calls and all(f"{key}=@{key}" in calls[0] for key in SETTINGS), name
+        declared = {
+            "pretrain.json": "pretrain.json",
+            "multi_gpu.json": "pretrain.json",
+            "evaluate.json": "evaluate.json",
+        }
+        for name, owner in declared.items():
+            assert "$@settings.check()" in json.loads((configs / name).read_text())["initialize"], name
+            settings = json.loads((configs / owner).read_text())["settings"]
+            assert all(settings[key] == f"@{key}" for key in SETTINGS), name
 
     def test_the_recipe_resolves_nih_split_for_pretraining_and_evaluation(self, tmp_path):
         from monai.bundle import ConfigParser
 
         configs = BUNDLES_DIR / "nih_chestxray_ilm" / "configs"
         parser = ConfigParser()
-        parser.read_config([str(configs / "pretrain.json"), str(configs / "finetune.json")])
+        parser.read_config([str(configs / "pretrain.json"), str(configs / "evaluate.json")])
         parser.update({"nih_split": "chexnet", "val_fraction": 0.25, "dataset_dir": str(tmp_path)})
         expected = {"split_source": "chexnet", "val_fraction": 0.25, "require_all_classes": False}
         assert parser.get_parsed_content("datalist_options") == expected

@@ -85,7 +85,7 @@ def _evaluation_run(root, output_dir):
 
 
 def test_predictions_are_named_by_image(tiny_nih, tmp_path):
-    from monai_ilm.evaluation.downstream import predict
+    from monai_ilm.evaluation.prediction import predict
 
     run = _evaluation_run(tiny_nih, tmp_path)
     loader = run.loader("test")

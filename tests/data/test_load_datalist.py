@@ -66,16 +66,18 @@ def test_real_medmnist_through_dispatch():
 class TestErrors:
     def test_unknown_dataset_and_split_list_the_allowed_values(self, tmp_path):
         with pytest.raises(
-            ValueError, match=r"dataset must be one of \['nih', 'idc', 'dr', 'medmnist', 'csv', 'folder', 'nifti'\]"
+            ValueError, match=r"dataset: expected one of \['nih', 'idc', 'dr', 'medmnist', 'csv', 'folder', 'nifti'\]"
         ):
             load_datalist("chexpert", tmp_path, "train")
-        with pytest.raises(ValueError, match=r"split must be one of \['train', 'val', 'test'\], got 'validation'"):
+        with pytest.raises(ValueError, match=r"split: expected one of \['train', 'val', 'test'\], got 'validation'"):
             load_datalist("nih", tmp_path, "validation")
         assert DATASETS == ("nih", "idc", "dr", "medmnist", "csv", "folder", "nifti")
 
     @pytest.mark.parametrize("dataset", DATASETS)
     def test_missing_dataset_dir_is_named_with_the_expected_layout(self, tmp_path, dataset):
-        with pytest.raises(FileNotFoundError, match=f"dataset_dir '{tmp_path / 'absent'}' does not exist; expected"):
+        with pytest.raises(
+            FileNotFoundError, match=f"dataset_dir: expected .*, got '{tmp_path / 'absent'}', which does not exist"
+        ):
             load_datalist(dataset, tmp_path / "absent", "train")
 
     @pytest.mark.parametrize("dataset", DATASETS)
@@ -86,14 +88,16 @@ class TestErrors:
 
     @pytest.mark.parametrize("fraction", [0.0, 1.5, -1])
     def test_fraction_outside_unit_interval(self, layouts, fraction):
-        with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
+        with pytest.raises(ValueError, match=r"fraction: expected a number in \(0, 1\], got "):
             load_datalist("idc", layouts["idc"][0], "train", label_fraction=fraction)
 
     def test_missing_split_folder(self, tmp_path, dr_jama16_dir):
         import shutil
 
         shutil.copytree(dr_jama16_dir / "train", tmp_path / "train")
-        with pytest.raises(FileNotFoundError, match="none for split 'test'"):
+        with pytest.raises(
+            FileNotFoundError, match="expected a folder for split 'test' .*, got other split folders only"
+        ):
             load_datalist("folder", tmp_path, "test")
 
 

@@ -98,9 +98,9 @@ def test_command_line(tmp_path, capsys):
 
 
 def test_bad_arguments(tmp_path):
-    with pytest.raises(ValueError, match="n_patients must be positive"):
+    with pytest.raises(ValueError, match=r"^n_patients: expected a positive integer, got 0\."):
         synthetic.make_nih_sample(tmp_path, n_patients=0)
-    with pytest.raises(ValueError, match="bit_depth must be 8 or 16"):
+    with pytest.raises(ValueError, match="^bit_depth: expected 8 or 16, got "):
         synthetic.make_nih_sample(tmp_path, bit_depth=12)
-    with pytest.raises(ValueError, match="layout must be 'kaggle' or 'jama16'"):
+    with pytest.raises(ValueError, match="^layout: expected 'kaggle' or 'jama16', got "):
         synthetic.make_dr_sample(tmp_path, layout="flat")

@@ -249,3 +249,46 @@ def test_errors():
     trainer = MoCoTrainer("cpu", 1, [{"image": torch.rand(2, 3, 32, 32)}], net, optimizer)
     with pytest.raises(ValueError, match="view_keys"):
         trainer.run()
+
+
+def uint8_batches(num_batches: int = 2, batch_size: int = 8, size: int = 32) -> list[dict]:
+    """What the loader yields with ``augment_on="device"``: one uint8 image per sample."""
+    return [
+        {"image": (batch["view1"].clamp(0, 1) * 255).round().to(torch.uint8)}
+        for batch in pattern_batches(num_batches, batch_size, size)
+    ]
+
+
+def test_device_augmentation_makes_the_views_from_the_loaders_image():
+    from monai_ilm.transforms import DeviceAugment
+
+    augment = DeviceAugment.from_preset("dr", 32, seed=0)
+    seen = []
+    original = augment.views
+    augment.views = lambda *args, **kwargs: seen.append(original(*args, **kwargs)) or seen[-1]
+    trainer, _, _, _ = build("mse", data=uint8_batches(), augment=augment)
+    trainer.run()
+    assert len(seen) == 2 and all(set(views) == {"view1", "view2"} for views in seen)
+    assert seen[0]["view1"].shape == (8, 3, 32, 32) and seen[0]["view1"].dtype == torch.float32
+    assert torch.isfinite(torch.stack([trainer.state.output["loss"]])).all()
+
+
+def test_device_augmentation_state_is_saved_and_restored_with_the_trainer():
+    from monai_ilm.transforms import DeviceAugment
+
+    trainer, _, _, _ = build("moco", data=uint8_batches(), augment=DeviceAugment.from_preset("dr", 32, seed=0))
+    trainer.run()
+    state = copy.deepcopy(trainer.state_dict())
+    image = uint8_batches(1)[0]["image"]
+    expected = trainer.augment(image)
+    other, _, _, _ = build("moco", data=uint8_batches(), augment=DeviceAugment.from_preset("dr", 32, seed=0))
+    other.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(other.augment(image), expected))
+    without = {k: v for k, v in state.items() if k != "augment"}
+    with pytest.warns(UserWarning, match="augment: the checkpoint holds no device augmentation state"):
+        other.load_state_dict(without)
+    plain, _, _, _ = build("moco")
+    plain.load_state_dict(state)  # a loader-augmented run ignores the stage's state
+    assert "augment" not in plain.state_dict()
+    with pytest.raises(ValueError, match="augment: expected a monai_ilm.transforms.DeviceAugment or None, got dict."):
+        build("moco", augment={})

@@ -99,7 +99,7 @@ def test_paper_subsampling_protocol_and_rows(encoders):
 
 
 def test_misaligned_feature_sets_are_refused(encoders):
-    """method_spec D8: features of different orders (or a shuffled loader) must not be compared."""
+    """docs/method.md D8: features of different orders (or a shuffled loader) must not be compared."""
     before, after = encoders
     data = items()
     feats_b = extract_stage_features(before, DataLoader(data, batch_size=5), device="cpu", id_key="id")

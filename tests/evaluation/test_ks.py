@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import copy
 from math import comb
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy.special import softmax
 from scipy.stats import ks_2samp
 
-from monai_ilm.evaluation.ks import ks_distance, ks_statistic
+from monai_ilm.evaluation.ks import ks_distance, ks_rows, ks_statistic
+from monai_ilm.results import validate
 
 
 def test_matches_scipy_per_class():
@@ -51,7 +55,23 @@ def test_binary_uses_positive_class():
 def test_validation():
     with pytest.raises(ValueError, match="probs_a and probs_b: expected the same number of classes"):
         ks_distance(np.zeros((4, 3)), np.zeros((4, 2)))
-    with pytest.raises(ValueError, match=r"probs_a: binary=True expects shape \(n,\) or \(n, 2\)"):
+    with pytest.raises(ValueError, match=r"probs_a: expected shape \(n,\) or \(n, 2\) with binary=True, got \(4, 3\)"):
         ks_distance(np.zeros((4, 3)), np.zeros((4, 3)), binary=True)
     with pytest.raises(ValueError, match="probs_b: expected finite values"):
         ks_distance(np.zeros(3), np.array([0.1, np.nan]))
+
+
+def test_ks_rows_match_scipy(random_classifier_outputs):
+    a = random_classifier_outputs["binary_auc"]
+    b = copy.copy(a)
+    b.probabilities = softmax(2.0 * a.logits + 0.3, axis=1)
+    ks = ks_distance(a.probabilities, b.probabilities, binary=True, ids_a=a.ids, ids_b=b.ids)
+    assert ks.classes == (1,)
+    expected = ks_2samp(a.probabilities[:, 1], b.probabilities[:, 1]).statistic
+    assert ks.mean_statistic == pytest.approx(expected)
+    rows = ks_rows(ks, a.n, "dr", "moco", 0.01, 0, "run-3")
+    assert validate(pd.DataFrame(rows)).loc[0, "protocol"] == "ks"
+    c = copy.copy(a)
+    c.ids = [f"other{i}" for i in range(a.n)]
+    with pytest.raises(ValueError, match="same test samples"):
+        ks_distance(a.probabilities, c.probabilities, binary=True, ids_a=a.ids, ids_b=c.ids)

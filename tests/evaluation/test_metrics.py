@@ -21,11 +21,13 @@ class TestRocAuc:
         assert roc_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
 
     def test_single_class(self):
-        with pytest.raises(ValueError, match="y_true: only one class present"):
+        with pytest.raises(
+            ValueError, match=r"y_true: expected both classes 0 and 1, got only class [01] \(the ROC-AUC is undefined\)"
+        ):
             roc_auc(np.ones(4), np.arange(4.0))
 
     def test_non_binary_labels(self):
-        with pytest.raises(ValueError, match=r"y_true: expected binary labels in \{0, 1\}, found \[2"):
+        with pytest.raises(ValueError, match=r"y_true: expected binary labels in \{0, 1\}, got \[2"):
             roc_auc(np.array([0, 1, 2]), np.arange(3.0))
 
 
@@ -73,7 +75,10 @@ class TestMeanAuc:
         assert mean_auc(y, logits).mean == pytest.approx(roc_auc_score(y[:, 0], logits[:, 0])) == 0.75
 
     def test_all_findings_constant(self):
-        with pytest.raises(ValueError, match="y_true: every finding has a single label value"):
+        with pytest.raises(
+            ValueError,
+            match="y_true: expected a finding with both label values, got a single label value for every finding",
+        ):
             mean_auc(np.zeros((5, 3)), np.random.default_rng(0).random((5, 3)))
 
     def test_shape_mismatch(self):
@@ -90,7 +95,7 @@ class TestBinaryAuc:
         assert binary_auc(y, logits, score="raw_logit") == pytest.approx(roc_auc_score(y, logits[:, 1]), abs=1e-12)
 
     def test_raw_logit_is_not_rank_equivalent(self):
-        # method_spec D12: l_1 ranks the negative first, softmax(l)_1 ranks the positive first
+        # docs/method.md D12: l_1 ranks the negative first, softmax(l)_1 ranks the positive first
         y = np.array([0, 1])
         logits = np.array([[5.0, 4.0], [0.0, 1.0]])
         assert binary_auc(y, logits, score="raw_logit") == pytest.approx(roc_auc_score(y, logits[:, 1])) == 0.0
@@ -148,3 +153,36 @@ class TestF1:
             f1([0, 1, 1], np.eye(2))
         with pytest.raises(ValueError, match="logits: expected 2 class columns"):
             f1([0, 1, 2], np.eye(3), average="binary")
+
+
+class TestIndependentReferences:
+    """Besides scikit-learn (above): MONAI's ROC-AUC, SciPy's Mann-Whitney U and the F1 closed form."""
+
+    def test_mean_auc_matches_monai_on_multilabel_data_with_ties(self, gen):
+        from monai.metrics import compute_roc_auc
+
+        y = (gen.random((80, 5)) < 0.4).astype(int)
+        logits = np.round(gen.normal(size=(80, 5)) + y, 1)  # many ties
+        res = mean_auc(y, logits)
+        expected = compute_roc_auc(torch.as_tensor(logits), torch.as_tensor(y), average="none")
+        np.testing.assert_allclose(res.per_class, expected, atol=1e-12)
+        assert res.mean == pytest.approx(compute_roc_auc(torch.as_tensor(logits), torch.as_tensor(y)), abs=1e-12)
+
+    def test_roc_auc_is_the_mann_whitney_statistic(self, gen):
+        from scipy.stats import mannwhitneyu
+
+        y = gen.integers(0, 2, 150)
+        score = np.round(gen.normal(size=150) + y, 1)
+        pos, neg = score[y == 1], score[y == 0]
+        assert roc_auc(y, score) == pytest.approx(mannwhitneyu(pos, neg).statistic / (pos.size * neg.size), abs=1e-12)
+
+    def test_f1_matches_the_closed_form_on_counts(self, gen):
+        y = gen.integers(0, 3, 90)
+        logits = gen.normal(size=(90, 4))  # class 3 never in y_true: its F1 is 0 (or undefined -> 0)
+        pred = logits.argmax(1)
+        per_class = []
+        for c in range(4):
+            tp, fp, fn = np.sum((pred == c) & (y == c)), np.sum((pred == c) & (y != c)), np.sum((pred != c) & (y == c))
+            per_class.append(2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else 0.0)
+        assert f1(y, logits) == pytest.approx(np.mean(per_class), abs=1e-12)
+        assert f1(y, logits, average="micro") == pytest.approx(np.mean(pred == y), abs=1e-12)

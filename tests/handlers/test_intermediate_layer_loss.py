@@ -48,7 +48,7 @@ def test_adds_selected_layers_to_the_loss():
         (("layer5",), "layers"),
         (("layer1", "layer1"), "layers"),
         ((), "layers"),
-        (("layer1", "layer2"), "per-layer terms"),
+        (("layer1", "layer2"), "layers: expected 4 names .*, got 2"),
     ],
 )
 def test_errors(layers, match):

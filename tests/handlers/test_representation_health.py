@@ -79,8 +79,8 @@ def test_collapse_stops_after_patience_with_a_clear_message():
             continue
         with pytest.raises(
             RepresentationCollapseError,
-            match=r"health/effective_rank = 1\.000 has stayed below "
-            r"collapse_rank = 2\.0 for 2 epoch\(s\) \(collapse_patience = 2, since epoch 2\)",
+            match=r"health/effective_rank: expected at least collapse_rank = 2\.0 within "
+            r"collapse_patience = 2 epoch\(s\), got 1\.000, below it for 2 epoch\(s\) since epoch 2 ",
         ):
             handler(engine)
 

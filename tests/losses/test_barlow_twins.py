@@ -8,7 +8,7 @@ import torch
 
 from monai_ilm.losses import IntermediateBarlowTwinsLoss, barlow_twins_loss
 
-# method_spec §10.3
+# docs/method.md §10.3
 Z1 = torch.tensor([[1, 2, 0], [0, 1, 1], [2, 0, 1], [1, 1, 3]], dtype=torch.float32)
 Z2 = torch.tensor([[1, 1, 0], [0, 2, 1], [3, 0, 0], [1, 0, 2]], dtype=torch.float32)
 LAMBDA = 5e-5 / 32
@@ -50,7 +50,7 @@ def test_reference_full_module_value():
 def test_projector_shape_matches_reference_parameter_count():
     loss = IntermediateBarlowTwinsLoss()
     counts = [sum(p.numel() for p in projector.parameters()) for projector in loss.projectors]
-    # method_spec §5.2: 8.9M / 9.4M / 10.5M / 12.6M
+    # docs/method.md §5.2: 8.9M / 9.4M / 10.5M / 12.6M
     assert [round(c / 1e6, 1) for c in counts] == [8.9, 9.4, 10.5, 12.6]
 
 
@@ -71,7 +71,7 @@ def test_feature_maps_are_globally_pooled():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="batch size"):
+    with pytest.raises(ValueError, match="z1 and z2: expected batches of at least 2 samples"):
         barlow_twins_loss(Z1[:1], Z2[:1])
     with pytest.raises(ValueError, match="z1 and z2"):
         barlow_twins_loss(Z1, Z2[:, :2])

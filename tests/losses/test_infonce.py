@@ -7,7 +7,7 @@ import torch
 
 from monai_ilm.losses import InfoNCELoss
 
-# method_spec §10.1
+# docs/method.md §10.1
 Q = torch.tensor([[1, 0, 0], [0, 2, 0], [0, 0, 3], [1, 1, 0]], dtype=torch.float64)
 K = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 0], [1, 1, 1]], dtype=torch.float64)
 QUEUE = torch.tensor(

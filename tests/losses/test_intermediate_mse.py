@@ -7,7 +7,7 @@ from monai_ilm.losses import IntermediateMSELoss, pool_to
 
 
 def reference_inputs():
-    # method_spec §10.2
+    # docs/method.md §10.2
     a = [
         torch.arange(2 * 256 * 16 * 16, dtype=torch.float32).reshape(2, 256, 16, 16) / 1e5,
         torch.ones(2, 512, 16, 16),

@@ -62,7 +62,7 @@ def test_enqueue_wraps_around():
 
 
 def test_enqueue_reference_example():
-    # method_spec §10.1: with ptr = 0, columns 0..3 <- normalised keys, ptr -> 4
+    # docs/method.md §10.1: with ptr = 0, columns 0..3 <- normalised keys, ptr -> 4
     net = MoCo(resnet_encoder("resnet18"), embedding_dim=3, queue_size=8)
     k = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 0], [1, 1, 1]], dtype=torch.float32)
     net.enqueue(k)

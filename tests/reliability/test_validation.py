@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monai_ilm.validation import validate_evaluation_settings, validate_pretrain_settings
+from monai_ilm.settings import EvaluationSettings, PretrainingSettings
 
 BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
-PRETRAIN_KEYS = tuple(validate_pretrain_settings.__kwdefaults__)
-EVALUATION_KEYS = tuple(validate_evaluation_settings.__kwdefaults__)
+PRETRAIN_KEYS = PretrainingSettings.names()
+EVALUATION_KEYS = EvaluationSettings.names()
 # a bad value of the key on the left may be reported under one of the keys it constrains
 CONSTRAINS = {
     "layers": {"mse_weights", "mse_pool_sizes", "barlow_weights"},
@@ -35,6 +35,14 @@ def folders():
         (root / "data").mkdir()
         (root / "a_file").write_text("x")
         yield root
+
+
+def validate_pretrain_settings(**values) -> None:
+    PretrainingSettings(**values).check()
+
+
+def validate_evaluation_settings(**values) -> None:
+    EvaluationSettings(**values).check()
 
 
 def recipe_settings(bundle: str, config: str = "pretrain.json", keys=PRETRAIN_KEYS) -> dict:
@@ -63,8 +71,9 @@ def test_every_bundle_recipe_passes(folders, bundle, method):
     validate_pretrain_settings(
         **{**values, "dataset_dir": str(folders / "data"), "output_dir": str(folders / "out" / "new")}
     )
-    for config in ("finetune.json", "linear_probe.json", "probe_layers.json", "feature_reuse.json"):
-        validate_evaluation_settings(**recipe_settings(bundle, config, EVALUATION_KEYS), method=method, seed=0)
+    for protocol in ("finetune", "linear", "probe", "feature_reuse", "ks"):
+        evaluation = recipe_settings(bundle, "evaluate.json", EVALUATION_KEYS)
+        validate_evaluation_settings(**{**evaluation, "protocol": protocol}, method=method, seed=0)
 
 
 @pytest.mark.parametrize(
@@ -144,14 +153,14 @@ def test_paths(folders):
     values = valid_pretrain(folders)
     with pytest.raises(
         FileNotFoundError,
-        match=r"^dataset_dir: '.*missing' does not exist; expected a NIH ChestX-ray14 folder holding Data_Entry_2017",
+        match=r"^dataset_dir: expected a NIH ChestX-ray14 folder holding Data_Entry_2017.*, got '.*missing'",
     ):
         validate_pretrain_settings(**{**values, "dataset_dir": str(folders / "missing")})
-    with pytest.raises(ValueError, match=r"^output_dir: '.*a_file' is a file"):
+    with pytest.raises(ValueError, match=r"^output_dir: expected a folder .*, got '.*a_file', which is a file"):
         validate_pretrain_settings(**{**values, "output_dir": str(folders / "a_file" / "runs")})
     with pytest.raises(ValueError, match=r"^dataset_dir: expected a path, got ''"):
         validate_pretrain_settings(**{**values, "dataset_dir": ""})
-    with pytest.raises(ValueError, match=r"^dataset_dir: .* cannot be checked"):
+    with pytest.raises(ValueError, match=r"^dataset_dir: expected a path that can be checked, got"):
         validate_pretrain_settings(**{**values, "dataset_dir": "x" * 5000})
 
 

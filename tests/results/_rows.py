@@ -26,3 +26,22 @@ def row(**overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return base
+
+
+NIH, DR = "nih", "dr"
+
+
+def cell(dataset, method, protocol, fraction, metric, value, low=None, high=None, block=None, **kw):
+    return row(
+        dataset=dataset,
+        method=method,
+        protocol=protocol,
+        label_fraction=fraction,
+        metric=metric,
+        value=value,
+        ci_low=low,
+        ci_high=high,
+        block=block,
+        run_id=f"{method}-{protocol}",
+        **kw,
+    )

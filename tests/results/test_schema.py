@@ -66,7 +66,7 @@ def test_make_row_and_config_hash():
     validate(pd.DataFrame([r]))
     with pytest.raises(ValueError, match=r"unknown column\(s\) \['colour'\]"):
         make_row(colour="red")
-    with pytest.raises(ValueError, match="missing required column"):
+    with pytest.raises(ValueError, match=r"fields: expected values for the required column\(s\)"):
         make_row(dataset="x")
     assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})

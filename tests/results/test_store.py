@@ -109,7 +109,7 @@ class TestCrashSafety:
         path = write_results(tmp_path, [row(run_id="cut", seed=s) for s in range(5)])
         data = path.read_bytes()
         path.write_bytes(data[: data.rindex(b"\n", 0, len(data) - 1) + 1])  # drop the last row cleanly
-        with pytest.warns(ResultsFileWarning, match=r"cut\.csv: content does not match the checksum"):
+        with pytest.warns(ResultsFileWarning, match=r"cut\.csv: content: expected the checksum in its \.json sidecar"):
             df = read_results(tmp_path)
         assert df["run_id"].tolist() == ["good"]
 
@@ -139,7 +139,7 @@ class TestCrashSafety:
         path = write_results(tmp_path, [row(run_id="one")])
         (tmp_path / "one.json").unlink()
         path.rename(tmp_path / "two.csv")
-        with pytest.warns(ResultsFileWarning, match=r"two\.csv: run_id \['one'\] does not match"):
+        with pytest.warns(ResultsFileWarning, match=r"two\.csv: run_id: expected 'two' .*got \['one'\]"):
             assert len(read_results(tmp_path)) == 0
 
 
@@ -203,5 +203,5 @@ class TestQuery:
         df = query(results, run_id="r1")
         assert len(df) == 2
         assert isinstance(df, pd.DataFrame)
-        with pytest.raises(ValueError, match=r"criteria: unknown column\(s\) \['fraction'\]"):
+        with pytest.raises(ValueError, match=r"criteria: expected column names .*got unknown column\(s\) \['fraction'"):
             query(results, fraction=0.01)

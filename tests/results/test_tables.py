@@ -8,72 +8,13 @@ from monai_ilm.results.schema import validate
 from monai_ilm.results.tables import (
     feature_reuse_table,
     finetune_table,
-    format_cell,
     linear_evaluation_table,
     paper_tables,
     probing_table,
 )
-from tests.results._rows import row
+from tests.results._rows import DR, NIH
 
-NIH, DR = "nih", "dr"
 METHODS = ["moco", "mse", "barlow", "supervised"]
-
-
-def cell(dataset, method, protocol, fraction, metric, value, low=None, high=None, block=None, **kw):
-    return row(
-        dataset=dataset,
-        method=method,
-        protocol=protocol,
-        label_fraction=fraction,
-        metric=metric,
-        value=value,
-        ci_low=low,
-        ci_high=high,
-        block=block,
-        run_id=f"{method}-{protocol}",
-        **kw,
-    )
-
-
-@pytest.fixture
-def long_table() -> pd.DataFrame:
-    """A hand-made slice of the paper's tables (paper_results.md), in long form."""
-    rows = [
-        # Table 1 (linear evaluation, 100 %); supervised comes from full fine-tuning
-        cell(NIH, "moco", "linear", 1.0, "mean_auc", 0.744, 0.739, 0.750),
-        cell(NIH, "mse", "linear", 1.0, "mean_auc", 0.748, 0.742, 0.754),
-        cell(DR, "moco", "linear", 1.0, "auc", 0.746, 0.745, 0.747),
-        cell(DR, "mse", "linear", 1.0, "auc", 0.848, 0.846, 0.850),
-        # Table 2 (fine-tuning)
-        cell(NIH, "supervised", "finetune", 1.0, "mean_auc", 0.798, 0.792, 0.803),
-        cell(NIH, "supervised", "finetune", 0.06, "mean_auc", 0.652, 0.646, 0.658),
-        cell(NIH, "supervised", "finetune", 0.01, "mean_auc", 0.578, 0.572, 0.584),
-        cell(NIH, "moco", "finetune", 0.01, "mean_auc", 0.592, 0.586, 0.599),
-        cell(NIH, "moco", "finetune", 0.06, "mean_auc", 0.698, 0.693, 0.704),
-        cell(NIH, "mse", "finetune", 0.01, "mean_auc", 0.614, 0.607, 0.620),
-        cell(NIH, "mse", "finetune", 0.06, "mean_auc", 0.705, 0.699, 0.710),
-        cell(DR, "supervised", "finetune", 1.0, "auc", 0.941, 0.941, 0.942),
-    ]
-    # Table 3 (feature reuse, NIH, 1 % and 6 %)
-    cka = {
-        ("moco", 0.01): [0.81, 0.80, 0.57, 0.41],
-        ("mse", 0.01): [0.97, 0.83, 0.65, 0.42],
-        ("moco", 0.06): [0.72, 0.75, 0.66, 0.39],
-        ("mse", 0.06): [0.97, 0.84, 0.55, 0.43],
-    }
-    for (method, frac), values in cka.items():
-        rows += [cell(NIH, method, "feature_reuse", frac, "cka_rbf", v, block=b + 1) for b, v in enumerate(values)]
-    # Table 4 (probing, NIH MoCo)
-    probe = [(0.588, 0.584, 0.593), (0.595, 0.590, 0.600), (0.653, 0.648, 0.658), (0.744, 0.739, 0.750)]
-    rows += [cell(NIH, "moco", "probe", 1.0, "mean_auc", *v, block=b + 1) for b, v in enumerate(probe)]
-    return pd.DataFrame(rows)
-
-
-def test_format_cell():
-    assert format_cell(0.744, 0.739, 0.750, dash="-") == "74.4 (73.9-75.0)"
-    assert format_cell(0.81, scale=1.0, decimals=2) == "0.81"
-    assert format_cell(np.nan) == ""
-    assert format_cell(0.5, 0.4, 0.6) == "50.0 (40.0–60.0)"
 
 
 def test_linear_evaluation(long_table):
@@ -141,31 +82,6 @@ def test_paper_tables_builds_all_four(long_table):
     assert paper_tables(long_table[long_table["protocol"] == "probe"]).keys() == {"probe"}
     with pytest.raises(ValueError, match="unsupported option"):
         paper_tables(long_table, scale=1)
-
-
-def test_duplicates(long_table):
-    newer = cell(NIH, "moco", "linear", 1.0, "mean_auc", 0.760, 0.750, 0.770, timestamp="2025-02-01T00:00:00+00:00")
-    older = cell(NIH, "moco", "linear", 1.0, "mean_auc", 0.700, 0.690, 0.710, timestamp="2024-12-01T00:00:00Z")
-    df = pd.concat([long_table, pd.DataFrame([newer, older])], ignore_index=True)
-    assert linear_evaluation_table(df).value.loc[NIH, "moco"] == 0.760
-    mean = linear_evaluation_table(df, duplicates="mean")
-    assert mean.value.loc[NIH, "moco"] == pytest.approx((0.744 + 0.760 + 0.700) / 3)
-    assert np.isnan(mean.ci_low.loc[NIH, "moco"]) and mean.formatted.loc[NIH, "moco"] == "73.5"
-    with pytest.raises(ValueError, match="duplicates: several rows"):
-        linear_evaluation_table(df, duplicates="error")
-    with pytest.raises(ValueError, match="duplicates: expected one of"):
-        linear_evaluation_table(df, duplicates="first")
-
-
-def test_metric_selection(long_table):
-    extra = cell(NIH, "moco", "linear", 1.0, "loss", 0.3)
-    df = pd.concat([long_table, pd.DataFrame([extra])], ignore_index=True)
-    with pytest.raises(ValueError, match="metric: dataset 'nih' has several metrics"):
-        linear_evaluation_table(df)
-    t = linear_evaluation_table(df, metric={NIH: "loss", DR: "auc"})
-    assert t.value.loc[NIH, "moco"] == 0.3 and np.isnan(t.value.loc[NIH, "mse"])
-    with pytest.raises(ValueError, match="metric: no metric given for dataset 'dr'"):
-        linear_evaluation_table(df, metric={NIH: "mean_auc"})
 
 
 def test_invalid_table_is_rejected(long_table):

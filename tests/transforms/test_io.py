@@ -73,5 +73,5 @@ def test_dictionary_transform_names_file_and_key(image_files, tmp_path):
 def test_min_max_option_and_bad_intensity(image_files):
     image = load_image(image_files[0]["grey"], intensity="minmax")
     assert float(image.min()) == 0.0 and float(image.max()) == 1.0
-    with pytest.raises(ValueError, match="intensity must be one of"):
+    with pytest.raises(ValueError, match=r"^intensity: expected one of \["):
         LoadImageWithPathd("image", intensity="zscore")

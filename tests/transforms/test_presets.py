@@ -174,11 +174,11 @@ def test_real_idc_patch_through_a_preset():
 def test_view_transforms_factory_and_errors():
     first, second = view_transforms("nih", "view1", 32), view_transforms("nih", "view2", 32)
     assert len(first.transforms) == len(second.transforms) == 4
-    with pytest.raises(ValueError, match=r"preset must be one of \['nih', 'idc', 'dr', 'volume'\]"):
+    with pytest.raises(ValueError, match=r"preset: expected one of \['nih', 'idc', 'dr', 'volume'\]"):
         pretrain_transforms("chexpert")
-    with pytest.raises(ValueError, match="stage must be"):
+    with pytest.raises(ValueError, match="stage: expected 'pretrain' or 'finetune'"):
         view_transforms("nih", "view1", stage="probe")
-    with pytest.raises(ValueError, match="image_size must be positive"):
+    with pytest.raises(ValueError, match="image_size: expected a positive integer"):
         eval_transforms("nih", image_size=0)
 
 

@@ -1,0 +1,116 @@
+"""What identifies one evaluation cell: its names, the settings and files its numbers depend on.
+
+An evaluation cell is reused by the experiment runner only when its fingerprint (these settings plus the
+SHA-256 of these files, see :mod:`monai_ilm.provenance`) matches the one stored beside its results. A cell
+therefore leaves out of its settings what cannot change its numbers (paths, the device) and what its
+protocol does not read, and lists as inputs every file it computes from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from monai_ilm.provenance import PRETRAINING_RECORD, file_sha256
+
+__all__ = ["cell_inputs", "cell_settings", "evaluation_run_id", "input_hashes", "pretraining_record", "run_dir_name"]
+
+# the fields that do not change the numbers of a cell (paths and placement): left out of its fingerprint
+_NOT_SETTINGS = ("dataset_dir", "output_dir", "pretrained_checkpoint", "device")
+# fields a protocol does not use, so changing them does not re-run it (feature reuse and KS read what
+# finetune wrote, whose content is part of their fingerprint)
+_UNUSED_SETTINGS = {
+    "linear": ("cka_kernel",),
+    "finetune": ("cka_kernel",),
+    "probe": ("cka_kernel",),
+    "feature_reuse": ("batch_size", "max_epochs", "lr", "num_workers", "n_resamples", "ci_method", "amp"),
+    "ks": (
+        "backbone",
+        "channels",
+        "image_size",
+        "batch_size",
+        "max_epochs",
+        "lr",
+        "num_workers",
+        "n_resamples",
+        "ci_method",
+        "cka_kernel",
+        "amp",
+    ),
+}
+
+
+class _Cell(Protocol):
+    protocol: str
+    method: str
+    seed: int
+    pretrained_checkpoint: str | os.PathLike | None
+
+    def cell_dir(self, protocol: str | None = None, label_fraction: float | None = None) -> Path: ...
+
+
+def run_dir_name(method: str, seed: int, label_fraction: float) -> str:
+    """The folder of one cell under ``<output_dir>/evaluation/<protocol>/``."""
+    return f"{method}_seed{seed}_frac{label_fraction:g}"
+
+
+def evaluation_run_id(dataset: str, protocol: str, method: str, seed: int, label_fraction: float) -> str:
+    """The results-table ``run_id`` (and results file name) of one evaluation cell."""
+    return f"{dataset}-{protocol}-{method}-seed{seed}-frac{label_fraction:g}"
+
+
+def cell_settings(protocol: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that change a cell's numbers: the fields ``protocol`` uses, but paths and the device.
+
+    Args:
+        protocol: the cell's protocol, one of ``monai_ilm.results.PROTOCOLS``.
+        fields: every field of the cell (``dataclasses.asdict`` of an ``EvaluationRun``).
+    """
+    unused = (*_NOT_SETTINGS, *_UNUSED_SETTINGS[protocol])
+    return {k: v for k, v in fields.items() if k not in unused}
+
+
+def cell_inputs(cell: _Cell) -> dict[str, Path]:
+    """The files a cell's numbers are computed from, by role: the pretraining checkpoint, and what finetune wrote."""
+    inputs = {}
+    if cell.pretrained_checkpoint is not None:
+        inputs["pretrained_checkpoint"] = Path(cell.pretrained_checkpoint)
+    if cell.protocol == "feature_reuse":
+        inputs["finetuned_model"] = cell.cell_dir("finetune") / "model.pt"
+    if cell.protocol == "ks":
+        inputs["predictions"] = cell.cell_dir("finetune") / "predictions.npz"
+        inputs["predictions_full_labels"] = cell.cell_dir("finetune", 1.0) / "predictions.npz"
+    return inputs
+
+
+def input_hashes(inputs: Mapping[str, Path], method: str, seed: int) -> dict[str, str]:
+    """``{role: sha256}`` of a cell's input files.
+
+    Args:
+        inputs: ``{role: path}`` from :func:`cell_inputs`.
+        method: the cell's method, named in the error.
+        seed: the cell's seed, named in the error.
+
+    Raises:
+        FileNotFoundError: when an input is missing; the message names the cell to run first.
+    """
+    hashes = {}
+    for role, path in inputs.items():
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: expected the {role.replace('_', ' ')} of this cell; run the cell that writes it first "
+                f"(pretraining for '{method}', or finetune for seed {seed})."
+            )
+        hashes[role] = file_sha256(path)
+    return hashes
+
+
+def pretraining_record(checkpoint: str | os.PathLike | None) -> dict | None:
+    """The settings record the experiment runner keeps beside the pretraining run of ``checkpoint``, if any."""
+    if checkpoint is None:
+        return None
+    record = Path(checkpoint).parent.parent / PRETRAINING_RECORD
+    return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None

@@ -1,0 +1,150 @@
+"""The settings every workflow shares (data set, split, model input, seed), and the base of the settings objects.
+
+A workflow's settings object is declared once in its bundle config, one ``"key": "@key"`` per setting, and
+checked first in ``initialize``::
+
+    "settings": {"_target_": "monai_ilm.settings.PretrainingSettings", "method": "@method", ...},
+    "initialize": ["$@settings.check()", ...]
+
+A setting left out (None) is not checked. The allowed values come from the modules that own them: data
+sets from :mod:`monai_ilm.datasets`, backbones from :mod:`monai_ilm.networks.backbones`, NIH split
+sources from :mod:`monai_ilm.data.nih`...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from monai_ilm.data.nih import SPLIT_SOURCES as NIH_SPLITS
+from monai_ilm.datasets import DATASETS
+from monai_ilm.networks.backbones import BACKBONES
+from monai_ilm.settings.checks import (
+    check_bool,
+    check_choice,
+    check_existing_path,
+    check_int,
+    check_writable_dir,
+    fail,
+    is_real,
+)
+
+__all__ = ["CHANNELS", "MAX_IMAGE_SIZE", "MAX_SEED", "NIH_SPLITS", "WorkflowSettings", "check_data_settings"]
+
+MAX_SEED = 2**32 - 1  # numpy's global seed, which MONAI's set_determinism sets, must fit in 32 bits
+MAX_IMAGE_SIZE = 16384  # pixels per side; larger is a typo (or a units mix-up), not a chest X-ray
+CHANNELS = (1, 3)
+
+
+def check_data_settings(
+    dataset_name: object = None,
+    nih_split: object = None,
+    val_fraction: object = None,
+    require_all_classes: object = None,
+) -> None:
+    """Check the settings that choose the split of the data (a setting left out, None, is not checked).
+
+    Args:
+        dataset_name: the data set; ``nih_split`` other than ``"official"`` is refused for any but ``"nih"``.
+        nih_split: one of :data:`NIH_SPLITS`.
+        val_fraction: null (each reader's own) or a number in (0, 1).
+        require_all_classes: true or false.
+
+    Raises:
+        ValueError: naming the first bad setting and the allowed values.
+    """
+    if nih_split is not None:
+        check_choice("nih_split", nih_split, NIH_SPLITS)
+        if isinstance(dataset_name, str) and dataset_name != "nih" and nih_split != NIH_SPLITS[0]:
+            raise fail(
+                "nih_split",
+                f"'{NIH_SPLITS[0]}' (it applies to dataset_name 'nih' only, not {dataset_name!r})",
+                nih_split,
+            )
+    if val_fraction is not None:
+        if not is_real(val_fraction) or not 0.0 < float(val_fraction) < 1.0:
+            raise fail("val_fraction", "null (each data set's own) or a finite number in (0, 1)", val_fraction)
+    if require_all_classes is not None:
+        check_bool("require_all_classes", require_all_classes)
+
+
+@dataclass(kw_only=True)
+class WorkflowSettings:
+    """The settings every workflow reads; subclasses add their own and extend :meth:`check`.
+
+    Args:
+        seed: an integer in [0, 2**32 - 1].
+        dataset_name: a data set of :data:`monai_ilm.datasets.DATASETS`.
+        dataset_dir: an existing file or folder (the error quotes the data set's layout).
+        output_dir: a writable (or creatable) folder.
+        backbone: a torchvision ResNet of :data:`monai_ilm.networks.backbones.BACKBONES`.
+        channels: 1 or 3.
+        image_size: a positive integer up to 16384.
+        num_workers: an integer >= 0.
+        nih_split: ``"official"``, ``"chexnet"`` or ``"seeded"``; used by ``dataset_name`` ``"nih"`` only
+            (other data sets accept only the default ``"official"``, which they ignore).
+        val_fraction: null (each data set's own default) or a number in (0, 1): the share of the
+            train+val patients that form val, wherever a validation split is drawn.
+        require_all_classes: true or false (raise, rather than warn, when a class misses a split).
+        skip_unreadable: true or false (drop missing and unreadable images with a logged count, rather than stop).
+    """
+
+    seed: object = None
+    dataset_name: object = None
+    dataset_dir: object = None
+    output_dir: object = None
+    backbone: object = None
+    channels: object = None
+    image_size: object = None
+    num_workers: object = None
+    nih_split: object = None
+    val_fraction: object = None
+    require_all_classes: object = None
+    skip_unreadable: object = None
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The settings this object checks, as the bundles spell them."""
+        return tuple(field.name for field in dataclasses.fields(cls))
+
+    def given(self) -> dict[str, object]:
+        """The settings given (not None)."""
+        return {name: getattr(self, name) for name in self.names() if getattr(self, name) is not None}
+
+    def check(self) -> WorkflowSettings:
+        """Check every given setting; returns ``self``.
+
+        Raises:
+            ValueError: for the first bad setting, naming it and the allowed values.
+            FileNotFoundError: when ``dataset_dir`` does not exist (naming it and the expected layout).
+        """
+        self.check_data()
+        self.check_model()
+        return self
+
+    def check_data(self) -> None:
+        """The seed, the data set, its folder, the output folder and the split settings."""
+        if self.seed is not None:
+            check_int("seed", self.seed, minimum=0, maximum=MAX_SEED)
+        if self.dataset_name is not None:
+            check_choice("dataset_name", self.dataset_name, tuple(DATASETS))
+        if self.dataset_dir is not None:
+            known = isinstance(self.dataset_name, str) and self.dataset_name in DATASETS
+            layout = DATASETS[self.dataset_name].expected_layout if known else "the data set's files"
+            check_existing_path("dataset_dir", self.dataset_dir, layout)
+        if self.output_dir is not None:
+            check_writable_dir("output_dir", self.output_dir)
+        check_data_settings(self.dataset_name, self.nih_split, self.val_fraction, self.require_all_classes)
+        if self.skip_unreadable is not None:
+            check_bool("skip_unreadable", self.skip_unreadable)
+        if self.num_workers is not None:
+            check_int("num_workers", self.num_workers, minimum=0)
+
+    def check_model(self) -> None:
+        """The backbone and its input."""
+        if self.backbone is not None:
+            check_choice("backbone", self.backbone, BACKBONES)
+        if self.channels is not None:
+            check_choice("channels", self.channels, CHANNELS)
+        if self.image_size is not None:
+            check_int("image_size", self.image_size, maximum=MAX_IMAGE_SIZE)

@@ -1,0 +1,227 @@
+"""The settings of MoCo pretraining with intermediate-layer losses (``pretrain.json``, ``multi_gpu.json``).
+
+A wrong setting otherwise surfaces late and far from its cause: a typo in ``layers`` as a shape error
+inside the loss after the data has been cached, ``queue_size < batch_size`` at the first enqueue, an
+unwritable ``output_dir`` when the first checkpoint is saved. :meth:`PretrainingSettings.check` checks
+them all before anything is built (docs/method.md §4-§6 for what they mean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from monai_ilm.handlers.momentum_update import SCHEDULES
+from monai_ilm.methods import METHODS
+from monai_ilm.networks.backbones import STAGE_NAMES
+from monai_ilm.networks.moco import BATCH_NORM_MODES, HEADS
+from monai_ilm.settings.checks import (
+    as_list,
+    check_bool,
+    check_choice,
+    check_int,
+    check_layers,
+    check_pool_sizes,
+    check_real,
+    check_weights,
+    fail,
+    is_int,
+)
+from monai_ilm.settings.common import WorkflowSettings
+
+__all__ = ["AMP_DTYPES", "PretrainingSettings"]
+
+AMP_DTYPES = ("bfloat16", "float16")
+
+
+@dataclass(kw_only=True)
+class PretrainingSettings(WorkflowSettings):
+    """The settings of a pretraining recipe; a setting left out (None) is not checked.
+
+    Besides those of :class:`~monai_ilm.settings.common.WorkflowSettings`:
+
+    Args:
+        method: one of :data:`monai_ilm.methods.METHODS`.
+        layers: distinct stage names, a subset of ``layer1`` ... ``layer4`` (for ``mse`` and ``barlow``).
+        mse_weights, barlow_weights: one finite weight >= 0, or one per entry of ``layers``.
+        mse_pool_sizes: ``"reference"``, or a positive size or null (no pooling) per entry of ``layers``.
+        barlow_scale: > 0. barlow_offdiag_weight: >= 0. barlow_projector_dims: positive widths.
+        zero_init_residual: true or false. batch_norm: one of :data:`monai_ilm.networks.moco.BATCH_NORM_MODES`.
+        head: one of :data:`monai_ilm.networks.moco.HEADS`. embedding_dim: a positive integer.
+        batch_size, max_epochs, val_interval: positive integers. epoch_length: null or a positive integer.
+        cache_rate: in [0, 1]. learning_rate: > 0. weight_decay: >= 0. temperature: > 0.
+        queue_size: an integer >= batch_size (a batch of keys must fit in the queue).
+        momentum: in [0, 1]. momentum_schedule: ``"constant"`` or ``"cosine"``.
+        amp, channels_last, compile: true or false.
+        augment_on: where the two views are made, one of :data:`monai_ilm.transforms.AUGMENT_ON`.
+        amp_dtype: ``"bfloat16"`` or ``"float16"`` (the latter with a gradient scaler on CUDA).
+        log_interval, nan_check_interval: positive integers (iterations).
+        checkpoint_iterations: an integer >= 0 (0: no iteration checkpoints); with ``nan_check_interval``
+            above 1, a multiple of it, so every iteration checkpoint follows a NaN check.
+        knn_interval: an integer >= 0 (epochs between online kNN scores; 0: off).
+        knn_bank_size, knn_val_size: positive integers. knn_cache_rate: in [0, 1].
+        health_samples: an integer >= 2. collapse_rank: a number >= 0. collapse_patience: an integer >= 0 (0: off).
+    """
+
+    method: object = None
+    layers: object = None
+    mse_weights: object = None
+    mse_pool_sizes: object = None
+    barlow_weights: object = None
+    barlow_scale: object = None
+    barlow_offdiag_weight: object = None
+    barlow_projector_dims: object = None
+    zero_init_residual: object = None
+    embedding_dim: object = None
+    head: object = None
+    batch_norm: object = None
+    batch_size: object = None
+    cache_rate: object = None
+    max_epochs: object = None
+    epoch_length: object = None
+    val_interval: object = None
+    learning_rate: object = None
+    weight_decay: object = None
+    queue_size: object = None
+    temperature: object = None
+    momentum: object = None
+    momentum_schedule: object = None
+    amp: object = None
+    amp_dtype: object = None
+    channels_last: object = None
+    compile: object = None
+    augment_on: object = None
+    log_interval: object = None
+    nan_check_interval: object = None
+    checkpoint_iterations: object = None
+    knn_interval: object = None
+    knn_bank_size: object = None
+    knn_val_size: object = None
+    knn_cache_rate: object = None
+    health_samples: object = None
+    collapse_rank: object = None
+    collapse_patience: object = None
+
+    def check(self) -> PretrainingSettings:
+        """Check every given setting; returns ``self``.
+
+        Raises:
+            ValueError: for the first bad setting, naming it and the allowed values.
+            FileNotFoundError: when ``dataset_dir`` does not exist (naming it and the expected layout).
+        """
+        if self.method is not None:
+            check_choice("method", self.method, METHODS)
+        if self.layers is not None:
+            check_layers("layers", self.layers)
+        if self.method is not None:
+            self._check_intermediate_loss()
+        self.check_data()
+        self.check_model()
+        self._check_network()
+        self._check_schedule()
+        self._check_contrast()
+        self._check_speed()
+        self._check_nan_checks()
+        self._check_monitoring()
+        return self
+
+    def _check_intermediate_loss(self) -> None:
+        """The settings of the intermediate-layer loss that ``method`` uses (none for plain MoCo)."""
+        if self.method == "moco":
+            return
+        num_layers = len(check_layers("layers", self.layers)) if self.layers is not None else len(STAGE_NAMES)
+        if self.method == "mse":
+            if self.mse_weights is not None:
+                check_weights("mse_weights", self.mse_weights, num_layers)
+            if self.mse_pool_sizes is not None:
+                check_pool_sizes("mse_pool_sizes", self.mse_pool_sizes, num_layers)
+            return
+        if self.barlow_weights is not None:
+            check_weights("barlow_weights", self.barlow_weights, num_layers)
+        if self.barlow_scale is not None:
+            check_real("barlow_scale", self.barlow_scale, low=0.0, low_open=True)
+        if self.barlow_offdiag_weight is not None:
+            check_real("barlow_offdiag_weight", self.barlow_offdiag_weight, low=0.0)
+        dims = self.barlow_projector_dims
+        if dims is not None:
+            listed = as_list("barlow_projector_dims", dims, "positive layer widths")
+            if not listed or not all(is_int(d) and d >= 1 for d in listed):
+                raise fail("barlow_projector_dims", "a non-empty list of positive layer widths", dims)
+
+    def _check_network(self) -> None:
+        if self.zero_init_residual is not None:
+            check_bool("zero_init_residual", self.zero_init_residual)
+        if self.embedding_dim is not None:
+            check_int("embedding_dim", self.embedding_dim)
+        if self.head is not None:
+            check_choice("head", self.head, HEADS)
+        if self.batch_norm is not None:
+            check_choice("batch_norm", self.batch_norm, BATCH_NORM_MODES)
+        if self.batch_size is not None:
+            check_int("batch_size", self.batch_size)
+
+    def _check_schedule(self) -> None:
+        if self.cache_rate is not None:
+            check_real("cache_rate", self.cache_rate, low=0.0, high=1.0)
+        for key in ("max_epochs", "epoch_length", "val_interval"):
+            if getattr(self, key) is not None:
+                check_int(key, getattr(self, key))
+        if self.learning_rate is not None:
+            check_real("learning_rate", self.learning_rate, low=0.0, low_open=True)
+        if self.weight_decay is not None:
+            check_real("weight_decay", self.weight_decay, low=0.0)
+
+    def _check_contrast(self) -> None:
+        if self.queue_size is not None:
+            minimum = self.batch_size if is_int(self.batch_size) else 1
+            if not is_int(self.queue_size) or self.queue_size < minimum:
+                raise fail(
+                    "queue_size",
+                    f"an integer of at least batch_size ({minimum}): a batch of keys must fit",
+                    self.queue_size,
+                )
+        if self.temperature is not None:
+            check_real("temperature", self.temperature, low=0.0, low_open=True)
+        if self.momentum is not None:
+            check_real("momentum", self.momentum, low=0.0, high=1.0)
+        if self.momentum_schedule is not None:
+            check_choice("momentum_schedule", self.momentum_schedule, SCHEDULES)
+
+    def _check_speed(self) -> None:
+        for key in ("amp", "channels_last", "compile"):
+            if getattr(self, key) is not None:
+                check_bool(key, getattr(self, key))
+        if self.amp_dtype is not None:
+            check_choice("amp_dtype", self.amp_dtype, AMP_DTYPES)
+        if self.augment_on is not None:
+            from monai_ilm.transforms.device_augment import AUGMENT_ON  # the transforms import more than settings need
+
+            check_choice("augment_on", self.augment_on, AUGMENT_ON)
+        if self.log_interval is not None:
+            check_int("log_interval", self.log_interval)
+
+    def _check_nan_checks(self) -> None:
+        every = 1 if self.nan_check_interval is None else check_int("nan_check_interval", self.nan_check_interval)
+        if self.checkpoint_iterations is not None:
+            check_int("checkpoint_iterations", self.checkpoint_iterations, minimum=0)
+            if self.checkpoint_iterations % every:
+                raise fail(
+                    "checkpoint_iterations",
+                    f"0 or a multiple of nan_check_interval ({every}), so no checkpoint holds an unchecked step",
+                    self.checkpoint_iterations,
+                )
+
+    def _check_monitoring(self) -> None:
+        """The settings of ``OnlineKNNHandler`` and ``RepresentationHealthHandler``."""
+        for key, minimum in (
+            ("knn_interval", 0),
+            ("knn_bank_size", 1),
+            ("knn_val_size", 1),
+            ("health_samples", 2),
+            ("collapse_patience", 0),
+        ):
+            if getattr(self, key) is not None:
+                check_int(key, getattr(self, key), minimum=minimum)
+        if self.knn_cache_rate is not None:
+            check_real("knn_cache_rate", self.knn_cache_rate, low=0.0, high=1.0)
+        if self.collapse_rank is not None:
+            check_real("collapse_rank", self.collapse_rank, low=0.0)

@@ -1,0 +1,61 @@
+"""The data-set table is the one place the readers, presets, runner, evaluation and dashboard read."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import monai_ilm.datasets as table
+from monai_ilm.data import load_datalist
+from monai_ilm.data.dispatch import DATASET_LAYOUTS, DATASETS
+from monai_ilm.data.synthetic import make_idc_sample
+from monai_ilm.datasets import DatasetSpec, bundle_datasets, get_dataset, paper_datasets
+from monai_ilm.evaluation.protocols import DATASET_CLASS_NAMES, DATASET_TASKS
+from monai_ilm.experiment import BUNDLE_DATASETS
+from monai_ilm.transforms.presets import PRESETS, get_preset
+
+
+def test_every_row_resolves():
+    for dataset in table.DATASETS.values():
+        assert callable(table._resolve(dataset.reader)), dataset.name
+        assert dataset.splits in ("seeded", "fixed", "csv", "tree"), dataset.name
+        assert dataset.expected_layout and not dataset.expected_layout.startswith("monai_ilm."), dataset.name
+        assert dataset.preset is None or dataset.preset in PRESETS, dataset.name
+        if dataset.task is not None:
+            assert dataset.num_classes >= 2 and dataset.bundle is not None, dataset.name
+
+
+def test_the_readers_runner_evaluation_and_presets_read_the_table():
+    assert DATASETS == tuple(table.DATASETS) == ("nih", "idc", "dr", "medmnist", "csv", "folder", "nifti")
+    assert DATASET_LAYOUTS == {name: d.expected_layout for name, d in table.DATASETS.items()}
+    assert (
+        BUNDLE_DATASETS
+        == bundle_datasets()
+        == {
+            "nih_chestxray_ilm": "nih",
+            "breast_histopathology_ilm": "idc",
+            "diabetic_retinopathy_ilm": "dr",
+        }
+    )
+    assert DATASET_TASKS == {"nih": ("multilabel", 14), "idc": ("f1", 2), "dr": ("binary_auc", 2)}
+    assert set(DATASET_CLASS_NAMES) == {"nih"} and len(DATASET_CLASS_NAMES["nih"]) == 14
+    assert [d.name for d in paper_datasets()] == ["nih", "dr", "idc"]  # the order of the paper's tables
+    for name in ("nih", "idc", "dr"):
+        assert get_preset(name) is PRESETS[name]
+
+
+def test_unknown_data_set_is_named():
+    with pytest.raises(ValueError, match=r"^dataset_name: expected one of \['nih', 'idc', 'dr'.*got 'chexpert'\.$"):
+        get_dataset("chexpert")
+
+
+def test_a_new_data_set_is_one_row(monkeypatch, tmp_path):
+    """A row naming an existing reader and preset is enough for the dispatch and the presets."""
+    root = make_idc_sample(tmp_path / "idc", n_patients=6, patches_per_patient=4, seed=0)
+    row = dataclasses.replace(table.DATASETS["idc"], name="idc_copy", bundle=None, column=None)
+    monkeypatch.setitem(table.DATASETS, "idc_copy", row)
+    assert isinstance(row, DatasetSpec)
+    rows = load_datalist("idc_copy", root, "train", seed=0)
+    assert rows == load_datalist("idc", root, "train", seed=0)
+    assert get_preset("idc_copy") is PRESETS["idc"]
