@@ -16,6 +16,7 @@ import pandas as pd
 from dashboard.data import order_methods
 from dashboard.labels import dataset_label, dataset_short_label, fraction_label, method_label, method_short_label
 from monai_ilm.results import (
+    PERFORMANCE_PROTOCOLS,
     PaperTable,
     feature_reuse_table,
     finetune_table,
@@ -39,7 +40,6 @@ __all__ = [
 
 REFERENCE = "moco"
 FINETUNE_METHODS = ("supervised",)  # the paper's "Supervised" column is a fully trained network
-PERFORMANCE_PROTOCOLS = ("linear", "finetune", "probe")
 
 
 @dataclass(frozen=True)

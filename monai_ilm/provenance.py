@@ -66,6 +66,8 @@ NOT_RESULT_SETTINGS = frozenset(
         "collapse_patience",
         # where it runs and how much is cached (the results are the same)
         "device",
+        "cache",
+        "cache_dir",
         "cache_rate",
     }
 )

@@ -4,10 +4,13 @@ Every reader returns a MONAI datalist: a list of dicts with at least ``"image"``
 array for MedMNIST), ``"label"`` (an int class index, or a multi-hot float list for NIH) and
 ``"patient_id"``. :func:`load_datalist` dispatches to the right reader by name, which is what the
 bundle configs call (with :func:`datalist_options`), and names every row by a stable ``"image_id"``.
+:func:`training_dataset` keeps the decoded training images in the compact uint8 cache
+(:class:`CompactCacheDataset`) that the bundles' ``cache`` setting selects.
 """
 
 from __future__ import annotations
 
+from monai_ilm.data.compact_cache import CACHE_MODES, CompactCacheDataset, cache_bytes, training_dataset
 from monai_ilm.data.csv_datalist import read_csv_datalist
 from monai_ilm.data.dispatch import DATASETS, IMAGE_ID_KEY, datalist_options, load_datalist
 from monai_ilm.data.dr import DR_GRADES, DR_REFERABLE_CLASSES, read_dr
@@ -27,16 +30,19 @@ from monai_ilm.data.splits import (
 )
 
 __all__ = [
+    "CACHE_MODES",
     "DATASETS",
     "DR_GRADES",
     "DR_REFERABLE_CLASSES",
     "IDC_CLASSES",
     "IMAGE_ID_KEY",
+    "CompactCacheDataset",
     "NIH_FINDINGS",
     "SPLIT_NAMES",
     "PatientLeakError",
     "UnreadableImageError",
     "assert_patient_disjoint",
+    "cache_bytes",
     "check_class_presence",
     "check_image_readable",
     "datalist_options",
@@ -52,5 +58,6 @@ __all__ = [
     "read_nih",
     "read_nih_metadata",
     "read_nih_splits",
+    "training_dataset",
     "verify_images",
 ]

@@ -7,7 +7,9 @@ the device augmentation stage (:func:`monai_ilm.transforms.pretrain_pipeline` wi
 this dataset stores in a single ``(N, C, H, W)`` uint8 array: in memory when it fits
 (``memory_limit``), otherwise as a ``.npy`` file memory-mapped from ``cache_dir``, which the page
 cache shares between loader workers and which a later run (or a run resumed after a kill) reuses.
-:func:`cache_bytes` gives the size before anything is decoded.
+:func:`cache_bytes` gives the size before anything is decoded. :func:`training_dataset` is what the
+bundles call with their ``cache`` setting (one of :data:`CACHE_MODES`): this dataset when the loader
+gives uint8 images, MONAI's ``CacheDataset`` with ``cache_rate`` otherwise.
 """
 
 from __future__ import annotations
@@ -22,9 +24,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.data import CacheDataset
 from monai.transforms import Compose, apply_transform
+from tqdm import tqdm
 
-__all__ = ["CompactCacheDataset", "cache_bytes", "format_bytes"]
+__all__ = ["CACHE_MODES", "STORAGES", "CompactCacheDataset", "cache_bytes", "format_bytes", "training_dataset"]
+
+STORAGES = ("auto", "memory", "disk")
+"""Where :class:`CompactCacheDataset` keeps its array: ``"auto"`` (memory when it fits, else disk), memory, disk."""
+
+CACHE_MODES = (*STORAGES, "cache_rate")
+"""The bundles' ``cache`` setting: a storage of the compact uint8 cache, or ``CacheDataset`` with ``cache_rate``."""
 
 
 def cache_bytes(num_images: int, image_size: int, channels: int = 3, spatial_dims: int = 2) -> int:
@@ -93,7 +103,7 @@ class CompactCacheDataset(torch.utils.data.Dataset):
 
         if len(data) == 0:
             raise ValueError("data: expected a non-empty datalist, got 0 rows.")
-        if storage not in ("auto", "memory", "disk"):
+        if storage not in STORAGES:
             raise ValueError(f"storage: expected 'auto', 'memory' or 'disk', got {storage!r}.")
         self.data, self.image_key = list(data), image_key
         steps = list(transform.transforms) if isinstance(transform, Compose) else [transform]
@@ -121,7 +131,13 @@ class CompactCacheDataset(torch.utils.data.Dataset):
         return hashlib.sha1(rows + repr((self.shape, steps, cache_key)).encode()).hexdigest()[:16]
 
     def _open(self, first: dict) -> None:
-        """Reuse a complete cache file, else fill the array (the extras file, written last, marks it complete)."""
+        """Reuse a complete cache file, else fill the array.
+
+        A file is filled under a name of this process's own (removed if filling fails) and renamed when
+        complete (the extras first, the array last, whose presence marks the pair complete), so a run
+        stopped while filling leaves no half-written cache, and the ranks of a multi-GPU run, each filling
+        the same file, never write into one another's.
+        """
         shape = (len(self.data), *self.shape)
         if self.path is not None:
             extras = self.path.with_suffix(".extras.pt")
@@ -130,15 +146,25 @@ class CompactCacheDataset(torch.utils.data.Dataset):
                 self.extras = torch.load(extras, weights_only=True)
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.images = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.uint8, shape=shape)
+            partial = self.path.with_name(f"{self.path.stem}.{os.getpid()}.partial.npy")
+            self.images = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
         else:
             self.images = np.empty(shape, dtype=np.uint8)
         self.extras = [{} for _ in range(len(self.data))]
         self._store(0, first)
-        self._fill(self._num_workers)
+        try:
+            self._fill(self._num_workers)
+        except BaseException:
+            if self.path is not None:
+                del self.images
+                partial.unlink(missing_ok=True)
+            raise
         if self.path is not None:
             self.images.flush()
-            torch.save(self.extras, extras)
+            torch.save(self.extras, partial.with_suffix(".extras.pt"))
+            os.replace(partial.with_suffix(".extras.pt"), extras)
+            os.replace(partial, self.path)
+            self.images = np.load(self.path, mmap_mode="r")
 
     def _prepare(self, index: int) -> dict:
         item = apply_transform(self.cached, self.data[index])
@@ -158,13 +184,18 @@ class CompactCacheDataset(torch.utils.data.Dataset):
 
     def _fill(self, num_workers: int) -> None:
         rest = range(1, len(self.data))
-        if num_workers > 0 and len(rest) > 1:
-            with ThreadPoolExecutor(num_workers) as pool:
-                for index, item in zip(rest, pool.map(self._prepare, rest)):
-                    self._store(index, item)
-        else:
-            for index in rest:
-                self._store(index, self._prepare(index))
+        # filling a full-size cache decodes every image once (minutes), so it shows progress as CacheDataset does
+        progress = tqdm(total=len(self.data), initial=1, desc="Loading compact cache", unit="image", leave=False)
+        with progress:
+            if num_workers > 0 and len(rest) > 1:
+                with ThreadPoolExecutor(num_workers) as pool:
+                    for index, item in zip(rest, pool.map(self._prepare, rest)):
+                        self._store(index, item)
+                        progress.update()
+            else:
+                for index in rest:
+                    self._store(index, self._prepare(index))
+                    progress.update()
 
     def nbytes(self) -> int:
         """Bytes of the image array."""
@@ -188,3 +219,52 @@ class CompactCacheDataset(torch.utils.data.Dataset):
         self.__dict__.update(state)
         if self.on_disk:
             self.images = np.load(self.path, mmap_mode="r")
+
+
+def training_dataset(
+    data: Sequence,
+    transform: Callable,
+    cache: str = "auto",
+    cache_rate: float = 1.0,
+    cache_dir: str | os.PathLike | None = None,
+    num_workers: int = 0,
+    image_key: str = "image",
+) -> torch.utils.data.Dataset:
+    """The training dataset of the ``cache`` setting: the compact uint8 cache where it applies, else ``CacheDataset``.
+
+    In a bundle (``augment_on="device"`` gives the uint8 loader steps)::
+
+        "dataset": {"_target_": "monai_ilm.data.training_dataset", "data": "@train#datalist",
+                    "transform": "@train#preprocessing", "cache": "@cache", "cache_rate": "@cache_rate",
+                    "cache_dir": "@cache_dir", "num_workers": "@num_workers"}
+
+    The items are the same either way (cache placement never changes a number).
+
+    Args:
+        data: the datalist.
+        transform: the loader pipeline.
+        cache: one of :data:`CACHE_MODES`. ``"auto"``, ``"memory"``, ``"disk"``: a :class:`CompactCacheDataset`
+            of that storage (``"auto"``: memory when the array fits in half the available memory, shared
+            by the ranks of the machine), where the cached steps end in :class:`~monai_ilm.transforms.ToUint8d`
+            (``augment_on="device"``); ``"auto"`` falls back to ``CacheDataset`` otherwise (the loader's
+            float views with ``augment_on="loader"``). ``"cache_rate"``: MONAI's ``CacheDataset``.
+        cache_rate: share of the samples ``CacheDataset`` keeps (unused by the compact cache, which keeps all).
+        cache_dir: folder of the compact cache's memory-mapped file (disk storage).
+        num_workers: threads that fill either cache.
+        image_key: the key of the image.
+
+    Raises:
+        ValueError: for a ``cache`` outside :data:`CACHE_MODES`, or ``"memory"`` / ``"disk"`` with loader
+            steps that do not end in a uint8 image.
+    """
+    from monai_ilm.transforms import ToUint8d, cache_boundary  # the data package is imported by the transforms' users
+
+    if cache not in CACHE_MODES:
+        raise ValueError(f"cache: expected one of {list(CACHE_MODES)}, got {cache!r}.")
+    steps = list(transform.transforms) if isinstance(transform, Compose) else [transform]
+    gives_uint8 = any(isinstance(step, ToUint8d) for step in steps[: cache_boundary(Compose(steps))])
+    if cache == "cache_rate" or (cache == "auto" and not gives_uint8):
+        return CacheDataset(data, transform, cache_rate=cache_rate, num_workers=num_workers)
+    # the ranks of a multi-GPU run on one machine each keep a copy: they share its memory
+    memory_limit = _available_memory() // (2 * max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    return CompactCacheDataset(data, transform, image_key, cache, cache_dir, memory_limit, num_workers)

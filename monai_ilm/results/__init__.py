@@ -13,7 +13,16 @@ from monai_ilm.results.rows import (
     seeds_text,
     utc_now,
 )
-from monai_ilm.results.schema import COLUMNS, PROTOCOLS, ROW_KINDS, SCHEMA, Column, empty_frame, validate
+from monai_ilm.results.schema import (
+    COLUMNS,
+    PERFORMANCE_PROTOCOLS,
+    PROTOCOLS,
+    ROW_KINDS,
+    SCHEMA,
+    Column,
+    empty_frame,
+    validate,
+)
 from monai_ilm.results.store import (
     ResultsFileWarning,
     has_cell,
@@ -37,6 +46,7 @@ from monai_ilm.results.tables import (
 
 __all__ = [
     "COLUMNS",
+    "PERFORMANCE_PROTOCOLS",
     "PROTOCOLS",
     "ROW_KINDS",
     "SCHEMA",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monai_ilm.data.compact_cache import CACHE_MODES
 from monai_ilm.handlers.momentum_update import SCHEDULES
 from monai_ilm.methods import METHODS
 from monai_ilm.networks.backbones import STAGE_NAMES
@@ -23,6 +24,7 @@ from monai_ilm.settings.checks import (
     check_pool_sizes,
     check_real,
     check_weights,
+    check_writable_dir,
     fail,
     is_int,
 )
@@ -48,6 +50,9 @@ class PretrainingSettings(WorkflowSettings):
         zero_init_residual: true or false. batch_norm: one of :data:`monai_ilm.networks.moco.BATCH_NORM_MODES`.
         head: one of :data:`monai_ilm.networks.moco.HEADS`. embedding_dim: a positive integer.
         batch_size, max_epochs, val_interval: positive integers. epoch_length: null or a positive integer.
+        cache: where the decoded training images are kept, one of :data:`monai_ilm.data.CACHE_MODES`
+            (``"memory"`` and ``"disk"`` need ``augment_on`` ``"device"``, whose loader gives uint8 images).
+        cache_dir: a writable (or creatable) folder for the on-disk compact cache.
         cache_rate: in [0, 1]. learning_rate: > 0. weight_decay: >= 0. temperature: > 0.
         queue_size: an integer >= batch_size (a batch of keys must fit in the queue).
         momentum: in [0, 1]. momentum_schedule: ``"constant"`` or ``"cosine"``.
@@ -75,6 +80,8 @@ class PretrainingSettings(WorkflowSettings):
     head: object = None
     batch_norm: object = None
     batch_size: object = None
+    cache: object = None
+    cache_dir: object = None
     cache_rate: object = None
     max_epochs: object = None
     epoch_length: object = None
@@ -160,6 +167,7 @@ class PretrainingSettings(WorkflowSettings):
             check_int("batch_size", self.batch_size)
 
     def _check_schedule(self) -> None:
+        self._check_cache()
         if self.cache_rate is not None:
             check_real("cache_rate", self.cache_rate, low=0.0, high=1.0)
         for key in ("max_epochs", "epoch_length", "val_interval"):
@@ -169,6 +177,18 @@ class PretrainingSettings(WorkflowSettings):
             check_real("learning_rate", self.learning_rate, low=0.0, low_open=True)
         if self.weight_decay is not None:
             check_real("weight_decay", self.weight_decay, low=0.0)
+
+    def _check_cache(self) -> None:
+        if self.cache is not None:
+            check_choice("cache", self.cache, CACHE_MODES)
+            if self.augment_on == "loader" and self.cache in ("memory", "disk"):
+                raise fail(
+                    "cache",
+                    "'auto' or 'cache_rate' with augment_on 'loader' (its loader gives float views, not uint8 images)",
+                    self.cache,
+                )
+        if self.cache_dir is not None:
+            check_writable_dir("cache_dir", self.cache_dir)
 
     def _check_contrast(self) -> None:
         if self.queue_size is not None:

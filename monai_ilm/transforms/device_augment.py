@@ -49,7 +49,7 @@ from monai_ilm.transforms.presets import (
     get_preset,
     pretrain_transforms,
 )
-from monai_ilm.transforms.spatial import RandResizedCropd, RandRotationd
+from monai_ilm.transforms.spatial import RandResizedCropd, RandRotationd, centre_crop_box
 from monai_ilm.transforms.views import VIEW_KEYS
 
 __all__ = ["AUGMENT_ON", "DeviceAugment", "ToUint8d", "device_steps", "pretrain_pipeline"]
@@ -224,19 +224,9 @@ class _ResizedCrop:
         top = torch.floor(where[:, 0] * (height - crop_h + 1))  # randint(0, height - crop_h + 1)
         left = torch.floor(where[:, 1] * (width - crop_w + 1))
         boxes = torch.stack((top, left, crop_h, crop_w), dim=1)
-        fallback = torch.tensor(self._centre_box(height, width), dtype=boxes.dtype)
+        fallback = torch.tensor(centre_crop_box(height, width, self.ratio), dtype=boxes.dtype)
         boxes = torch.where(fits.any(dim=1, keepdim=True), boxes, fallback)
         return {"boxes": boxes.to(torch.int64)}
-
-    def _centre_box(self, height: int, width: int) -> tuple[int, int, int, int]:
-        aspect = width / height
-        if aspect < self.ratio[0]:
-            crop_w, crop_h = width, int(round(width / self.ratio[0]))
-        elif aspect > self.ratio[1]:
-            crop_w, crop_h = int(round(height * self.ratio[1])), height
-        else:
-            crop_w, crop_h = width, height
-        return ((height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w)
 
     def apply(self, images: torch.Tensor, p: dict) -> torch.Tensor:
         return ops.resized_crop(images, p["boxes"], self.size)

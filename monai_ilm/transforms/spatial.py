@@ -35,6 +35,21 @@ def resize_shorter_side(image: torch.Tensor, size: int) -> torch.Tensor:
     return tvf.resize(image, [size], antialias=True)
 
 
+def centre_crop_box(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int, int, int]:
+    """``(top, left, crop_h, crop_w)`` of the largest centred crop whose aspect ratio lies in ``ratio``.
+
+    The fallback of a random resized crop when no drawn box fits the image (torchvision's rule).
+    """
+    aspect = width / height
+    if aspect < ratio[0]:
+        crop_w, crop_h = width, int(round(width / ratio[0]))
+    elif aspect > ratio[1]:
+        crop_w, crop_h = int(round(height * ratio[1])), height
+    else:
+        crop_w, crop_h = width, height
+    return ((height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w)
+
+
 class ResizeShortSided(MapTransform):
     """Dictionary transform: resize 2D images so their shorter side is ``size`` (keeps the aspect ratio).
 
@@ -109,14 +124,7 @@ class RandResizedCropd(RandomizableTransform, MapTransform):
                 left = int(self.R.randint(0, width - crop_w + 1))
                 self._box = (top, left, crop_h, crop_w)
                 return
-        aspect = width / height
-        if aspect < self.ratio[0]:
-            crop_w, crop_h = width, int(round(width / self.ratio[0]))
-        elif aspect > self.ratio[1]:
-            crop_w, crop_h = int(round(height * self.ratio[1])), height
-        else:
-            crop_w, crop_h = width, height
-        self._box = ((height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w)
+        self._box = centre_crop_box(height, width, self.ratio)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigWorkflow
@@ -138,6 +139,33 @@ def test_speed_options_run_and_log_every_log_interval(bundle_data, tmp_path):
     assert [m.split("Iter: ")[1].split(" ")[0] for m in logged] == ["2/5", "4/5"], logged
     final = torch.load(tmp_path / "pretrain" / "mse_seed0" / "models" / "checkpoint_final.pt", weights_only=True)
     assert not any("_orig_mod" in key for key in final["network"])
+
+
+def test_compact_cache_on_disk_is_written_under_cache_dir_and_reused_by_a_later_run(bundle_data, tmp_path):
+    """``cache: "disk"``: the first run fills one uint8 ``.npy`` under ``cache_dir``, a later run maps it as it is."""
+    from monai_ilm.data import CompactCacheDataset
+
+    bundle, cache_dir = "diabetic_retinopathy_ilm", tmp_path / "cache"
+    settings = {"method": "moco", "max_epochs": 1, "epoch_length": 2, "knn_interval": 0}
+    default = train_workflow(bundle, bundle_data[bundle], tmp_path / "default", **settings)
+    in_memory = default.parser.get_parsed_content("train#dataset")
+    assert isinstance(in_memory, CompactCacheDataset) and not in_memory.on_disk  # "auto": small data stays in memory
+    settings |= {"cache": "disk", "cache_dir": str(cache_dir)}
+    run_pretrain(bundle, bundle_data[bundle], tmp_path / "first", **settings)
+    assert (tmp_path / "first" / "pretrain" / "moco_seed0" / "models" / "checkpoint_final.pt").exists()
+    (array,) = cache_dir.glob("compact_*.npy")
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted([array.name, array.with_suffix(".extras.pt").name])
+    assert np.load(array, mmap_mode="r").shape == (len(in_memory), 3, 64, 64)
+    written = (array.stat().st_ino, array.stat().st_mtime_ns)
+
+    second = train_workflow(bundle, bundle_data[bundle], tmp_path / "second", **settings)
+    dataset = second.parser.get_parsed_content("train#dataset")
+    assert dataset.on_disk and dataset.path == array and isinstance(dataset.images, np.memmap)
+    assert (array.stat().st_ino, array.stat().st_mtime_ns) == written  # mapped as it is, not filled again
+    assert all(torch.equal(dataset[i]["image"], in_memory[i]["image"]) for i in range(len(dataset)))
+    second.run()
+    assert (tmp_path / "second" / "pretrain" / "moco_seed0" / "models" / "checkpoint_final.pt").exists()
+    assert len(list(cache_dir.iterdir())) == 2
 
 
 def test_killed_run_resumes_with_the_same_command(bundle_data, tmp_path):

@@ -119,6 +119,17 @@ def test_bundles_stay_in_step():
             assert differing <= PER_DATASET.get(name, set()), (bundle, name, differing)
 
 
+def test_cache_placement_is_left_out_of_the_pretraining_fingerprint():
+    """Where the training images are cached never changes a number, so it never makes a run stale."""
+    from monai_ilm.provenance import bundle_settings, fingerprint
+
+    files = [BUNDLES_DIR / "nih_chestxray_ilm" / "configs" / name for name in ("pretrain.json", "quick.json")]
+    default = bundle_settings(files)
+    assert not {"cache", "cache_dir", "cache_rate"} & set(default) and "augment_on" in default
+    moved = bundle_settings(files, {"cache": "disk", "cache_dir": "/elsewhere", "cache_rate": 0.5})
+    assert fingerprint(moved) == fingerprint(default)
+
+
 def test_each_bundle_is_a_row_of_the_data_set_table():
     assert set(bundle_datasets()) == set(BUNDLES)
     for bundle, dataset in bundle_datasets().items():

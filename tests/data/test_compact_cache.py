@@ -7,10 +7,10 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from monai.data import DataLoader
-from monai.transforms import Compose, RandFlipd
+from monai.data import CacheDataset, DataLoader
+from monai.transforms import Compose, Lambdad, RandFlipd
 
-from monai_ilm.data.compact_cache import CompactCacheDataset, cache_bytes, format_bytes
+from monai_ilm.data.compact_cache import CACHE_MODES, CompactCacheDataset, cache_bytes, format_bytes, training_dataset
 from monai_ilm.transforms import LabelToTensord, ToUint8d, deterministic_transforms, pretrain_pipeline
 
 
@@ -77,3 +77,60 @@ def test_errors():
         CompactCacheDataset(rows(), Compose([]), storage="ram")
     with pytest.raises(ValueError, match="image: expected the cached steps to give a uint8 tensor, got torch.float32."):
         CompactCacheDataset(rows(), Compose(deterministic_transforms("dr", 16, 3)))
+
+
+@pytest.mark.parametrize("cache", CACHE_MODES)
+def test_every_cache_mode_gives_the_items_of_cache_dataset(cache, tmp_path):
+    """Cache placement never changes a number: each mode's items equal MONAI ``CacheDataset``'s, key by key."""
+    data = [{**row, "image_id": f"r{i}"} for i, row in enumerate(rows())]
+    transform = Compose([*deterministic_transforms("dr", 16, 3), ToUint8d("image"), LabelToTensord("label")])
+    reference = CacheDataset(data, transform, cache_rate=1.0, num_workers=0, progress=False)
+    dataset = training_dataset(data, transform, cache=cache, cache_rate=0.5, cache_dir=tmp_path / "cache")
+    expected_type = CacheDataset if cache == "cache_rate" else CompactCacheDataset
+    assert type(dataset) is expected_type and len(dataset) == len(reference)
+    assert (cache == "disk") == bool(list((tmp_path / "cache").glob("compact_*.npy")))
+    for index in range(len(data)):
+        item, expected = dataset[index], reference[index]
+        assert set(item) == set(expected)
+        assert item["image"].dtype == expected["image"].dtype == torch.uint8
+        assert torch.equal(torch.as_tensor(item["image"]), torch.as_tensor(expected["image"]))
+        assert torch.equal(torch.as_tensor(item["label"]), torch.as_tensor(expected["label"]))
+        assert item["image_id"] == expected["image_id"]
+
+
+def test_loader_augmentation_falls_back_to_cache_dataset_or_is_refused(tmp_path):
+    """``augment_on="loader"`` gives float views after the cache boundary: ``"auto"`` uses ``CacheDataset``."""
+    transform = pretrain_pipeline("dr", 16, 3, "loader")[0]
+    dataset = training_dataset(rows(), transform, cache="auto", cache_rate=1.0, cache_dir=tmp_path)
+    assert type(dataset) is CacheDataset and not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="image: expected the cached steps to give a uint8 tensor, got torch.float32."):
+        training_dataset(rows(), transform, cache="disk", cache_dir=tmp_path)
+    with pytest.raises(
+        ValueError, match=r"^cache: expected one of \['auto', 'memory', 'disk', 'cache_rate'\], got 'ram'\.$"
+    ):
+        training_dataset(rows(), transform, cache="ram")
+
+
+class FailsAt:
+    """A deterministic step that fails on one image, as a run killed while its cache fills."""
+
+    def __init__(self, index: int) -> None:
+        self.index, self.seen = index, 0
+
+    def __call__(self, item: dict) -> dict:
+        self.seen += 1
+        if self.seen > self.index:
+            raise RuntimeError("killed")
+        return item
+
+
+def test_an_interrupted_fill_leaves_no_cache_under_the_final_name(tmp_path):
+    """The array is filled under a name of its process's own and renamed when complete (ranks never share one)."""
+    data, transform = rows(), pretrain_pipeline("dr", 16, 3, "device")[0]
+    failing = Compose([*transform.transforms, Lambdad("image", FailsAt(3))])
+    with pytest.raises(RuntimeError):
+        CompactCacheDataset(data, failing, cache_dir=tmp_path, storage="disk")
+    assert not list(tmp_path.iterdir())  # neither a cache a later run would take as complete nor a partial file
+    dataset = CompactCacheDataset(data, transform, cache_dir=tmp_path, storage="disk")
+    assert torch.equal(torch.stack([dataset[i]["image"] for i in range(6)]), expected_images(data))
+    assert sorted(p.name.split(".", 1)[1] for p in tmp_path.iterdir()) == ["extras.pt", "npy"]

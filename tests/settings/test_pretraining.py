@@ -18,6 +18,8 @@ from monai_ilm.settings import EvaluationSettings, InferenceSettings, Pretrainin
         ("head", "mlp2", "head: expected one of ['linear', 'mlp'], got 'mlp2'."),
         ("augment_on", "gpu", "augment_on: expected one of ['device', 'loader'], got 'gpu'."),
         ("augment_on", "loader", None),
+        ("cache", "ram", "cache: expected one of ['auto', 'memory', 'disk', 'cache_rate'], got 'ram'."),
+        ("cache", "disk", None),
     ],
 )
 def test_network_settings_are_checked(key, value, expected):
@@ -47,3 +49,21 @@ def test_each_workflow_checks_the_shared_settings_and_its_own():
     with pytest.raises(ValueError, match=r"^method: expected one of \['moco', 'mse', 'barlow'\], got 'supervised'"):
         PretrainingSettings(method="supervised").check()
     EvaluationSettings(method="supervised").check()  # no pretraining: the baseline of the evaluation
+
+
+def test_the_compact_cache_needs_the_device_stage_and_a_writable_folder(tmp_path):
+    """With ``augment_on="loader"`` the loader gives float views: only ``"auto"`` (falls back) or ``"cache_rate"``."""
+    for cache in ("auto", "cache_rate"):
+        PretrainingSettings(cache=cache, augment_on="loader").check()
+    for cache in ("memory", "disk"):
+        PretrainingSettings(cache=cache, augment_on="device").check()
+        with pytest.raises(ValueError) as error:
+            PretrainingSettings(cache=cache, augment_on="loader").check()
+        assert str(error.value) == (
+            "cache: expected 'auto' or 'cache_rate' with augment_on 'loader' (its loader gives float views, "
+            f"not uint8 images), got '{cache}'."
+        )
+    PretrainingSettings(cache_dir=str(tmp_path / "new" / "cache")).check()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=r"^cache_dir: expected a folder .*, got '.*file', which is a file\.$"):
+        PretrainingSettings(cache_dir=str(tmp_path / "file")).check()
