@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dashboard.labels import DATASET_LABELS, METHOD_LABELS, PROTOCOL_LABELS, dataset_label, fraction_label, method_label
+from dashboard.labels import DATASET_LABELS, METHOD_LABELS
 from monai_ilm.datasets import paper_datasets
 from monai_ilm.results import PROTOCOLS, empty_frame, parse_seeds, read_run, seeds_text, validate
 from monai_ilm.results.summaries import combine_seeds
@@ -23,22 +23,16 @@ from monai_ilm.results.tables import newest_rows
 
 __all__ = [
     "CELL_KEYS",
-    "DATASET_LABELS",
-    "METHOD_LABELS",
-    "PROTOCOL_LABELS",
     "FileProblem",
     "Filters",
     "LoadedResults",
     "aggregate_seeds",
     "apply_filters",
     "collapse_seeds",
-    "dataset_label",
     "default_metric",
     "directory_signature",
     "filter_options",
-    "fraction_label",
     "load_results",
-    "method_label",
     "metric_options",
     "order_datasets",
     "order_methods",
@@ -271,7 +265,7 @@ def aggregate_seeds(df: pd.DataFrame, keys: Sequence[str] = tuple(CELL_KEYS)) ->
         return pd.DataFrame(columns=cols)
     if set(keys) != set(CELL_KEYS):  # summary rows describe whole cells only
         summaries = summaries.iloc[:0]
-    latest = newest_rows(runs, [*keys, "seed"]).drop(columns="_t")
+    latest = newest_rows(runs, [*keys, "seed"])
     combined = combine_seeds(latest, newest_rows(summaries, keys), keys, summary_only=False)
     extras = (
         runs.assign(_value=runs["value"].astype("float64"))

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dashboard.data import FileProblem, method_label
+from dashboard.data import FileProblem
+from dashboard.labels import method_label
 
 __all__ = [
     "LOG_COLUMNS",

@@ -16,10 +16,10 @@ from typing import Any
 import pandas as pd
 
 from dashboard.runs import read_sidecar
+from monai_ilm.provenance import PRETRAINING_RECORD
 
 __all__ = ["PRETRAINING_RECORD", "caveats", "pretraining_runs", "throughput"]
 
-PRETRAINING_RECORD = "run_settings.json"  # monai_ilm.provenance.PRETRAINING_RECORD, without importing torch
 # below these, numbers show that the pipeline runs, not what the method achieves (the paper: 224-512 px,
 # 100+ epochs of pretraining, ResNet-50, thousands of test images)
 MIN_IMAGE_SIZE = 224

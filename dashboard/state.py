@@ -204,22 +204,32 @@ def pretraining_runs(roots: tuple[str, ...]) -> pd.DataFrame:
     return provenance.pretraining_runs(roots)
 
 
-def block_ranks(roots: tuple[str, ...]) -> pd.DataFrame:
-    """Last effective rank per pretraining run and block, from the training logs."""
+def _found_logs(roots: tuple[str, ...]) -> tuple[tuple[logs.TrainingRun, ...], tuple]:
+    """The training runs below the log roots and their files' fingerprint (the cache key of their logs)."""
     found = discover_training_runs(roots)
-    if not found:
-        return health.block_ranks(pd.DataFrame())
-    frame, _ = training_logs(tuple(found), logs.logs_signature(found))
+    return tuple(found), logs.logs_signature(found)
+
+
+@st.cache_data(max_entries=16)
+def _block_ranks(found: tuple[logs.TrainingRun, ...], signature: tuple) -> pd.DataFrame:
+    frame = training_logs(found, signature)[0] if found else pd.DataFrame()
     return health.block_ranks(frame)
 
 
-def throughput(roots: tuple[str, ...], runs: pd.DataFrame) -> pd.DataFrame:
-    """Seconds per epoch and samples per second of the pretraining runs, from the training logs."""
-    found = discover_training_runs(roots)
-    if not found:
-        return provenance.throughput(pd.DataFrame(), runs)
-    frame, _ = training_logs(tuple(found), logs.logs_signature(found))
+@st.cache_data(max_entries=16)
+def _throughput(found: tuple[logs.TrainingRun, ...], signature: tuple, runs: pd.DataFrame) -> pd.DataFrame:
+    frame = training_logs(found, signature)[0] if found else pd.DataFrame()
     return provenance.throughput(frame, runs)
+
+
+def block_ranks(roots: tuple[str, ...]) -> pd.DataFrame:
+    """Last effective rank per pretraining run and block, from the training logs (cached on their fingerprint)."""
+    return _block_ranks(*_found_logs(roots))
+
+
+def throughput(roots: tuple[str, ...], runs: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per epoch and samples per second of the pretraining runs, from the training logs (cached)."""
+    return _throughput(*_found_logs(roots), runs)
 
 
 def embedding_files(results_dir: str) -> tuple[tuple[str, int, int], ...]:

@@ -12,9 +12,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import state
-from dashboard.data import PROTOCOL_LABELS, FileProblem, aggregate_seeds, dataset_label, default_metric
+from dashboard.data import FileProblem, aggregate_seeds, default_metric
 from dashboard.figures import chart_config
-from dashboard.labels import metric_label
+from dashboard.labels import PROTOCOL_LABELS, dataset_label, metric_label
 from dashboard.state import Context
 
 __all__ = [

@@ -8,7 +8,7 @@ import pytest
 
 import monai_ilm.datasets as table
 from monai_ilm.data import load_datalist
-from monai_ilm.data.dispatch import DATASET_LAYOUTS, DATASETS
+from monai_ilm.data.dispatch import DATASETS
 from monai_ilm.data.synthetic import make_idc_sample
 from monai_ilm.datasets import DatasetSpec, bundle_datasets, get_dataset, paper_datasets
 from monai_ilm.evaluation.protocols import DATASET_CLASS_NAMES, DATASET_TASKS
@@ -26,9 +26,12 @@ def test_every_row_resolves():
             assert dataset.num_classes >= 2 and dataset.bundle is not None, dataset.name
 
 
-def test_the_readers_runner_evaluation_and_presets_read_the_table():
+def test_the_readers_runner_evaluation_and_presets_read_the_table(tmp_path):
     assert DATASETS == tuple(table.DATASETS) == ("nih", "idc", "dr", "medmnist", "csv", "folder", "nifti")
-    assert DATASET_LAYOUTS == {name: d.expected_layout for name, d in table.DATASETS.items()}
+    for name, dataset in table.DATASETS.items():  # the readers' dispatch quotes each row's layout
+        with pytest.raises(FileNotFoundError) as raised:
+            load_datalist(name, tmp_path / "missing", "train")
+        assert dataset.expected_layout in str(raised.value), name
     assert (
         BUNDLE_DATASETS
         == bundle_datasets()

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.labels import method_label, metric_unit_label
+from dashboard.labels import dataset_label, method_label, metric_unit_label
 
 __all__ = [
     "DASHES",
@@ -21,6 +21,7 @@ __all__ = [
     "METHOD_COLORS",
     "chart_config",
     "ci_text",
+    "dataset_facets",
     "facets",
     "heatmap",
     "layout",
@@ -63,6 +64,12 @@ def facets(n: int, titles: Sequence[str], cols: int | None = None, **kwargs) -> 
     rows = max(1, math.ceil(n / cols))
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(titles), **kwargs)
     return fig, cols
+
+
+def dataset_facets(datasets: Sequence[str], **kwargs) -> tuple[go.Figure, list[tuple[str, int, int]]]:
+    """One panel per data set, titled with its label: the figure and ``(dataset, row, col)`` of each panel."""
+    fig, cols = facets(max(len(datasets), 1), [dataset_label(d) for d in datasets] or [""], **kwargs)
+    return fig, [(d, k // cols + 1, k % cols + 1) for k, d in enumerate(datasets)]
 
 
 def layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:

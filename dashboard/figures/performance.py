@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.data import dataset_label, fraction_label, method_label, order_datasets, order_methods
+from dashboard.data import order_datasets, order_methods
 from dashboard.figures.base import (
     ci_text,
-    facets,
+    dataset_facets,
     heatmap,
     layout,
     method_color,
@@ -18,6 +18,7 @@ from dashboard.figures.base import (
     published_trace,
     rgba,
 )
+from dashboard.labels import fraction_label, method_label
 
 __all__ = ["delta_figure", "findings_figure", "ks_figure", "label_efficiency_figure", "probing_figure"]
 
@@ -36,11 +37,9 @@ def label_efficiency_figure(
     Returns:
         The figure.
     """
-    datasets = order_datasets(points["dataset"])
-    fig, cols = facets(len(datasets), [dataset_label(d) for d in datasets], horizontal_spacing=0.07)
+    fig, panels = dataset_facets(order_datasets(points["dataset"]), horizontal_spacing=0.07)
     shown: set[str] = set()
-    for k, dataset in enumerate(datasets):
-        r, c = k // cols + 1, k % cols + 1
+    for dataset, r, c in panels:
         sub = points[points["dataset"] == dataset]
         for method in order_methods(sub["method"]):
             pts = sub[sub["method"] == method].sort_values("label_fraction")
@@ -112,11 +111,9 @@ def probing_figure(points: pd.DataFrame, published: pd.DataFrame | None = None) 
     Returns:
         The figure.
     """
-    datasets = order_datasets(points["dataset"])
-    fig, cols = facets(len(datasets), [dataset_label(d) for d in datasets], horizontal_spacing=0.07)
+    fig, panels = dataset_facets(order_datasets(points["dataset"]), horizontal_spacing=0.07)
     shown: set[str] = set()
-    for k, dataset in enumerate(datasets):
-        r, c = k // cols + 1, k % cols + 1
+    for dataset, r, c in panels:
         sub = points[points["dataset"] == dataset]
         methods = order_methods(sub["method"])
         for m_i, method in enumerate(methods):
@@ -179,11 +176,9 @@ def delta_figure(delta: pd.DataFrame, reference: str, scale: float = 100.0) -> g
         The figure.
     """
     datasets = order_datasets(delta.index.get_level_values("dataset"))
-    fig, cols = facets(
-        max(len(datasets), 1), [dataset_label(d) for d in datasets] or [""], horizontal_spacing=0.06, shared_yaxes=True
-    )
+    fig, panels = dataset_facets(datasets, horizontal_spacing=0.06, shared_yaxes=True)
     methods = [m for m in order_methods(delta.columns) if m != reference and delta[m].notna().any()]
-    for k, dataset in enumerate(datasets):
+    for dataset, r, c in panels:
         sub = delta.xs(dataset, level="dataset").sort_index()
         labels = [fraction_label(f) for f in sub.index]
         for method in methods:
@@ -193,14 +188,14 @@ def delta_figure(delta: pd.DataFrame, reference: str, scale: float = 100.0) -> g
                     y=sub[method].to_numpy(dtype=float) * scale,
                     name=method_label(method),
                     legendgroup=method,
-                    showlegend=k == 0,
+                    showlegend=dataset == datasets[0],
                     marker_color=method_color(method),
                     hovertemplate=f"<b>{method_label(method)}</b><br>%{{x}} labels: %{{y:+.1f}} points<extra></extra>",
                 ),
-                row=k // cols + 1,
-                col=k % cols + 1,
+                row=r,
+                col=c,
             )
-        fig.update_xaxes(title_text="label fraction", type="category", row=k // cols + 1, col=k % cols + 1)
+        fig.update_xaxes(title_text="label fraction", type="category", row=r, col=c)
     fig.update_yaxes(title_text=f"Δ to {method_label(reference)} (points)", row=1, col=1)
     fig.update_yaxes(zeroline=True, zerolinewidth=1.5, zerolinecolor="#888")
     fig.update_layout(barmode="group")
@@ -217,8 +212,8 @@ def ks_figure(points: pd.DataFrame) -> go.Figure:
         The figure: grouped bars, one panel per dataset.
     """
     datasets = order_datasets(points["dataset"])
-    fig, cols = facets(max(len(datasets), 1), [dataset_label(d) for d in datasets] or [""], horizontal_spacing=0.06)
-    for k, dataset in enumerate(datasets):
+    fig, panels = dataset_facets(datasets, horizontal_spacing=0.06)
+    for dataset, r, c in panels:
         rows = points[points["dataset"] == dataset]
         for method in order_methods(rows["method"]):
             m = rows[rows["method"] == method].sort_values("label_fraction")
@@ -229,16 +224,14 @@ def ks_figure(points: pd.DataFrame) -> go.Figure:
                     name=method_label(method),
                     marker_color=method_color(method),
                     legendgroup=method,
-                    showlegend=k == 0,
+                    showlegend=dataset == datasets[0],
                     hovertemplate=f"{method_label(method)} · %{{x}}: %{{y:.3f}}<extra></extra>",
                 ),
-                row=k // cols + 1,
-                col=k % cols + 1,
+                row=r,
+                col=c,
             )
-        fig.update_xaxes(title_text="labels", row=k // cols + 1, col=k % cols + 1)
-        fig.update_yaxes(
-            title_text="KS distance to 100 % labels", rangemode="tozero", row=k // cols + 1, col=k % cols + 1
-        )
+        fig.update_xaxes(title_text="labels", row=r, col=c)
+        fig.update_yaxes(title_text="KS distance to 100 % labels", rangemode="tozero", row=r, col=c)
     fig.update_layout(barmode="group")
     return layout(fig, "KS distance of the test probabilities: label fraction vs 100 % labels", height=400)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.data import method_label
 from dashboard.figures.base import DASHES, EXTRA_COLORS, METHOD_COLORS, facets, layout, method_color, rgba
+from dashboard.labels import method_label
 from dashboard.logs import loss_part_label, smooth
 
 __all__ = ["MAX_POINTS_PER_TRACE", "MIN_POINTS_TO_SMOOTH", "timings_figure", "training_figure"]

@@ -6,8 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state, ui
-from dashboard.data import PROTOCOL_LABELS, dataset_label, fraction_label, order_datasets, order_methods
+from dashboard.data import order_datasets, order_methods
 from dashboard.figures import findings_figure, ks_figure
+from dashboard.labels import PROTOCOL_LABELS, dataset_label, fraction_label
 
 _FINDING_PREFIX = "auc_"
 

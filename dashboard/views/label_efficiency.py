@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import state, ui
-from dashboard.data import PROTOCOL_LABELS, aggregate_seeds, metric_options
+from dashboard.data import aggregate_seeds, metric_options
 from dashboard.figures import label_efficiency_figure
-from dashboard.labels import readable
+from dashboard.labels import PROTOCOL_LABELS, readable
 
 _PROTOCOLS = ("finetune", "linear")
 

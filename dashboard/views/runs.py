@@ -6,9 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import runs, state, ui
-from dashboard.data import PROTOCOL_LABELS, dataset_label, fraction_label, method_label
 from dashboard.figures import timings_figure
-from dashboard.labels import readable
+from dashboard.labels import PROTOCOL_LABELS, dataset_label, fraction_label, method_label, readable
 
 _ANY = "(any)"
 

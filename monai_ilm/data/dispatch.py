@@ -15,10 +15,7 @@ from monai_ilm.datasets import DATASETS as _TABLE
 
 logger = logging.getLogger(__name__)
 
-DATASET_LAYOUTS: dict[str, str] = {name: dataset.expected_layout for name, dataset in _TABLE.items()}
-"""What each data set's ``dataset_dir`` must hold (from :data:`monai_ilm.datasets.DATASETS`)."""
-
-DATASETS: tuple[str, ...] = tuple(DATASET_LAYOUTS)
+DATASETS: tuple[str, ...] = tuple(_TABLE)
 
 IMAGE_ID_KEY = "image_id"
 """The datalist key of each row's stable image id: its path relative to ``dataset_dir`` (or the MedMNIST index)."""

@@ -46,14 +46,15 @@ from monai_ilm.evaluation.cell_identity import (
 )
 from monai_ilm.evaluation.classifier import downstream_network
 from monai_ilm.evaluation.feature_reuse import feature_reuse, feature_reuse_from_features, feature_reuse_rows
-from monai_ilm.evaluation.features import _default_device, load_pretrained_encoder
+from monai_ilm.evaluation.features import _default_device, extract_stage_features, load_pretrained_encoder
 from monai_ilm.evaluation.ks import ks_distance, ks_rows
 from monai_ilm.evaluation.prediction import DownstreamResult, run_downstream
-from monai_ilm.evaluation.probing import probe_blocks, probe_rows
+from monai_ilm.evaluation.probing import probe_features, probe_rows
 from monai_ilm.evaluation.rows import downstream_rows
 from monai_ilm.networks import resnet_encoder
 from monai_ilm.provenance import code_version, fingerprint
 from monai_ilm.results import PROTOCOLS, replicate_key, utc_now, write_results
+from monai_ilm.results.embeddings import write_embeddings
 from monai_ilm.transforms import eval_transforms, finetune_transforms
 
 __all__ = ["DATASET_TASKS", "EVALUATION_PROTOCOLS", "EvaluationRun", "evaluation_run_id", "run_dir_name"]
@@ -334,11 +335,17 @@ class EvaluationRun:
         training augmentation, so the block-4 probe is not the ``linear`` number; both are reported, as
         protocol ``probe`` block 4 and protocol ``linear`` (see :mod:`monai_ilm.evaluation.probing`).
         """
-        results = probe_blocks(
-            self.encoder(self.pretrained_checkpoint),
-            self.loader("train"),
-            self.loader("val"),
-            self.loader("test"),
+        # the features of every split are extracted once; the test split's block 4 also feeds the dashboard's
+        # embedding explorer
+        encoder = self.encoder(self.pretrained_checkpoint)
+        train, val, test = (
+            extract_stage_features(encoder, self.loader(split), device=self.device, require_order=split != "train")
+            for split in ("train", "val", "test")
+        )
+        results = probe_features(
+            train,
+            val,
+            test,
             self.task,
             device=self.device,
             seed=self.seed,
@@ -349,17 +356,15 @@ class EvaluationRun:
             ci_method=self.ci_method,
         )
         self._scored.update(results)
-        # the test set's block-4 features for the dashboard's embedding explorer (one more pass over the test split)
-        from monai_ilm.results.embeddings import write_encoder_embeddings
-
-        write_encoder_embeddings(
+        write_embeddings(
             Path(self.output_dir) / "results",
             self.run_id,
-            self.encoder(self.pretrained_checkpoint),
-            self.loader("test"),
-            device=self.device,
+            test.block(4),
+            test.ids,
+            labels=test.labels,
             class_names=self._per_class()["class_names"],
             method=self.method,
+            block=4,
         )
         return probe_rows(results, label_fraction=self.label_fraction, **self._columns())
 

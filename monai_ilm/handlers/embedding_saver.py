@@ -61,8 +61,10 @@ class EmbeddingSaver:
             labels = [item.get(Keys.LABEL) for item in output]
             label = None if any(v is None for v in labels) else torch.stack([torch.as_tensor(v) for v in labels])
         self._parts.append(pred.detach().float().cpu())
-        if self._labels is not None:  # labels are kept only when every batch has them
-            self._labels = None if label is None else [*self._labels, torch.as_tensor(label).detach().cpu()]
+        if label is None:  # labels are kept only when every batch has them
+            self._labels = None
+        elif self._labels is not None:
+            self._labels.append(torch.as_tensor(label).detach().cpu())
 
     def save(self, engine: Engine) -> None:
         embeddings = torch.cat(self._parts).numpy() if self._parts else np.zeros((0, 0), dtype=np.float32)

@@ -83,4 +83,5 @@ def _dedupe(rows: pd.DataFrame, keys: list[str], duplicates: str) -> pd.DataFram
 def newest_rows(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The newest row (by ``timestamp``) of each group of ``keys``."""
     order = pd.to_datetime(rows["timestamp"], utc=True, format="ISO8601")
-    return rows.assign(_t=order).sort_values("_t", kind="stable").groupby(keys, dropna=False, sort=False).tail(1)
+    newest = rows.assign(_t=order).sort_values("_t", kind="stable").groupby(keys, dropna=False, sort=False).tail(1)
+    return newest.drop(columns="_t")

@@ -36,7 +36,6 @@ __all__ = [
     "project",
     "read_embeddings",
     "write_embeddings",
-    "write_encoder_embeddings",
 ]
 
 EMBEDDINGS_SUFFIX = ".embeddings.npz"
@@ -186,47 +185,3 @@ def read_embeddings(path: str | os.PathLike) -> dict[str, Any]:
         "explained_variance": content.get("explained_variance"),
         "total_variance": float(content["total_variance"]) if "total_variance" in content else None,
     }
-
-
-def write_encoder_embeddings(
-    results_dir: str | os.PathLike,
-    run_id: str,
-    encoder: Any,
-    loader: Any,
-    block: int = 4,
-    device: Any = None,
-    class_names: Sequence[str] | None = None,
-    method: str = "",
-    split: str = "test",
-) -> Path:
-    """Extract one block's pooled features of a frozen encoder over a loader and :func:`write_embeddings` them.
-
-    Args:
-        results_dir: the results directory.
-        run_id: the evaluation run.
-        encoder: a stage encoder (``monai_ilm.networks``), frozen.
-        loader: an ordered loader of batch dicts with ``"image"`` (and ``"label"``).
-        block: the block whose pooled output is stored (4: the representation the paper evaluates).
-        device: where to run the encoder.
-        class_names: names of the label columns of multi-label data.
-        method: the pretraining method.
-        split: the split the loader reads.
-
-    Returns:
-        The file written.
-    """
-    # imported here: reading embeddings (the dashboard) must not need torch
-    from monai_ilm.evaluation.features import extract_stage_features
-
-    features = extract_stage_features(encoder, loader, blocks=(block,), device=device)
-    return write_embeddings(
-        results_dir,
-        run_id,
-        features.block(block),
-        features.ids,
-        labels=features.labels,
-        class_names=class_names,
-        method=method,
-        split=split,
-        block=block,
-    )

@@ -86,7 +86,7 @@ def two_stage_interval(
 
 def _latest_runs(results: pd.DataFrame) -> pd.DataFrame:
     """Run rows only, the newest per (cell, seed), so a re-run of one seed counts once."""
-    return newest_rows(results[results["kind"] == "run"], [*CELL_KEYS, "seed"]).drop(columns="_t")
+    return newest_rows(results[results["kind"] == "run"], [*CELL_KEYS, "seed"])
 
 
 class _Replicates:

@@ -24,8 +24,9 @@ SUMMARY_COLUMNS = ("n_seeds", "value", "ci_low", "ci_high")
 """The columns :func:`combine_seeds` adds to the cell keys."""
 
 
-def _key(record: Mapping[str, Any], keys: Sequence[str]) -> tuple:
-    return tuple(None if pd.isna(record[k]) else record[k] for k in keys)
+def _cell(values: Iterable[Any]) -> tuple:
+    """A cell key with missing values as None (NaN never equals itself, so it cannot key a dict)."""
+    return tuple(None if pd.isna(v) else v for v in values)
 
 
 def summaries_by_cell(summaries: pd.DataFrame, keys: Sequence[str]) -> dict[tuple, dict[str, Any]]:
@@ -38,7 +39,7 @@ def summaries_by_cell(summaries: pd.DataFrame, keys: Sequence[str]) -> dict[tupl
     Returns:
         ``{cell key tuple: row dict}``.
     """
-    return {_key(rec, keys): rec for rec in summaries.to_dict("records")}
+    return {_cell(rec[k] for k in keys): rec for rec in summaries.to_dict("records")}
 
 
 def is_fresh_summary(summary: Mapping[str, Any] | None, seeds: Iterable[int]) -> bool:
@@ -77,7 +78,7 @@ def combine_seeds(
     for key, group in runs.groupby(keys, dropna=False, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         seeds = {int(s) for s in group["seed"]}
-        summary = fresh.pop(tuple(None if pd.isna(k) else k for k in key), None)
+        summary = fresh.pop(_cell(key), None)
         record = dict(zip(keys, key), n_seeds=len(seeds), value=float(group["value"].mean()))
         if is_fresh_summary(summary, seeds):
             record.update(value=summary["value"], ci_low=summary["ci_low"], ci_high=summary["ci_high"])

@@ -14,7 +14,9 @@ sources from :mod:`monai_ilm.data.nih`...
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from monai_ilm.data.nih import SPLIT_SOURCES as NIH_SPLITS
 from monai_ilm.datasets import DATASETS
@@ -111,6 +113,13 @@ class WorkflowSettings:
         """The settings given (not None)."""
         return {name: getattr(self, name) for name in self.names() if getattr(self, name) is not None}
 
+    def check_given(self, checks: Mapping[str, Callable[[str, object], object]]) -> None:
+        """Call ``checks[name](name, value)`` for every setting in ``checks`` that is given (not None)."""
+        for name, check in checks.items():
+            value = getattr(self, name)
+            if value is not None:
+                check(name, value)
+
     def check(self) -> WorkflowSettings:
         """Check every given setting; returns ``self``.
 
@@ -124,27 +133,25 @@ class WorkflowSettings:
 
     def check_data(self) -> None:
         """The seed, the data set, its folder, the output folder and the split settings."""
-        if self.seed is not None:
-            check_int("seed", self.seed, minimum=0, maximum=MAX_SEED)
-        if self.dataset_name is not None:
-            check_choice("dataset_name", self.dataset_name, tuple(DATASETS))
-        if self.dataset_dir is not None:
-            known = isinstance(self.dataset_name, str) and self.dataset_name in DATASETS
-            layout = DATASETS[self.dataset_name].expected_layout if known else "the data set's files"
-            check_existing_path("dataset_dir", self.dataset_dir, layout)
-        if self.output_dir is not None:
-            check_writable_dir("output_dir", self.output_dir)
+        known = isinstance(self.dataset_name, str) and self.dataset_name in DATASETS
+        layout = DATASETS[self.dataset_name].expected_layout if known else "the data set's files"
+        self.check_given(  # in this order: the data set's name before its folder, whose error quotes its layout
+            {
+                "seed": partial(check_int, minimum=0, maximum=MAX_SEED),
+                "dataset_name": partial(check_choice, allowed=tuple(DATASETS)),
+                "dataset_dir": partial(check_existing_path, expected=layout),
+                "output_dir": check_writable_dir,
+            }
+        )
         check_data_settings(self.dataset_name, self.nih_split, self.val_fraction, self.require_all_classes)
-        if self.skip_unreadable is not None:
-            check_bool("skip_unreadable", self.skip_unreadable)
-        if self.num_workers is not None:
-            check_int("num_workers", self.num_workers, minimum=0)
+        self.check_given({"skip_unreadable": check_bool, "num_workers": partial(check_int, minimum=0)})
 
     def check_model(self) -> None:
         """The backbone and its input."""
-        if self.backbone is not None:
-            check_choice("backbone", self.backbone, BACKBONES)
-        if self.channels is not None:
-            check_choice("channels", self.channels, CHANNELS)
-        if self.image_size is not None:
-            check_int("image_size", self.image_size, maximum=MAX_IMAGE_SIZE)
+        self.check_given(
+            {
+                "backbone": partial(check_choice, allowed=BACKBONES),
+                "channels": partial(check_choice, allowed=CHANNELS),
+                "image_size": partial(check_int, maximum=MAX_IMAGE_SIZE),
+            }
+        )

@@ -7,6 +7,7 @@ methods are the pretraining methods plus ``"supervised"`` (a randomly initialise
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from monai_ilm.methods import METHODS
 from monai_ilm.results.schema import PROTOCOLS
@@ -55,23 +56,20 @@ class EvaluationSettings(WorkflowSettings):
         from monai_ilm.evaluation import KERNELS
         from monai_ilm.evaluation.intervals import METHODS as CI_METHODS
 
-        if self.protocol is not None:
-            check_choice("protocol", self.protocol, PROTOCOLS)
-        if self.method is not None:
-            check_choice("method", self.method, EVALUATION_METHODS)
-        if self.label_fraction is not None:
-            check_real("label_fraction", self.label_fraction, low=0.0, high=1.0, low_open=True)
-        for key in ("evaluation_epochs", "evaluation_batch_size", "n_resamples"):
-            if getattr(self, key) is not None:
-                check_int(key, getattr(self, key))
-        if self.evaluation_lr is not None:
-            check_real("evaluation_lr", self.evaluation_lr, low=0.0, low_open=True)
-        if self.ci_method is not None:
-            check_choice("ci_method", self.ci_method, CI_METHODS)
-        if self.cka_kernel is not None:
-            check_choice("cka_kernel", self.cka_kernel, KERNELS)
-        if self.amp is not None:
-            check_bool("amp", self.amp)
+        self.check_given(
+            {
+                "protocol": partial(check_choice, allowed=PROTOCOLS),
+                "method": partial(check_choice, allowed=EVALUATION_METHODS),
+                "label_fraction": partial(check_real, low=0.0, high=1.0, low_open=True),
+                "evaluation_epochs": check_int,
+                "evaluation_batch_size": check_int,
+                "n_resamples": check_int,
+                "evaluation_lr": partial(check_real, low=0.0, low_open=True),
+                "ci_method": partial(check_choice, allowed=CI_METHODS),
+                "cka_kernel": partial(check_choice, allowed=KERNELS),
+                "amp": check_bool,
+            }
+        )
         super().check()
         return self
 
@@ -103,12 +101,13 @@ class InferenceSettings(WorkflowSettings):
         from monai_ilm.data.splits import SPLIT_NAMES
         from monai_ilm.networks.moco import HEADS
 
-        if self.split is not None:
-            check_choice("split", self.split, SPLIT_NAMES)
-        for key in ("batch_size", "embedding_dim"):
-            if getattr(self, key) is not None:
-                check_int(key, getattr(self, key))
-        if self.head is not None:
-            check_choice("head", self.head, HEADS)
+        self.check_given(
+            {
+                "split": partial(check_choice, allowed=SPLIT_NAMES),
+                "batch_size": check_int,
+                "embedding_dim": check_int,
+                "head": partial(check_choice, allowed=HEADS),
+            }
+        )
         super().check()
         return self

@@ -9,6 +9,7 @@ them all before anything is built (docs/method.md §4-§6 for what they mean).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from monai_ilm.data.compact_cache import CACHE_MODES
 from monai_ilm.handlers.momentum_update import SCHEDULES
@@ -137,17 +138,20 @@ class PretrainingSettings(WorkflowSettings):
             return
         num_layers = len(check_layers("layers", self.layers)) if self.layers is not None else len(STAGE_NAMES)
         if self.method == "mse":
-            if self.mse_weights is not None:
-                check_weights("mse_weights", self.mse_weights, num_layers)
-            if self.mse_pool_sizes is not None:
-                check_pool_sizes("mse_pool_sizes", self.mse_pool_sizes, num_layers)
+            self.check_given(
+                {
+                    "mse_weights": partial(check_weights, num_layers=num_layers),
+                    "mse_pool_sizes": partial(check_pool_sizes, num_layers=num_layers),
+                }
+            )
             return
-        if self.barlow_weights is not None:
-            check_weights("barlow_weights", self.barlow_weights, num_layers)
-        if self.barlow_scale is not None:
-            check_real("barlow_scale", self.barlow_scale, low=0.0, low_open=True)
-        if self.barlow_offdiag_weight is not None:
-            check_real("barlow_offdiag_weight", self.barlow_offdiag_weight, low=0.0)
+        self.check_given(
+            {
+                "barlow_weights": partial(check_weights, num_layers=num_layers),
+                "barlow_scale": partial(check_real, low=0.0, low_open=True),
+                "barlow_offdiag_weight": partial(check_real, low=0.0),
+            }
+        )
         dims = self.barlow_projector_dims
         if dims is not None:
             listed = as_list("barlow_projector_dims", dims, "positive layer widths")
@@ -155,28 +159,28 @@ class PretrainingSettings(WorkflowSettings):
                 raise fail("barlow_projector_dims", "a non-empty list of positive layer widths", dims)
 
     def _check_network(self) -> None:
-        if self.zero_init_residual is not None:
-            check_bool("zero_init_residual", self.zero_init_residual)
-        if self.embedding_dim is not None:
-            check_int("embedding_dim", self.embedding_dim)
-        if self.head is not None:
-            check_choice("head", self.head, HEADS)
-        if self.batch_norm is not None:
-            check_choice("batch_norm", self.batch_norm, BATCH_NORM_MODES)
-        if self.batch_size is not None:
-            check_int("batch_size", self.batch_size)
+        self.check_given(
+            {
+                "zero_init_residual": check_bool,
+                "embedding_dim": check_int,
+                "head": partial(check_choice, allowed=HEADS),
+                "batch_norm": partial(check_choice, allowed=BATCH_NORM_MODES),
+                "batch_size": check_int,
+            }
+        )
 
     def _check_schedule(self) -> None:
         self._check_cache()
-        if self.cache_rate is not None:
-            check_real("cache_rate", self.cache_rate, low=0.0, high=1.0)
-        for key in ("max_epochs", "epoch_length", "val_interval"):
-            if getattr(self, key) is not None:
-                check_int(key, getattr(self, key))
-        if self.learning_rate is not None:
-            check_real("learning_rate", self.learning_rate, low=0.0, low_open=True)
-        if self.weight_decay is not None:
-            check_real("weight_decay", self.weight_decay, low=0.0)
+        self.check_given(
+            {
+                "cache_rate": partial(check_real, low=0.0, high=1.0),
+                "max_epochs": check_int,
+                "epoch_length": check_int,
+                "val_interval": check_int,
+                "learning_rate": partial(check_real, low=0.0, low_open=True),
+                "weight_decay": partial(check_real, low=0.0),
+            }
+        )
 
     def _check_cache(self) -> None:
         if self.cache is not None:
@@ -199,25 +203,27 @@ class PretrainingSettings(WorkflowSettings):
                     f"an integer of at least batch_size ({minimum}): a batch of keys must fit",
                     self.queue_size,
                 )
-        if self.temperature is not None:
-            check_real("temperature", self.temperature, low=0.0, low_open=True)
-        if self.momentum is not None:
-            check_real("momentum", self.momentum, low=0.0, high=1.0)
-        if self.momentum_schedule is not None:
-            check_choice("momentum_schedule", self.momentum_schedule, SCHEDULES)
+        self.check_given(
+            {
+                "temperature": partial(check_real, low=0.0, low_open=True),
+                "momentum": partial(check_real, low=0.0, high=1.0),
+                "momentum_schedule": partial(check_choice, allowed=SCHEDULES),
+            }
+        )
 
     def _check_speed(self) -> None:
-        for key in ("amp", "channels_last", "compile"):
-            if getattr(self, key) is not None:
-                check_bool(key, getattr(self, key))
-        if self.amp_dtype is not None:
-            check_choice("amp_dtype", self.amp_dtype, AMP_DTYPES)
-        if self.augment_on is not None:
-            from monai_ilm.transforms.device_augment import AUGMENT_ON  # the transforms import more than settings need
+        from monai_ilm.transforms.device_augment import AUGMENT_ON  # the transforms import more than settings need
 
-            check_choice("augment_on", self.augment_on, AUGMENT_ON)
-        if self.log_interval is not None:
-            check_int("log_interval", self.log_interval)
+        self.check_given(
+            {
+                "amp": check_bool,
+                "channels_last": check_bool,
+                "compile": check_bool,
+                "amp_dtype": partial(check_choice, allowed=AMP_DTYPES),
+                "augment_on": partial(check_choice, allowed=AUGMENT_ON),
+                "log_interval": check_int,
+            }
+        )
 
     def _check_nan_checks(self) -> None:
         every = 1 if self.nan_check_interval is None else check_int("nan_check_interval", self.nan_check_interval)
@@ -232,16 +238,14 @@ class PretrainingSettings(WorkflowSettings):
 
     def _check_monitoring(self) -> None:
         """The settings of ``OnlineKNNHandler`` and ``RepresentationHealthHandler``."""
-        for key, minimum in (
-            ("knn_interval", 0),
-            ("knn_bank_size", 1),
-            ("knn_val_size", 1),
-            ("health_samples", 2),
-            ("collapse_patience", 0),
-        ):
-            if getattr(self, key) is not None:
-                check_int(key, getattr(self, key), minimum=minimum)
-        if self.knn_cache_rate is not None:
-            check_real("knn_cache_rate", self.knn_cache_rate, low=0.0, high=1.0)
-        if self.collapse_rank is not None:
-            check_real("collapse_rank", self.collapse_rank, low=0.0)
+        self.check_given(
+            {
+                "knn_interval": partial(check_int, minimum=0),
+                "knn_bank_size": check_int,
+                "knn_val_size": check_int,
+                "health_samples": partial(check_int, minimum=2),
+                "collapse_patience": partial(check_int, minimum=0),
+                "knn_cache_rate": partial(check_real, low=0.0, high=1.0),
+                "collapse_rank": partial(check_real, low=0.0),
+            }
+        )

@@ -10,10 +10,10 @@ torch supports and add no dependency (docs/method.md §3 lists the augmentations
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
+
+from monai_ilm.transforms.color import gaussian_kernel_size
 
 __all__ = [
     "GREY_WEIGHTS",
@@ -24,10 +24,23 @@ __all__ = [
     "grey",
     "resized_crop",
     "rotate",
+    "to_device",
 ]
 
 GREY_WEIGHTS = (0.2989, 0.587, 0.114)
 """The luma weights of torchvision's ``rgb_to_grayscale`` (used by its contrast, saturation and grayscale)."""
+
+
+def to_device(values: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Copy host parameters to ``device`` without making the host wait for the device.
+
+    A plain host-to-GPU copy blocks the host until every queued kernel has run, and the stage makes a
+    few dozen such small copies a batch; a pinned, non-blocking copy lets the host keep queueing.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and values.device.type == "cpu" and values.numel():
+        return values.pin_memory().to(device, non_blocking=True)
+    return values.to(device)
 
 
 def _per_sample(values: torch.Tensor) -> torch.Tensor:
@@ -76,9 +89,7 @@ def adjust_hue(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
 
 def blur_radius(sigma: float, spatial_shape: tuple[int, int]) -> int:
     """Half the kernel size of :func:`monai_ilm.transforms.color.gaussian_kernel_size` for ``sigma``."""
-    largest = 2 * min(spatial_shape) - 1
-    largest = largest if largest % 2 else largest - 1
-    return max(0, min(2 * math.ceil(3.0 * sigma) + 1, largest) // 2)
+    return gaussian_kernel_size(sigma, spatial_shape) // 2
 
 
 def gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor, radii: list[int]) -> torch.Tensor:
@@ -97,7 +108,7 @@ def gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor, radii: list[int]) 
     if radius == 0:
         return images
     offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
-    limits = torch.tensor(radii, device=images.device, dtype=images.dtype).reshape(-1, 1)
+    limits = to_device(torch.tensor(radii, dtype=images.dtype), images.device).reshape(-1, 1)
     weights = torch.exp(-(offsets**2) / (2.0 * sigmas.to(images.dtype).reshape(-1, 1) ** 2))
     weights = torch.where(offsets.abs() <= limits, weights, torch.zeros_like(weights))
     weights = (weights / weights.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (N*C, K)
@@ -132,7 +143,7 @@ def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.
     nothing; a box larger than the output would be resized without it.
     """
     height, width = images.shape[-2:]
-    top, left, crop_h, crop_w = boxes.to(device=images.device, dtype=torch.float32).unbind(dim=1)
+    top, left, crop_h, crop_w = to_device(boxes.to(torch.float32), images.device).unbind(dim=1)
     theta = torch.zeros(images.shape[0], 2, 3, dtype=torch.float32, device=images.device)
     theta[:, 0, 0], theta[:, 0, 2] = crop_w / width, (2.0 * left + crop_w) / width - 1.0
     theta[:, 1, 1], theta[:, 1, 2] = crop_h / height, (2.0 * top + crop_h) / height - 1.0

@@ -82,6 +82,11 @@ class ToUint8d(MapTransform):
         return d
 
 
+def _to_float(images: torch.Tensor) -> torch.Tensor:
+    """A uint8 batch in [0, 1] as float32 (a float batch as float32)."""
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
+
+
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=generator, dtype=torch.float64).mul_(high - low).add_(low)
 
@@ -100,7 +105,7 @@ def _on_subset(images: torch.Tensor, rows: list[int], kernel, *args) -> torch.Te
         return images
     if len(rows) == images.shape[0]:
         return kernel(images, *args)
-    index = torch.tensor(rows, device=images.device)
+    index = ops.to_device(torch.tensor(rows), images.device)
     return images.index_copy(0, index, kernel(images.index_select(0, index), *args))
 
 
@@ -122,7 +127,7 @@ class _ColourJitter:
                 if value_range is None or (op >= 2 and not colour):  # saturation and hue need colour
                     continue
                 rows = _where(p["apply"] & (p["order"][:, position] == op))
-                values = p["factors"][rows, op].to(device=images.device, dtype=images.dtype)
+                values = ops.to_device(p["factors"][rows, op].to(images.dtype), images.device)
                 images = _on_subset(images, rows, _ADJUST[op], values)
         return images
 
@@ -167,10 +172,10 @@ class _Blur:
         return {"apply": _coin(n, self.prob, generator), "sigma": _uniform(n, *self.sigma, generator)}
 
     def apply(self, images: torch.Tensor, p: dict) -> torch.Tensor:
-        rows = [r for r in _where(p["apply"]) if ops.blur_radius(float(p["sigma"][r]), images.shape[-2:]) > 0]
-        sigmas = p["sigma"][rows].to(device=images.device, dtype=images.dtype)
-        radii = [ops.blur_radius(float(p["sigma"][r]), images.shape[-2:]) for r in rows]
-        return _on_subset(images, rows, ops.gaussian_blur, sigmas, radii)
+        radius = {r: ops.blur_radius(float(p["sigma"][r]), images.shape[-2:]) for r in _where(p["apply"])}
+        rows = [r for r, k in radius.items() if k > 0]
+        sigmas = ops.to_device(p["sigma"][rows].to(images.dtype), images.device)
+        return _on_subset(images, rows, ops.gaussian_blur, sigmas, [radius[r] for r in rows])
 
 
 class _Rotate:
@@ -184,7 +189,7 @@ class _Rotate:
 
     def apply(self, images: torch.Tensor, p: dict) -> torch.Tensor:
         rows = _where(p["apply"])
-        return _on_subset(images, rows, ops.rotate, p["angle"][rows].to(images.device))
+        return _on_subset(images, rows, ops.rotate, ops.to_device(p["angle"][rows], images.device))
 
 
 class _Flip:
@@ -324,7 +329,7 @@ class DeviceAugment:
 
     def apply(self, images: torch.Tensor, params: list[dict]) -> torch.Tensor:
         """One view of ``images`` with the drawn ``params`` of its steps."""
-        x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
+        x = _to_float(images)
         for step, p in zip(self.steps, params):
             x = step.apply(x, p)
         if self.channels == 3 and x.shape[1] == 1:
@@ -333,7 +338,10 @@ class DeviceAugment:
             mean, std = (
                 (IMAGENET_MEAN, IMAGENET_STD) if x.shape[1] == 3 else ((IMAGENET_GREY_MEAN,), (IMAGENET_GREY_STD,))
             )
-            x = (x - x.new_tensor(mean).reshape(1, -1, 1, 1)) / x.new_tensor(std).reshape(1, -1, 1, 1)
+            mean, std = (
+                ops.to_device(torch.tensor(v, dtype=x.dtype), x.device).reshape(1, -1, 1, 1) for v in (mean, std)
+            )
+            x = (x - mean) / std
         return x.contiguous()
 
     @torch.no_grad()
@@ -346,6 +354,7 @@ class DeviceAugment:
         if images.ndim != 4:
             raise ValueError(f"{self.image_key}: expected a (N, C, H, W) batch, got shape {tuple(images.shape)}.")
         first, second = self.draw(images.shape)
+        images = _to_float(images)  # once for both views: no step writes into its input
         return self.apply(images, first), self.apply(images, second)
 
     def views(self, batch: Mapping, device: torch.device | str, non_blocking: bool = False) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import data
+from dashboard import data, labels
 from dashboard.sample import SampleLayout
 from monai_ilm.results import make_row, validate
 
@@ -122,8 +122,8 @@ def test_collapse_seeds_gives_one_valid_row_per_cell(sample: SampleLayout) -> No
 
 
 def test_labels_and_defaults() -> None:
-    assert data.fraction_label(0.01) == "1%" and data.fraction_label(1.0) == "100%"
-    assert data.fraction_label(0.125) == "12.5%"
+    assert labels.fraction_label(0.01) == "1%" and labels.fraction_label(1.0) == "100%"
+    assert labels.fraction_label(0.125) == "12.5%"
     assert data.order_methods(["zeta", "supervised", "mse", "moco", "alpha"]) == [
         "moco",
         "mse",
@@ -134,7 +134,7 @@ def test_labels_and_defaults() -> None:
     assert data.default_metric(["auc", "f1_macro"], "idc") == "f1_macro"  # the paper's metric of IDC is F1
     assert data.default_metric(["auc", "f1_macro"], "other") == "auc"
     assert data.default_metric(["zz", "yy"]) == "yy"
-    assert data.method_label("barlow") == "MoCo + Barlow Twins" and data.method_label("new") == "new"
+    assert labels.method_label("barlow") == "MoCo + Barlow Twins" and labels.method_label("new") == "new"
 
 
 def test_sample_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
