@@ -1,14 +1,17 @@
-# Every target installs what it needs into the current Python environment (use a venv if you like).
+# Every target installs what it needs into the current Python environment (use a venv if you like), or into the
+# one of PYTHON=path/to/venv/bin/python.
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
+# the versions the suite was tested with (setup.cfg keeps the supported ranges)
+CONSTRAINTS := -c constraints.txt
 # torch and torchvision are pinned together: an unpinned torch may pull a build whose torchvision does not import.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install browser demo test bench
+.PHONY: install browser demo test test-fast bench
 
 install:
-	$(PIP) install -q $(TORCH_PINS)
-	$(PIP) install -q -e ".[dev,dashboard]" $(TORCH_PINS)
+	$(PIP) install -q $(CONSTRAINTS) $(TORCH_PINS)
+	$(PIP) install -q $(CONSTRAINTS) -e ".[dev,dashboard]" $(TORCH_PINS)
 
 # Chromium for the dashboard's browser test; where it cannot be installed, that test skips and says why.
 browser:
@@ -25,6 +28,10 @@ test: install browser
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m pytest -q
+
+# the everyday loop: no install, no end-to-end runs (tests marked slow; make test and CI run them)
+test-fast:
+	$(PYTHON) -m pytest -q -m "not slow"
 
 bench: install
 	$(PYTHON) benchmarks/step_overhead.py

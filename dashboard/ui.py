@@ -74,7 +74,7 @@ def page_intro(ctx: Context, title: str, description: str, protocols: Sequence[s
     if not ctx.loaded.exists:
         st.warning(
             f"The results directory `{folder}` does not exist (taken from {ctx.paths.source}). Start the dashboard "
-            "with `streamlit run dashboard/app.py -- --results <dir>` or set `MONAI_ILM_RESULTS`; `make demo` writes "
+            "with `python -m monai_ilm dashboard --results <dir>` or set `MONAI_ILM_RESULTS`; `make demo` writes "
             "`demo_output/results`."
         )
         return False

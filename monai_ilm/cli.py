@@ -7,6 +7,9 @@ and 100 % labels, layer-wise probing, CKA feature reuse, KS distance) into one r
 and prints how to open the dashboard. ``experiment`` runs the same matrix on any bundle and data
 set, or prints one command per cell for a cluster scheduler. ``export`` writes a self-contained bundle with a
 pretraining run's weights (:mod:`monai_ilm.export`); ``bundle copy`` gives an editable copy of a shipped bundle.
+``preflight`` runs a few iterations of a bundle's pretraining at full size and reports memory, speed,
+time estimates and problems (:mod:`monai_ilm.preflight`). ``dashboard`` serves the results dashboard that ships with
+the package (Streamlit, the ``[dashboard]`` extra).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from monai_ilm.errors import install_excepthook
 from monai_ilm.experiment import bundles_root, parse_overrides, run_experiment
 from monai_ilm.methods import METHODS
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "serve_dashboard"]
 
 logger = logging.getLogger("monai_ilm.cli")
 
@@ -50,7 +53,7 @@ def demo(
     print_tables(output_dir / "results")
     print(f"\nDone in {time.perf_counter() - started:.0f} s.")
     print(f"Results table: {output_dir / 'results'}   checkpoints and logs: {output_dir / 'pretrain'}")
-    print(f"Dashboard: streamlit run dashboard/app.py -- --results {output_dir / 'results'}")
+    print(f"Dashboard: python -m monai_ilm dashboard --results {output_dir / 'results'}")
 
 
 def print_tables(results_dir: Path) -> None:
@@ -89,6 +92,67 @@ def _seed_note(counts: list[int], seeds: list[int], paired: bool = False) -> str
         f"mean over {span} seeds per cell (seeds {', '.join(map(str, seeds))}); interval: two-stage bootstrap "
         "over seeds and test resamples"
     )
+
+
+def dashboard_app() -> Path:
+    """The dashboard's Streamlit script: ``dashboard/app.py`` beside the running ``monai_ilm`` package.
+
+    The two folders sit side by side in a checkout and in an installed wheel (``site-packages``), so this is the app
+    that belongs to this ``monai_ilm``, never a ``dashboard`` folder that happens to be in the current directory.
+    """
+    return Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+
+
+def dashboard_arguments(app: Path, results: Path | None, port: int | None, headless: bool) -> list[str]:
+    """Streamlit's command line that serves ``app``: ``run APP [--server.port N] [-- --results DIR]``.
+
+    Args:
+        app: the Streamlit script.
+        results: the results directory handed to the app; None lets the app fall back to ``$MONAI_ILM_RESULTS``,
+            then ``demo_output/results`` (:mod:`dashboard.config`).
+        port: the server's port; None keeps Streamlit's (8501 or ``$STREAMLIT_SERVER_PORT``).
+        headless: do not open a browser window (servers, SSH sessions).
+    """
+    arguments = ["run", str(app)]
+    if port is not None:
+        arguments += ["--server.port", str(port)]
+    if headless:
+        arguments += ["--server.headless", "true"]
+    if results is not None:
+        arguments += ["--", "--results", str(results)]
+    return arguments
+
+
+def serve_dashboard(results: Path | None, port: int | None = None, headless: bool = False) -> None:
+    """Serve the results dashboard, as ``streamlit run dashboard/app.py -- --results DIR`` does from a checkout.
+
+    Streamlit's own command line runs in this process, so there is one process to stop; it exits when the server
+    stops. Every check runs before Streamlit starts.
+
+    Args:
+        results: the results directory (must exist when given); see :func:`dashboard_arguments`.
+        port: the server's port (1-65535) or None.
+        headless: do not open a browser window.
+
+    Raises:
+        SystemExit: streamlit is not installed, the app is missing, ``results`` is not a directory or ``port`` is
+            out of range; the message says which and what was expected.
+    """
+    try:
+        from streamlit.web import cli as streamlit_cli
+    except ImportError as error:
+        raise SystemExit(
+            f"dashboard: expected streamlit, the dashboard's extra (pip install 'monai-ilm[dashboard]'), got {error}."
+        ) from None
+    app = dashboard_app()
+    if not app.is_file():
+        raise SystemExit(f"{app}: expected the dashboard's app beside the monai_ilm package, got no such file.")
+    if results is not None and not results.is_dir():
+        raise SystemExit(f"--results: expected a results directory (e.g. demo_output/results), got {results}.")
+    if port is not None and not 1 <= port <= 65535:
+        raise SystemExit(f"--port: expected a port number from 1 to 65535, got {port}.")
+    arguments = dashboard_arguments(app, None if results is None else results.resolve(), port, headless)
+    streamlit_cli.main(args=arguments, prog_name="streamlit")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--results", type=Path, default=None, help="results table (default <output_dir>/results)")
     export.add_argument("--image_size", type=int, default=None, help="the run's input size, if not in its record")
 
+    board = commands.add_parser("dashboard", help="serve the results dashboard (needs monai-ilm[dashboard])")
+    board.add_argument("--results", type=Path, default=None, help="results directory, e.g. demo_output/results")
+    board.add_argument("--port", type=int, default=None, help="server port (default: Streamlit's, 8501)")
+    board.add_argument("--headless", action="store_true", help="do not open a browser window")
+
+    check = commands.add_parser("preflight", help="a few iterations of a bundle's pretraining at full size")
+    check.add_argument("--bundle", required=True, help="a bundle folder or name, e.g. nih_chestxray_ilm")
+    check.add_argument("--dataset_dir", type=Path, required=True)
+    check.add_argument("--iterations", type=int, default=3, help="training iterations (the first warms up)")
+    check.add_argument("--output_dir", type=Path, default=Path("runs"), help="the real run's (free space checked)")
+    check.add_argument("--keep", action="store_true", help="keep the preflight's temporary folder")
+    check.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="settings", help="a setting, as experiment's"
+    )
+
     bundle = commands.add_parser("bundle", help="work with the shipped bundles")
     bundle_commands = bundle.add_subparsers(dest="bundle_command", required=True)
     copy = bundle_commands.add_parser("copy", help="copy a shipped bundle to a folder, to edit its settings")
@@ -182,6 +261,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         target = export_bundle(args.bundle, args.run, args.to, results_dir=args.results, image_size=args.image_size)
         print(f"Bundle with the weights of {args.run}: {target}")
+    elif args.command == "dashboard":
+        serve_dashboard(args.results, args.port, args.headless)
+    elif args.command == "preflight":
+        from monai_ilm.preflight import run_preflight
+
+        report = run_preflight(
+            args.bundle, args.dataset_dir, parse_overrides(args.settings), args.iterations, args.output_dir, args.keep
+        )
+        print("\n".join(report.lines()))
+        if not report.ok:
+            raise SystemExit(1)
     elif args.command == "bundle":
         from monai_ilm.export import copy_bundle
 

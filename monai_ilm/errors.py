@@ -1,16 +1,21 @@
-"""One closing line for a failed run: the root cause, and the file or setting it names.
+"""How a failed run ends: a few lines naming the root cause and the file or setting, the traceback in a file.
 
 A failure inside a bundle reaches the user wrapped several times: MONAI re-raises it as
 ``RuntimeError: Failed to instantiate component ...`` or ``Failed to evaluate ConfigExpression``, a
 transform failure as ``applying transform ...``, and a DataLoader worker's as a copy whose message is
-the worker's whole traceback. The cause is then in the middle of the log. :func:`install_excepthook`
-adds, after Python's usual traceback, one line such as::
+the worker's whole traceback; Python then prints some sixty lines with the cause in the middle.
+:func:`install_excepthook` makes an uncaught exception print two lines instead::
 
+    monai-ilm: the run failed; full traceback in /tmp/monai-ilm-traceback-1a2b3c.txt (MONAI_ILM_TRACEBACK=1 prints it)
     monai-ilm: UnreadableImageError: image file '/data/dr/train/10_left.jpeg' cannot be read (...)
 
-naming the innermost monai-ilm exception of the chain (raised by monai-ilm code or of a monai-ilm
-class), or the innermost exception when none is. Bundles install it first thing in ``initialize``
-(``"$monai_ilm.errors.install_excepthook()"``) and so does ``python -m monai_ilm``.
+the last naming the innermost monai-ilm exception of the chain (raised by monai-ilm code or of a monai-ilm
+class), or the innermost exception when none is. With ``MONAI_ILM_TRACEBACK=1`` (or where the file cannot be
+written) Python's traceback is printed as before, followed by the same closing line. Bundles install it first
+thing in ``initialize`` (``"$monai_ilm.errors.install_excepthook()"``) and so does ``python -m monai_ilm``.
+
+It also shows MONAI's config-trust warning (GHSA-873f-pvrv-4x83), which MONAI gives every time a bundle's
+configs are parsed, once per process (:func:`show_trust_warning_once`): the runner parses them for every cell.
 """
 
 from __future__ import annotations
@@ -18,11 +23,24 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
+import traceback as tracebacks
+import warnings
 from types import TracebackType
 
-__all__ = ["PREFIX", "install_excepthook", "root_cause", "summary"]
+__all__ = [
+    "PREFIX",
+    "TRACEBACK_ENV",
+    "TRUST_ADVISORY",
+    "install_excepthook",
+    "root_cause",
+    "show_trust_warning_once",
+    "summary",
+]
 
 PREFIX = "monai-ilm"
+TRACEBACK_ENV = "MONAI_ILM_TRACEBACK"  # set (not 0/false/no): print the full traceback on stderr
+TRUST_ADVISORY = "GHSA-873f-pvrv-4x83"  # named by MONAI's warning each time a bundle's configs are parsed
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _MAX_CHARS = 2000
 # how torch re-raises a DataLoader worker's exception in the main process
@@ -116,28 +134,84 @@ def summary(error: BaseException) -> str:
     return f"{PREFIX}: {type(cause).__name__}" + (f": {_one_line(text)}" if text.strip() else "")
 
 
+def _full_traceback_wanted() -> bool:
+    return os.environ.get(TRACEBACK_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _write_traceback(kind: type[BaseException], error: BaseException, traceback: TracebackType | None) -> str:
+    """Write Python's traceback of ``error`` to a new file in the temporary folder; returns its path."""
+    handle, path = tempfile.mkstemp(prefix=f"{PREFIX}-traceback-", suffix=".txt")  # a new file: no reader sees a part
+    with os.fdopen(handle, "w", encoding="utf-8") as file:
+        file.write("".join(tracebacks.format_exception(kind, error, traceback)))
+    return path
+
+
 class _ClosingLineHook:
-    """``sys.excepthook`` that runs the previous hook (the traceback), then prints :func:`summary`."""
+    """``sys.excepthook`` that prints where the traceback went and :func:`summary` (or the traceback, then it)."""
 
     def __init__(self, previous):
         self.previous = previous
 
     def __call__(self, kind: type[BaseException], error: BaseException, traceback: TracebackType | None) -> None:
-        self.previous(kind, error, traceback)
         if not issubclass(kind, Exception):  # KeyboardInterrupt and the like are not failures to explain
+            self.previous(kind, error, traceback)
             return
         try:
             line = summary(error)
-        except Exception:  # noqa: BLE001 - the traceback above is already out; never fail on top of it
+            where = None if _full_traceback_wanted() else _write_traceback(kind, error, traceback)
+        except Exception:  # noqa: BLE001 - never hide the failure: Python's traceback then
+            self.previous(kind, error, traceback)
             return
+        if where is None:
+            self.previous(kind, error, traceback)
+        else:
+            print(f"{PREFIX}: the run failed; full traceback in {where} ({TRACEBACK_ENV}=1 prints it)", file=sys.stderr)
         print(line, file=sys.stderr, flush=True)
 
 
-def install_excepthook() -> None:
-    """Make an uncaught exception end with one line naming its root cause (see the module docstring).
+class _AfterFirst:
+    """A warnings filter's message matcher that matches the trust warning from its second occurrence on.
 
-    The previous ``sys.excepthook`` still runs first, so the traceback is printed as before; a run that
-    does not fail is not affected. Installing twice has no further effect.
+    Python's ``"once"`` action remembers a warning by its text, and MONAI's names the config files parsed, so
+    each new list of configs would be shown again; this remembers the warning by :data:`TRUST_ADVISORY` alone.
     """
+
+    def __init__(self):
+        self.seen = False
+
+    def match(self, text: str) -> bool:
+        if TRUST_ADVISORY not in text:
+            return False
+        seen, self.seen = self.seen, True
+        return seen
+
+
+def _trust_warning_shown() -> bool:
+    """Whether MONAI already showed the trust warning: bundles install the filter after their run's warning."""
+    registry = getattr(sys.modules.get("monai.bundle.scripts"), "__warningregistry__", None) or {}
+    keys = [*registry, *warnings.onceregistry]  # (text, category, line) of each warning shown once, by action
+    return any(isinstance(key, tuple) and TRUST_ADVISORY in str(key[0]) for key in keys)
+
+
+def show_trust_warning_once() -> None:
+    """Show MONAI's config-trust warning the first time in this process only, not at every parse of configs.
+
+    The filter goes last, so a filter of the user's (``-W``, ``PYTHONWARNINGS``, pytest's) still decides about
+    every occurrence it matches, the first included. Installed after the warning was shown (from a bundle's
+    ``initialize``), it hides the next ones. Installing twice has no further effect.
+    """
+    if not any(isinstance(entry[1], _AfterFirst) for entry in warnings.filters):
+        matcher = _AfterFirst()
+        matcher.seen = _trust_warning_shown()
+        warnings.filters.append(("ignore", matcher, Warning, None, 0))
+
+
+def install_excepthook() -> None:
+    """Make an uncaught exception end with a few lines naming its root cause (see the module docstring).
+
+    A run that does not fail is not affected, except that MONAI's config-trust warning is shown once per
+    process (:func:`show_trust_warning_once`). Installing twice has no further effect.
+    """
+    show_trust_warning_once()
     if not isinstance(sys.excepthook, _ClosingLineHook):
         sys.excepthook = _ClosingLineHook(sys.excepthook)

@@ -5,11 +5,14 @@ runner does can always be typed by hand or sent to a cluster scheduler: ``print_
 one command per cell instead of running it.
 
 Only fresh results are reused. Every cell has a fingerprint (:mod:`monai_ilm.provenance`): its resolved
-settings that change the numbers plus the content hash of every file it reads (the pretraining checkpoint,
-the fine-tuned model, the predictions). A cell is skipped only when its stored fingerprint matches; otherwise
-it runs again and its old outputs are moved to ``<output_dir>/superseded/<time>/`` (kept, never tabulated).
-Each cell's log line says what happened and why, e.g. ``run finetune mse seed 0 1 %: changed: max_epochs
-2 -> 3``. An interrupted pretraining run with the same settings resumes from its newest checkpoint.
+configuration that can change the numbers (nested components and ``--set a#b=...`` overrides included),
+the identity of the data it reads (each image by size and modification time, the tables by content) and
+the content hash of every file it reads (the pretraining checkpoint, the fine-tuned model, the predictions).
+A cell is skipped only when its stored fingerprint matches; otherwise it runs again and its old outputs are
+moved to ``<output_dir>/superseded/<time>/`` (kept, never tabulated). Each cell's log line says what
+happened and why, e.g. ``run finetune mse seed 0 1 %: changed: max_epochs 2 -> 3`` or ``changed: 3 images
+(3 replaced)`` (the data manifests behind such counts are kept in ``<output_dir>/data_identity/``). An
+interrupted pretraining run with the same settings resumes from its newest checkpoint.
 
 After the cells, :func:`monai_ilm.results.seeds.summarize` writes the rows that combine seeds and compare
 methods, which the tables show.
@@ -18,8 +21,10 @@ methods, which the tables show.
 from __future__ import annotations
 
 import difflib
+import inspect
 import json
 import logging
+import pydoc
 import shlex
 import shutil
 import socket
@@ -32,9 +37,21 @@ from typing import Any
 
 from monai_ilm.data.splits import validate_fraction
 from monai_ilm.datasets import bundle_datasets
+from monai_ilm.errors import show_trust_warning_once
 from monai_ilm.methods import check_method
-from monai_ilm.provenance import PRETRAINING_RECORD, bundle_settings, changed_settings, code_version, fingerprint
+from monai_ilm.provenance import (
+    PRETRAINING_RECORD,
+    bundle_data_identity,
+    bundle_settings,
+    changed_settings,
+    code_version,
+    data_changes,
+    fingerprint,
+    read_data_manifest,
+    write_data_manifest,
+)
 from monai_ilm.results import results_path, utc_now, write_json_atomic
+from monai_ilm.settings.usage import settings_read_by
 
 __all__ = [
     "BUNDLE_DATASETS",
@@ -50,6 +67,8 @@ __all__ = [
 
 logger = logging.getLogger("monai_ilm.experiment")
 
+DATA_MANIFESTS = "data_identity"
+"""The folder under ``output_dir`` keeping each data identity's manifest (what changed between two runs)."""
 EVALUATION_CONFIG = "evaluate.json"
 """The bundle config of every evaluation protocol, chosen by its ``protocol`` setting."""
 BUNDLE_DATASETS = bundle_datasets()
@@ -187,10 +206,15 @@ class _Matrix:
         return [*cell.configs(self.quick), *self.extra_configs]
 
     def arguments(self, cell: Cell) -> dict[str, Any]:
-        return {**self.common, **cell.arguments()}
+        # each workflow gets the settings it reads: a pretraining run refuses an evaluation setting, and back
+        return settings_read_by(self.config_files(cell), {**self.common, **cell.arguments()})
 
     def config_files(self, cell: Cell) -> list[Path]:
         return [self.bundle / "configs" / name for name in self.configs(cell)]
+
+    @property
+    def manifests(self) -> Path:
+        return self.output_dir / DATA_MANIFESTS
 
     def pretrain_dir(self, cell: Cell) -> Path:
         return self.output_dir / "pretrain" / f"{cell.method}_seed{cell.seed}"
@@ -220,12 +244,32 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _why_stale(stored: dict | None, settings: dict, inputs: dict | None = None) -> str:
+_SHOWN_CHANGES = 8  # a reason names this many changes, then counts the rest
+
+
+def _data_change(stored: Mapping[str, Any], identity: Mapping[str, Any] | None, manifests: Path) -> list[str]:
+    old = stored.get("data_identity")
+    if identity is None or old == identity["digest"]:
+        return []
+    manifest = read_data_manifest(manifests, old) if old is not None else None
+    return [data_changes(manifest, identity["manifest"]) if manifest is not None else "data identity"]
+
+
+def _why_stale(
+    stored: dict | None,
+    settings: dict,
+    inputs: dict | None = None,
+    identity: Mapping[str, Any] | None = None,
+    manifests: Path | None = None,
+) -> str:
     if stored is None:
         return "new"
     if "fingerprint" not in stored:
         return "made without a fingerprint (by hand or by an older monai-ilm)"
-    changes = changed_settings(stored.get("settings", {}), settings)
+    old_settings = dict(stored.get("settings", {}))
+    changes = _data_change(old_settings, identity, manifests) if manifests is not None else []
+    old_settings.pop("data_identity", None)
+    changes += changed_settings(old_settings, {k: v for k, v in settings.items() if k != "data_identity"})
     if inputs is not None:
         old_inputs = {role: entry.get("sha256") for role, entry in stored.get("inputs", {}).items()}
         changes += [
@@ -233,6 +277,8 @@ def _why_stale(stored: dict | None, settings: dict, inputs: dict | None = None) 
             for role in sorted(set(old_inputs) | set(inputs))
             if old_inputs.get(role) != inputs.get(role)
         ]
+    if len(changes) > _SHOWN_CHANGES:
+        changes = [*changes[:_SHOWN_CHANGES], f"and {len(changes) - _SHOWN_CHANGES} more"]
     return "changed: " + ", ".join(changes) if changes else "fingerprint differs"
 
 
@@ -241,6 +287,8 @@ def _pretrain(matrix: _Matrix, cell: Cell) -> bool:
     run_dir = matrix.pretrain_dir(cell)
     evaluation_keys = _evaluation_keys(matrix.bundle)
     settings = bundle_settings(matrix.config_files(cell), matrix.arguments(cell), exclude=evaluation_keys)
+    identity = bundle_data_identity(matrix.config_files(cell), matrix.arguments(cell))
+    settings["data_identity"] = identity["digest"]
     current = fingerprint(settings)
     record_path = run_dir / PRETRAINING_RECORD
     record = _read_json(record_path)
@@ -251,9 +299,10 @@ def _pretrain(matrix: _Matrix, cell: Cell) -> bool:
             return False
         logger.info("run %s: resuming the unfinished run with the same settings", cell)
     else:
-        reason = _why_stale(record or {}, settings) if run_dir.exists() else "new"
+        reason = _why_stale(record or {}, settings, None, identity, matrix.manifests) if run_dir.exists() else "new"
         logger.info("run %s: %s", cell, reason)
         matrix.supersede([run_dir], reason)
+    write_data_manifest(matrix.manifests, identity)
     run_dir.mkdir(parents=True, exist_ok=True)
     content = {
         "fingerprint": current,
@@ -275,7 +324,11 @@ def _pretrain(matrix: _Matrix, cell: Cell) -> bool:
 
 def _evaluate(matrix: _Matrix, cell: Cell) -> bool:
     """Run (or reuse) one evaluation cell; returns whether it ran."""
+    from dataclasses import asdict
+
     from monai.bundle import ConfigParser
+
+    from monai_ilm.evaluation.cell_identity import cell_data_identity
 
     parser = ConfigParser()
     parser.read_config([str(p) for p in matrix.config_files(cell)])
@@ -288,30 +341,81 @@ def _evaluate(matrix: _Matrix, cell: Cell) -> bool:
     if metadata and metadata.get("fingerprint") == current:
         logger.info("reuse %s: fingerprint %s matches", cell, current)
         return False
-    reason = _why_stale(metadata, settings, inputs)
+    identity = cell_data_identity(evaluation.protocol, asdict(evaluation)) if "data_identity" in settings else None
+    reason = _why_stale(metadata, settings, inputs, identity, matrix.manifests)
     logger.info("run %s: %s", cell, reason)
     outputs = [csv, csv.with_suffix(".json"), csv.with_name(f"{csv.stem}.replicates.npz"), evaluation.cell_dir()]
     matrix.supersede(outputs, reason)
+    if identity is not None:
+        write_data_manifest(matrix.manifests, identity)
     run_bundle(matrix.bundle, matrix.configs(cell), matrix.arguments(cell))
     return True
+
+
+def _config(paths: Sequence[Path]) -> Any:
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(p) for p in paths])
+    return parser
+
+
+def _takes_keyword(parser: Any, component_id: str, name: str) -> bool:
+    """Whether the component at ``component_id`` (a ``_target_`` entry) accepts the keyword argument ``name``."""
+    if component_id not in parser or not isinstance(parser[component_id], dict):
+        return False
+    target = parser[component_id].get("_target_")
+    located = pydoc.locate(target) if isinstance(target, str) else None
+    if located is None:
+        return False
+    try:
+        parameters = inspect.signature(located).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: say no rather than guess
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def _check_override_keys(bundle: Path, extra_configs: Sequence[str], overrides: Mapping[str, Any]) -> None:
     """A ``--set`` key must name a setting of the bundle: a typo would otherwise change nothing but the fingerprints.
 
+    A nested key (``optimizer#momentum``) must name an existing entry of the merged pretraining or
+    evaluation config, every step of its path included, or a keyword argument that the component at its
+    parent path takes (``train#trainer#compile_kwargs``); other new entries belong in a ``--config`` file.
+
     Raises:
         ValueError: naming the unknown key and the closest settings.
     """
+    configs = bundle / "configs"
     names = ["pretrain.json", "quick.json", EVALUATION_CONFIG]
     known: set[str] = set()
-    for path in [bundle / "configs" / name for name in names] + [Path(p) for p in extra_configs]:
+    for path in [configs / name for name in names] + [Path(p) for p in extra_configs]:
         known |= set(json.loads(path.read_text(encoding="utf-8")))
+    merged: list[Any] = []
     for key in overrides:
         top = key.split("#")[0]
         if top not in known:
             close = difflib.get_close_matches(top, sorted(known), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ValueError(f"--set {key}: expected a setting of the bundle {bundle.name}, got an unknown key{hint}.")
+        if "#" not in key:
+            continue
+        if not merged:  # the two configs a cell merges: pretraining, and an evaluation protocol's
+            pretrain = [configs / "pretrain.json", configs / "quick.json", *map(Path, extra_configs)]
+            merged = [_config(pretrain), _config([*pretrain[:2], configs / EVALUATION_CONFIG, *pretrain[2:]])]
+        parent, _, last = key.rpartition("#")
+        if not any(key in parser or _takes_keyword(parser, parent, last) for parser in merged):
+            siblings = {
+                f"{parent}#{name}"
+                for parser in merged
+                if parent in parser and isinstance(parser[parent], (dict, list))
+                for name in (parser[parent] if isinstance(parser[parent], dict) else range(len(parser[parent])))
+            }
+            close = difflib.get_close_matches(key, sorted(siblings), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ValueError(
+                f"--set {key}: expected an existing entry of the bundle {bundle.name}'s configs (add new entries in "
+                f"a --config file), got an unknown key{hint}."
+            )
 
 
 def run_experiment(
@@ -346,6 +450,7 @@ def run_experiment(
         ValueError: for a bundle that is not one of monai-ilm's, or bad methods/fractions.
         FileNotFoundError: when ``bundle``, ``dataset_dir`` or an extra config does not exist.
     """
+    show_trust_warning_once()  # every cell parses the bundle's configs, and MONAI would warn each time
     bundle, dataset_dir, output_dir = Path(bundle).resolve(), Path(dataset_dir).resolve(), Path(output_dir).resolve()
     if not (bundle / "configs" / "pretrain.json").is_file():
         raise FileNotFoundError(

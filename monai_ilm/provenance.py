@@ -1,22 +1,26 @@
-"""What a number was made from: the settings that change it, the identity of its inputs, and the code.
+"""What a number was made from: the settings that change it, the identity of its inputs and data, and the code.
 
 Every evaluation cell and pretraining run of the experiment runner gets a **fingerprint**: the SHA-256 of
-its resolved settings (paths, logging and progress settings left out: they do not change the number) and
-of the content hashes of the files it reads (the pretraining checkpoint, a fine-tuned model, the predictions
-a KS cell compares). A result is reused only while its fingerprint matches, so a changed setting or a
-re-trained checkpoint can never leave a stale number in the tables. The code version is stored beside the
-fingerprint (for reproduction) but not inside it, so upgrading monai-ilm does not silently re-run months of
-work; :func:`code_version` says which commit made a number.
+its resolved settings (:data:`NOT_RESULT_SETTINGS` left out: they do not change the number), of the content
+hashes of the files it reads (the pretraining checkpoint, a fine-tuned model, the predictions a KS cell
+compares) and of the identity of the data it reads (:func:`data_identity`: every image of its datalists by
+size and modification time, the in-memory arrays and the label tables by content). A result is reused only
+while its fingerprint matches, so a changed setting, a replaced image or a re-trained checkpoint can never
+leave a stale number in the tables. The code version is stored beside the fingerprint (for reproduction) but
+not inside it, so upgrading monai-ilm does not silently re-run months of work; :func:`code_version` says which
+commit made a number.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import platform
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -25,25 +29,30 @@ from typing import Any
 from monai_ilm.results.rows import config_hash
 
 __all__ = [
+    "DEVICE_AUGMENT_NOT_RESULT_SETTINGS",
     "NOT_RESULT_SETTINGS",
+    "PRETRAINING_DATALISTS",
     "PRETRAINING_RECORD",
+    "TABLE_SUFFIXES",
+    "array_digest",
+    "bundle_data_identity",
     "bundle_settings",
     "changed_settings",
     "code_version",
+    "data_changes",
+    "data_identity",
     "file_digest",
     "file_sha256",
     "fingerprint",
+    "read_data_manifest",
+    "table_files",
+    "write_data_manifest",
 ]
 
 NOT_RESULT_SETTINGS = frozenset(
     {
-        # workflow plumbing and expressions that build objects
+        # imports: loading a module does not change a number
         "imports",
-        "initialize",
-        "run",
-        "finalize",
-        "network",
-        "evaluation",
         # paths: moving a data set or an output folder does not change a number
         "bundle_root",
         "dataset_dir",
@@ -52,10 +61,14 @@ NOT_RESULT_SETTINGS = frozenset(
         "ckpt_dir",
         "resume_path",
         "pretrained_checkpoint",
-        # logging, progress and fault tolerance
+        # logging, progress, checking and fault tolerance
         "log_interval",
         "nan_check_interval",
         "checkpoint_iterations",
+        "checkpoint_saver",
+        "iteration_checkpoint_saver",
+        "checkpoint_loader",
+        "settings",
         # monitoring: the online kNN and the health indicators read the run, they never change it
         "knn_interval",
         "knn_bank_size",
@@ -69,9 +82,36 @@ NOT_RESULT_SETTINGS = frozenset(
         "cache",
         "cache_dir",
         "cache_rate",
+        # threads filling a cache, and loaders of deterministic (validation) steps: the same items in the same order
+        "train#dataset#num_workers",
+        "train#dataset#cache",
+        "train#dataset#cache_dir",
+        "train#dataset#cache_rate",
+        "validate#dataset#num_workers",
+        "validate#dataset#cache_rate",
+        "validate#dataloader#num_workers",
     }
 )
-"""Top-level bundle settings that never enter a fingerprint."""
+"""Settings (top-level names, or ``#`` paths into components) that never enter a pretraining fingerprint."""
+
+DEVICE_AUGMENT_NOT_RESULT_SETTINGS = frozenset({"num_workers", "train#dataloader#num_workers"})
+"""Left out of the fingerprint as well when ``augment_on`` is ``"device"``.
+
+The loader worker count decides which worker's random stream augments a sample: MONAI's ``DataLoader``
+seeds each worker's transforms with the batch's base seed plus the worker id
+(:func:`monai.data.utils.worker_init_fn`), so with ``augment_on="loader"`` another count gives other views
+and stays in the fingerprint. With ``augment_on="device"`` the loader steps are deterministic (decode,
+resize, uint8) and every draw comes from the device stage's own seeded generator, so the count (by default
+``min(16, os.cpu_count())``, a property of the machine) changes no number and moving hosts re-runs nothing.
+"""
+
+PRETRAINING_DATALISTS = {"train": "train#datalist", "val": "validate#datalist"}
+"""``{split: config id}`` of the datalists a pretraining bundle reads (its data identity)."""
+
+TABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".txt", ".json", ".npz", ".npy")
+"""Files beside the images whose content enters a data identity: metadata, label and split tables, arrays."""
+
+_TABLE_HASH_LIMIT = 1 << 30  # larger tables enter by size and modification time (hashing would take minutes)
 
 PRETRAINING_RECORD = "run_settings.json"
 """The settings record (fingerprint, settings, code version, status) the runner keeps in a pretraining run folder."""
@@ -148,48 +188,264 @@ def _references(raw: Any) -> set[str]:
     return {ref.split("#")[0] for ref in _REFERENCE.findall(text)}
 
 
+def _parser(config_files: Sequence[str | os.PathLike], overrides: Mapping[str, Any] | None):
+    from monai.bundle import ConfigParser
+
+    for path in config_files:
+        if not Path(path).is_file():
+            raise ValueError(f"config_file: expected a bundle config at {path}, found none.")
+    parser = ConfigParser()
+    parser.read_config([str(p) for p in config_files])
+    parser.update({key: str(value) if isinstance(value, Path) else value for key, value in (overrides or {}).items()})
+    return parser
+
+
+def _flatten(prefix: str, raw: Any, skip: set[str], out: dict[str, Any]) -> None:
+    """``out[id] = raw text`` for each leaf of a component below ``prefix``; ``skip`` ids (and all below) left out."""
+    if prefix in skip:
+        return
+    items = raw.items() if isinstance(raw, dict) else enumerate(raw) if isinstance(raw, list) else None
+    if items is None or not raw:
+        out[prefix] = raw
+        return
+    for key, value in items:
+        _flatten(f"{prefix}#{key}", value, skip, out)
+
+
 def bundle_settings(
     config_files: Sequence[str | os.PathLike],
     overrides: Mapping[str, Any] | None = None,
     exclude: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """The resolved top-level settings of a bundle run that can change its numbers.
+    """The resolved configuration of a bundle run, less what cannot change its numbers.
 
-    A top-level entry is a setting when it is a literal, a list of literals, or an expression that refers
-    only to other settings (``"amp": "$torch.cuda.is_available()"``); components (``_target_`` dicts),
-    workflow sections and :data:`NOT_RESULT_SETTINGS` are left out, so nothing heavy is built.
+    The configs are merged and the overrides (``--key value``, ``#`` paths included) applied as
+    ``monai.bundle run`` does. A top-level literal, list of literals, or expression that refers only to
+    other settings (``"amp": "$torch.cuda.is_available()"``) enters with its resolved value; every leaf of
+    a component or workflow section (a dict, or a list holding one) enters under its ``#`` path with its
+    text (``"optimizer#momentum": 0.9``, ``"network_def#queue_size": "@queue_size"``), as does an
+    expression that refers to a component. Nothing heavy is built, and any override or config edit changes
+    the result. Left out: :data:`NOT_RESULT_SETTINGS` (paths, logging, monitoring, cache placement), and
+    with ``augment_on="device"`` also :data:`DEVICE_AUGMENT_NOT_RESULT_SETTINGS` (the loader worker count,
+    which there changes no draw; see its note).
 
     Args:
         config_files: the bundle configs, merged in order as ``monai.bundle run`` merges them.
-        overrides: command-line overrides (``--key value``), applied last.
-        exclude: further keys to leave out.
+        overrides: command-line overrides, applied last.
+        exclude: further top-level keys or ``#`` paths to leave out.
 
     Returns:
-        ``{key: resolved JSON value}``.
+        ``{key or #-path: resolved JSON value or config text}``.
 
     Raises:
         ValueError: naming the config file that cannot be read.
     """
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    for path in config_files:
-        if not Path(path).is_file():
-            raise ValueError(f"config_file: expected a bundle config at {path}, found none.")
-    parser.read_config([str(p) for p in config_files])
-    parser.update({key: value for key, value in (overrides or {}).items()})
+    parser = _parser(config_files, overrides)
     raw_config = parser.get()
-    skip = NOT_RESULT_SETTINGS | set(exclude)
-    components = {key for key, raw in raw_config.items() if isinstance(raw, dict)}
-    settings = {}
+    skip = set(NOT_RESULT_SETTINGS) | set(exclude)
+    if "augment_on" in raw_config and parser.get_parsed_content("augment_on") == "device":
+        skip |= DEVICE_AUGMENT_NOT_RESULT_SETTINGS
+    components = {
+        key
+        for key, raw in raw_config.items()
+        if isinstance(raw, dict) or (isinstance(raw, list) and any(isinstance(v, (dict, list)) for v in raw))
+    }
+    settings: dict[str, Any] = {}
     for key in sorted(raw_config):
         raw = raw_config[key]
-        if key in skip or key in components or _references(raw) & (components | skip):
+        if key in skip:
             continue
-        value = parser.get_parsed_content(key)
-        if _jsonable(value):
-            settings[key] = value
+        if key in components:
+            _flatten(key, raw, skip, settings)
+            continue
+        resolvable = not _references(raw) & (components | skip)
+        value = parser.get_parsed_content(key) if resolvable else raw
+        settings[key] = value if _jsonable(value) else raw
     return settings
+
+
+# ---------------------------------------------------------------------------------------------- data identity
+def array_digest(array: Any) -> str:
+    """SHA-1 of an array's bytes, dtype and shape (``str(ndarray)`` abbreviates above 1,000 elements)."""
+    import numpy as np
+
+    if hasattr(array, "detach"):  # a torch tensor
+        array = array.detach().cpu().numpy()
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha1(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def _json_default(value: Any) -> Any:
+    """What JSON cannot write of a datalist value: arrays by their digest, scalars and paths by value."""
+    if hasattr(value, "shape") and hasattr(value, "dtype") and getattr(value, "ndim", 0) > 0:
+        return {"array": array_digest(value)}
+    if hasattr(value, "item") and callable(value.item):  # numpy and torch scalars
+        return value.item()
+    if isinstance(value, (set, frozenset)):
+        return sorted(map(str, value))
+    return os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+
+
+def _image_entry(value: Any) -> str:
+    """An image's identity: a file by size and modification time (no content read), an array by its bytes."""
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            stat = os.stat(value)
+        except OSError:
+            return "missing"
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+    return "array:" + array_digest(value) if hasattr(value, "dtype") else json.dumps(value, default=_json_default)
+
+
+def _row_entry(row: Mapping[str, Any], image_key: str) -> str:
+    rest = json.dumps({k: v for k, v in row.items() if k != image_key}, sort_keys=True, default=_json_default)
+    return f"{_image_entry(row.get(image_key))}|{hashlib.sha1(rest.encode()).hexdigest()[:16]}"
+
+
+_TABLE_HASHES: dict[tuple, str] = {}
+
+
+def _table_entry(path: Path) -> str:
+    stat = path.stat()
+    if stat.st_size > _TABLE_HASH_LIMIT:
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+    # one read per process and version of the file (a write changes ctime, which no one can set back)
+    key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if key not in _TABLE_HASHES:
+        _TABLE_HASHES[key] = file_sha256(path)
+    return _TABLE_HASHES[key]
+
+
+def table_files(dataset_dir: str | os.PathLike) -> list[Path]:
+    """The tables of a data set whose content enters its identity: ``dataset_dir`` itself when it is a file
+    (a MedMNIST ``.npz``, a datalist CSV), else its top-level files ending in one of :data:`TABLE_SUFFIXES`
+    (e.g. NIH's ``Data_Entry_2017_v2020.csv`` and split lists, EyePACS' ``trainLabels.csv``)."""
+    root = Path(dataset_dir)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_file() and p.name.lower().endswith(TABLE_SUFFIXES))
+
+
+def data_identity(
+    datalists: Mapping[str, Sequence[Mapping[str, Any]]],
+    image_key: str = "image",
+    id_key: str = "image_id",
+    tables: Iterable[str | os.PathLike] = (),
+) -> dict[str, Any]:
+    """The identity of the data a run reads, without reading an image.
+
+    Each row of each datalist enters with its image's size and modification time (a file; a stat, so 112k
+    images take about a second) or the digest of its bytes (an in-memory array), and a digest of its other
+    values (label, patient, id); the rows in their order, so adding, removing, replacing, relabelling,
+    moving to another split or reordering an image all change the digest. ``tables`` (metadata, label and
+    split files) enter by content.
+
+    Args:
+        datalists: ``{split: rows}``.
+        image_key: the key of each row's image path or array.
+        id_key: the key of each row's stable id (its position where missing).
+        tables: files whose content the datalists were read from.
+
+    Returns:
+        ``{"digest": 16 hex characters, "images": number of rows, "manifest": {id or "table:name": entry}}``
+        (an entry is ``"split|size:mtime|digest of the other values"``); :func:`data_changes` compares two.
+    """
+    manifest: dict[str, str] = {}
+    for split in sorted(datalists):
+        for index, row in enumerate(datalists[split]):
+            name = str(row.get(id_key, f"{split}#{index}"))
+            manifest[name if name not in manifest else f"{name}#{split}#{index}"] = f"{split}|" + _row_entry(
+                row, image_key
+            )
+    images = len(manifest)
+    for path in tables:
+        manifest[f"table:{Path(path).name}"] = _table_entry(Path(path))
+    digest = hashlib.sha256(json.dumps(list(manifest.items())).encode()).hexdigest()[:16]
+    return {"digest": digest, "images": images, "manifest": manifest}
+
+
+def data_changes(old: Mapping[str, str], new: Mapping[str, str]) -> str:
+    """What differs between two data manifests, e.g. ``"3 images (2 replaced, 1 added), labels.csv content"``.
+
+    An image is *replaced* (its file or array changed), *relabelled* (its other values changed), *moved*
+    (to another split), *added* or *removed*.
+
+    Args:
+        old: the manifest a stored result was made with (:func:`data_identity`).
+        new: the manifest of this run.
+    """
+    rows = [{k for k in m if not k.startswith("table:")} for m in (old, new)]
+    both = [(old[k].split("|"), new[k].split("|")) for k in rows[0] & rows[1]]  # [split, image, other values]
+    counts = {
+        "replaced": sum(a[1] != b[1] for a, b in both),
+        "relabelled": sum(a[1] == b[1] and a[2] != b[2] for a, b in both),
+        "moved": sum(a[1:] == b[1:] and a[0] != b[0] for a, b in both),
+        "added": len(rows[1] - rows[0]),
+        "removed": len(rows[0] - rows[1]),
+    }
+    parts = []
+    total = sum(counts.values())
+    if total:
+        detail = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+        parts.append(f"{total} image{'s' if total != 1 else ''} ({detail})")
+    tables = sorted({k for k in (*old, *new) if k.startswith("table:") and old.get(k) != new.get(k)})
+    parts += [f"{k[len('table:') :]} content" for k in tables]
+    if not parts and list(old) != list(new):
+        parts.append("image order")
+    return ", ".join(parts) if parts else "data identity"
+
+
+def bundle_data_identity(
+    config_files: Sequence[str | os.PathLike],
+    overrides: Mapping[str, Any] | None = None,
+    datalists: Mapping[str, str] = PRETRAINING_DATALISTS,
+) -> dict[str, Any]:
+    """The :func:`data_identity` of the datalists a bundle run reads (the images by stat, its tables by content).
+
+    Args:
+        config_files: the bundle configs, merged in order.
+        overrides: command-line overrides, applied last.
+        datalists: ``{split: config id}`` of the datalists the run reads.
+
+    Raises:
+        FileNotFoundError: naming ``dataset_dir`` when the data set is missing (from the readers).
+    """
+    parser = _parser(config_files, overrides)
+    lists = {split: parser.get_parsed_content(ref) for split, ref in datalists.items()}
+    return data_identity(lists, tables=table_files(parser.get_parsed_content("dataset_dir")))
+
+
+def _manifest_path(folder: str | os.PathLike, digest: str) -> Path:
+    return Path(folder) / f"{digest}.json.gz"
+
+
+def write_data_manifest(folder: str | os.PathLike, identity: Mapping[str, Any]) -> Path:
+    """Keep a data identity's manifest as ``<folder>/<digest>.json.gz`` (once; atomically), for :func:`data_changes`."""
+    path = _manifest_path(folder, identity["digest"])
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=path.parent, suffix=".partial")
+        try:
+            with os.fdopen(handle, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+                out.write(json.dumps(identity["manifest"]).encode())
+            os.replace(partial, path)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+    return path
+
+
+def read_data_manifest(folder: str | os.PathLike, digest: str) -> dict[str, str] | None:
+    """The manifest :func:`write_data_manifest` kept for ``digest``, or None."""
+    try:
+        with gzip.open(_manifest_path(folder, digest), "rb") as handle:
+            return json.loads(handle.read())
+    except (OSError, ValueError):
+        return None
 
 
 @lru_cache(maxsize=1)

@@ -20,6 +20,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,15 @@ from monai.data import CacheDataset
 from monai.transforms import Compose, apply_transform
 from tqdm import tqdm
 
-__all__ = ["CACHE_MODES", "STORAGES", "CompactCacheDataset", "cache_bytes", "format_bytes", "training_dataset"]
+__all__ = [
+    "CACHE_MODES",
+    "STORAGES",
+    "CompactCacheDataset",
+    "cache_bytes",
+    "describe_steps",
+    "format_bytes",
+    "training_dataset",
+]
 
 STORAGES = ("auto", "memory", "disk")
 """Where :class:`CompactCacheDataset` keeps its array: ``"auto"`` (memory when it fits, else disk), memory, disk."""
@@ -63,6 +72,41 @@ def _available_memory() -> int:
         return 2**30
 
 
+def _describe(value: object, depth: int = 0) -> object:
+    """A JSON-able description of a transform's settings that is the same in every process (no addresses)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        from monai_ilm.provenance import array_digest
+
+        return {"array": array_digest(value)}
+    if isinstance(value, (np.generic, torch.dtype, torch.device, np.dtype)) or isinstance(value, Enum):
+        return str(value)
+    if depth > 6:
+        return type(value).__qualname__
+    if isinstance(value, (list, tuple)):
+        return [_describe(v, depth + 1) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(json.dumps(_describe(v, depth + 1), sort_keys=True) for v in value)
+    if isinstance(value, dict):
+        return {str(k): _describe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (np.random.RandomState, np.random.Generator, torch.Generator)):
+        return type(value).__qualname__  # the cached steps are deterministic: their random state changes nothing
+    name = f"{type(value).__module__}.{type(value).__qualname__}"
+    if hasattr(value, "__dict__") and not callable(getattr(value, "__code__", None)):
+        return {"class": name, **{k: _describe(v, depth + 1) for k, v in sorted(vars(value).items())}}
+    return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', name)}"
+
+
+def describe_steps(steps: Sequence[Callable]) -> list:
+    """Each step's class and settings (its attributes, nested), e.g. the loader's ``intensity`` or a resize size.
+
+    Two pipelines with the same description give the same items, so this is what the compact cache file
+    is keyed by (besides the data); random states are left out, as the cached steps draw nothing.
+    """
+    return [_describe(step) for step in steps]
+
+
 class CompactCacheDataset(torch.utils.data.Dataset):
     """Dataset whose deterministic steps run once per sample, their uint8 image kept in one compact array.
 
@@ -77,8 +121,10 @@ class CompactCacheDataset(torch.utils.data.Dataset):
         transform: the loader pipeline (e.g. ``pretrain_pipeline(..., augment_on="device")[0]``).
         image_key: the key of the uint8 image.
         storage: ``"auto"`` (memory when the array fits in ``memory_limit``, else disk), ``"memory"`` or ``"disk"``.
-        cache_dir: folder of the memory-mapped array (needed for disk storage), reused by later runs: the
-            file name is a digest of the datalist's images, the cached steps' classes and shape, and ``cache_key``.
+        cache_dir: folder of the memory-mapped array (needed for disk storage), reused by later runs while
+            nothing that changes its items changed: the file name is a digest of the datalist (image files by
+            size and modification time, arrays by their bytes, the other values by content), the cached
+            steps and their settings (:func:`describe_steps`), the shape and ``cache_key``.
         memory_limit: bytes the in-memory array may take (default: half the memory available now).
         num_workers: threads decoding and resizing while the cache fills.
         cache_key: anything else the cached images depend on (e.g. the intensity scaling), for the file name.
@@ -126,9 +172,22 @@ class CompactCacheDataset(torch.utils.data.Dataset):
         self._open(first)
 
     def _digest(self, cache_key: str) -> str:
-        rows = json.dumps([str(row.get(self.image_key, row)) for row in self.data]).encode()
-        steps = [type(step).__qualname__ for step in self.cached.transforms]
-        return hashlib.sha1(rows + repr((self.shape, steps, cache_key)).encode()).hexdigest()[:16]
+        """The cache file's key: everything that changes its items.
+
+        The rows in order (each image file by path, size and modification time, each in-memory array by
+        its bytes, the other values by content: :func:`monai_ilm.provenance.data_identity`), every cached
+        step with its settings (:func:`describe_steps`, e.g. the loader's ``intensity``), the shape and
+        ``cache_key``. Another key fills another file.
+        """
+        from monai_ilm.provenance import _row_entry  # one definition of a row's identity, shared with fingerprints
+
+        rows = [
+            [os.fspath(row[self.image_key]) if isinstance(row.get(self.image_key), (str, os.PathLike)) else None]
+            + [_row_entry(row, self.image_key)]
+            for row in self.data
+        ]
+        text = json.dumps([rows, describe_steps(self.cached.transforms), list(self.shape), cache_key])
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     def _open(self, first: dict) -> None:
         """Reuse a complete cache file, else fill the array.

@@ -1,9 +1,13 @@
-"""What identifies one evaluation cell: its names, the settings and files its numbers depend on.
+"""What identifies one evaluation cell: its names, the settings, data and files its numbers depend on.
 
 An evaluation cell is reused by the experiment runner only when its fingerprint (these settings plus the
 SHA-256 of these files, see :mod:`monai_ilm.provenance`) matches the one stored beside its results. A cell
 therefore leaves out of its settings what cannot change its numbers (paths, the device) and what its
-protocol does not read, and lists as inputs every file it computes from.
+protocol does not read, adds the identity of the data it reads (``data_identity``: every image of the
+splits it reads by size and modification time, the data set's tables by content), and lists as inputs
+every file it computes from. ``num_workers`` stays in the settings of the protocols that train on
+augmented images (``linear``, ``finetune``, ``probe``): MONAI seeds each loader worker's random
+transforms with a base seed plus the worker id, so another worker count gives other augmentations.
 """
 
 from __future__ import annotations
@@ -14,9 +18,27 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from monai_ilm.provenance import PRETRAINING_RECORD, file_sha256
+from monai_ilm.provenance import PRETRAINING_RECORD, data_identity, file_sha256, table_files
 
-__all__ = ["cell_inputs", "cell_settings", "evaluation_run_id", "input_hashes", "pretraining_record", "run_dir_name"]
+__all__ = [
+    "PROTOCOL_SPLITS",
+    "cell_data_identity",
+    "cell_inputs",
+    "cell_settings",
+    "evaluation_run_id",
+    "input_hashes",
+    "pretraining_record",
+    "run_dir_name",
+]
+
+PROTOCOL_SPLITS = {
+    "linear": ("train", "val", "test"),
+    "finetune": ("train", "val", "test"),
+    "probe": ("train", "val", "test"),
+    "feature_reuse": ("test",),
+    "ks": (),
+}
+"""The splits each protocol reads images from (``ks`` reads only what finetune saved)."""
 
 # the fields that do not change the numbers of a cell (paths and placement): left out of its fingerprint
 _NOT_SETTINGS = ("dataset_dir", "output_dir", "pretrained_checkpoint", "device")
@@ -62,15 +84,55 @@ def evaluation_run_id(dataset: str, protocol: str, method: str, seed: int, label
     return f"{dataset}-{protocol}-{method}-seed{seed}-frac{label_fraction:g}"
 
 
+def cell_data_identity(protocol: str, fields: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The :func:`~monai_ilm.provenance.data_identity` of the splits ``protocol`` reads, or None for none.
+
+    The splits are read as the cell reads them (the train split at its label fraction, the others whole,
+    with the cell's ``datalist_options``); their images are only stat'ed.
+
+    Args:
+        protocol: the cell's protocol.
+        fields: every field of the cell (``dataclasses.asdict`` of an ``EvaluationRun``).
+
+    Raises:
+        FileNotFoundError: naming ``dataset_dir`` when the data set is missing (from the readers).
+    """
+    from monai_ilm.data import load_datalist  # the data package imports the evaluation's users
+
+    splits = PROTOCOL_SPLITS[protocol]
+    if not splits:
+        return None
+    datalists = {
+        split: load_datalist(
+            fields["dataset_name"],
+            fields["dataset_dir"],
+            split,
+            seed=fields["seed"],
+            label_fraction=fields["label_fraction"] if split == "train" else 1.0,
+            options=fields.get("datalist_options"),
+        )
+        for split in splits
+    }
+    return data_identity(datalists, tables=table_files(fields["dataset_dir"]))
+
+
 def cell_settings(protocol: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings that change a cell's numbers: the fields ``protocol`` uses, but paths and the device.
+    """The settings that change a cell's numbers: the fields ``protocol`` uses, but paths and the device,
+    and the digest of the data it reads under ``data_identity`` (:func:`cell_data_identity`).
 
     Args:
         protocol: the cell's protocol, one of ``monai_ilm.results.PROTOCOLS``.
         fields: every field of the cell (``dataclasses.asdict`` of an ``EvaluationRun``).
+
+    Raises:
+        FileNotFoundError: naming ``dataset_dir`` when the data set the protocol reads is missing.
     """
     unused = (*_NOT_SETTINGS, *_UNUSED_SETTINGS[protocol])
-    return {k: v for k, v in fields.items() if k not in unused}
+    settings = {k: v for k, v in fields.items() if k not in unused}
+    identity = cell_data_identity(protocol, fields)
+    if identity is not None:
+        settings["data_identity"] = identity["digest"]
+    return settings
 
 
 def cell_inputs(cell: _Cell) -> dict[str, Path]:

@@ -19,6 +19,7 @@ two separate runs can be checked to describe the same images in the same order.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ __all__ = [
     "batch_ids",
     "check_ordered_loader",
     "extract_stage_features",
+    "ids_digest",
     "iter_stage_features",
     "load_pretrained_encoder",
 ]
@@ -229,7 +231,8 @@ def batch_ids(
     :func:`monai_ilm.data.load_datalist` gives every row and the evaluation presets keep
     (``batch["image_id"]``); the ``filename_or_obj`` meta data that MONAI's ``LoadImaged`` attaches to the
     image ``MetaTensor`` (the image path, unique per image); otherwise the running positions
-    ``offset .. offset + n - 1`` in the loader.
+    ``offset .. offset + n - 1`` in the loader. Positions keep rows of one pass aligned but say nothing about
+    which images they are, so :func:`ids_digest` gives them no digest.
 
     Args:
         batch: a collated batch dict.
@@ -260,6 +263,26 @@ def batch_ids(
         if len(ids) == n:
             return ids
     return [str(offset + i) for i in range(n)]
+
+
+def ids_digest(ids: Sequence[Any]) -> str | None:
+    """The SHA-256 of the ordered test ids, one per line: what proves two runs scored the same test rows.
+
+    Two runs whose replicates share the resample indices pair up row for row only if their test sets are the same
+    images in the same order, and only ids from the data can show that. Ids that are just the loader positions
+    ``0 .. n - 1`` (what :func:`batch_ids` falls back to without ids) are equal for any two test sets of one size,
+    so they get no digest, and a difference of such runs is not reported as paired.
+
+    Args:
+        ids: one identifier per test sample, in loader order.
+
+    Returns:
+        The hex digest, or None when there are no ids or they are the positions.
+    """
+    texts = [str(i) for i in ids]
+    if not texts or texts == [str(i) for i in range(len(texts))]:
+        return None
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()
 
 
 def _check_blocks(encoder: StageEncoder, blocks: Sequence[int]) -> tuple[int, ...]:

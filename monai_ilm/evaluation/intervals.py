@@ -5,10 +5,13 @@ paper's:
 
 * ``"percentile"`` (default): the ``alpha/2`` and ``1 - alpha/2`` quantiles of the metric over ``B`` bootstrap
   resamples of the test set (Efron and Tibshirani, 1993). This is a real 95 % interval for the metric.
-* ``"standard_error"``: the formula of the original code's ``bootstrap_performance`` (docs/method.md §7.2),
-  ``mean(s) +/- 1.96 * sd(s) / sqrt(B)`` with the population sd (ddof = 0) of the resample scores ``s``. It is
-  an interval for the *mean of the bootstrap distribution*, about ``sqrt(B)`` times narrower than the
-  percentile interval (~22x for the paper's B = 500), and is what the paper's tables print as "95% CI".
+* ``"standard_error"``: the half-width of the original code's ``bootstrap_performance`` (docs/method.md §7.2),
+  ``1.96 * sd(s) / sqrt(B)`` with the population sd (ddof = 0) of the resample scores ``s``, about ``sqrt(B)``
+  times narrower than the percentile interval (~22x for the paper's B = 500); it is what the paper's tables
+  print as "95% CI". The reference centred it on the bootstrap mean ``mean(s)`` and printed that mean;
+  :func:`bootstrap_ci` reports the full-test-set metric as the value (what the results table's ``value``
+  column promises for every method) and centres the same half-width on it. :func:`standard_error_interval`
+  keeps the reference's exact ``mean(s) +/- ...`` and :attr:`BootstrapCI.bootstrap_mean` its printed number.
 
 For the multi-label chest X-ray task the paper pools all ``B x 14`` per-class AUCs ``A_bc`` (docs/method.md
 §7.2): ``mean = mean_bc A_bc``, ``sd = std_bc A_bc`` (so it also contains the between-class spread) and
@@ -38,6 +41,7 @@ __all__ = [
     "resample_indices",
     "percentile_interval",
     "standard_error_interval",
+    "seed_mean_standard_error_interval",
     "bootstrap_ci",
 ]
 
@@ -49,14 +53,12 @@ PAPER_Z = 1.96  # the constant hard-coded in the original bootstrap_performance
 class BootstrapCI:
     """A metric with its bootstrap confidence interval.
 
-    The reported ``value`` always lies in its own interval: with ``"percentile"`` it is the metric on the full
-    data set; with ``"standard_error"`` it is the bootstrap mean, the centre of that interval and the number the
-    paper printed (the full-set metric can fall outside the narrow ``mean +/- z sd / sqrt(B)`` interval), while
-    the full-set metric stays available as ``full_value``.
+    The reported ``value`` is the metric on the full data set for every method. With ``"standard_error"`` the
+    interval is ``value +/- z sd / sqrt(B)``, centred on it (the paper centred it on the bootstrap mean, which
+    the narrow interval then often left the full-set metric outside of; that mean is ``bootstrap_mean``).
 
     Attributes:
-        value: the point estimate to report: ``full_value`` for ``"percentile"``, ``bootstrap_mean`` for
-            ``"standard_error"``.
+        value: the point estimate to report: the metric on the full data set (equal to ``full_value``).
         ci_low: lower end of the interval.
         ci_high: upper end of the interval.
         n: number of samples in the data set.
@@ -65,7 +67,7 @@ class BootstrapCI:
         resamples: number of resamples used (those where the metric was defined).
         failed: number of resamples skipped because the metric was undefined (e.g. a single class for AUC).
         bootstrap_mean: mean of the resample scores (pooled over classes for ``per_class`` standard-error);
-            the centre of the ``"standard_error"`` interval and the point estimate the paper printed.
+            the point estimate the paper printed, and the centre of its interval.
         bootstrap_sd: population standard deviation (ddof = 0) of the same scores.
         full_value: the metric on the full data set (for ``per_class``: the mean over the defined classes).
         replicates: the per-resample summary score that the percentile interval is taken over (for
@@ -185,6 +187,55 @@ def standard_error_interval(
     return mean, mean - half, mean + half
 
 
+def seed_mean_standard_error_interval(
+    values: Any, standard_errors: Any, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """The ``"standard_error"`` interval of a mean over seeds: the same method as one run's, for any ``S``.
+
+    Each seed ``i`` gives a value ``v_i`` (its full-test-set metric) and a standard error ``se_i`` (the paper's
+    ``sd / sqrt(B)`` of its resamples, the half-width of its interval over ``z``). The mean
+    ``m = mean_i v_i`` has two sources of variation, as the two-stage bootstrap of the percentile method does:
+    the spread across seeds and each seed's own test sampling, so
+
+        ``Var(m) = s^2 / S + sum_i se_i^2 / S^2``, ``s^2`` the sample variance (ddof = 1) of the ``v_i``
+
+    (the first term is 0 for one seed) and the interval is ``m +/- z sqrt(Var(m))`` with the ``z`` of
+    :func:`standard_error_interval`. One seed gives exactly its run's interval ``v +/- z se``. The across-seed
+    term already holds some test-sampling spread when the seeds draw different test splits, so the sum is
+    conservative rather than optimistic; with 2-3 seeds ``s^2`` itself is a rough estimate.
+
+    Args:
+        values: the seeds' values, shape ``(S,)``.
+        standard_errors: their standard errors, shape ``(S,)``, each >= 0.
+        confidence: confidence level.
+
+    Returns:
+        ``(mean, low, high)``.
+
+    Raises:
+        ValueError: for empty, non-finite or mismatched inputs, a negative standard error, or ``confidence``
+            not in (0, 1).
+    """
+    _check_confidence(confidence)
+    v = to_numpy(values, "values").ravel()
+    se = to_numpy(standard_errors, "standard_errors").ravel()
+    if v.size == 0 or v.shape != se.shape:
+        raise ValueError(
+            f"values and standard_errors: expected one value and one standard error per seed, got shapes {v.shape} "
+            f"and {se.shape}."
+        )
+    if not np.all(np.isfinite(v)) or not np.all(np.isfinite(se)) or np.any(se < 0):
+        raise ValueError(
+            f"values and standard_errors: expected finite values and standard errors >= 0, got {v.tolist()} and "
+            f"{se.tolist()}."
+        )
+    n_seeds = v.size
+    between = float(v.var(ddof=1)) / n_seeds if n_seeds > 1 else 0.0
+    half = _z_value(confidence) * float(np.sqrt(between + float(np.sum(se**2)) / n_seeds**2))
+    mean = float(v.mean())
+    return mean, mean - half, mean + half
+
+
 def _evaluate(metric_fn: Callable[..., Any], y_true: np.ndarray, y_score: np.ndarray, per_class: bool) -> np.ndarray:
     """Evaluate the metric; return a 1-D float array (NaN where undefined, all NaN if the metric raised)."""
     try:
@@ -240,9 +291,9 @@ def bootstrap_ci(
     and the percentile interval use the per-resample mean over the defined classes (macro average), while the
     ``"standard_error"`` method pools all ``B x C`` defined values as the paper did for NIH ChestX-ray14.
 
-    The returned ``value`` is the full-set metric for ``"percentile"`` and the bootstrap mean (the interval's
-    centre, the paper's convention) for ``"standard_error"``; ``full_value`` is always the full-set metric and
-    ``replicates`` holds the score of every resample in draw order (see :class:`BootstrapCI`).
+    The returned ``value`` is the full-set metric for both methods (``"standard_error"``: the paper's half-width
+    ``z sd / sqrt(B)`` around it; the paper's own centre and point estimate, the bootstrap mean, is
+    ``bootstrap_mean``); ``replicates`` holds the score of every resample in draw order (see :class:`BootstrapCI`).
 
     Args:
         metric_fn: ``metric_fn(y_true_subset, y_score_subset)`` returning a float (or a 1-D per-class array
@@ -296,14 +347,16 @@ def bootstrap_ci(
     replicates.flags.writeable = False
     pooled = np.concatenate(valid) if per_class else summaries
     pooled = pooled[np.isfinite(pooled)]
+    full_value = float(np.nanmean(full))
     if method == "percentile":
         low, high = percentile_interval(summaries, confidence)
     else:
         _, low, high = standard_error_interval(pooled, n_resamples=len(valid), confidence=confidence)
+        half = (high - low) / 2.0
+        low, high = full_value - half, full_value + half
     centre = pooled if method == "standard_error" else summaries
-    full_value = float(np.nanmean(full))
     return BootstrapCI(
-        value=float(centre.mean()) if method == "standard_error" else full_value,
+        value=full_value,
         ci_low=low,
         ci_high=high,
         n=n,

@@ -5,14 +5,19 @@ output; :func:`score_predictions` computes the task's test metric with a bootstr
 (:mod:`monai_ilm.evaluation.intervals`); :func:`run_downstream` is the whole linear evaluation or fine-tuning
 of one model: :func:`~monai_ilm.evaluation.training.fit_downstream`, then the test of the selected weights.
 ``ci_method="standard_error"`` gives the paper's interval instead of the percentile one.
+
+A finding the head never saw a positive (or a negative) training example of cannot be ranked by what the head
+learnt: its test AUC is reported as NaN with a warning naming it, and left out of the mean and of every
+bootstrap resample (the :class:`~monai_ilm.evaluation.training.FitResult` of the training counts the labels).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,7 +30,7 @@ from torch import nn
 from monai_ilm.evaluation.features import _default_device, batch_ids
 from monai_ilm.evaluation.intervals import METHODS as CI_METHODS
 from monai_ilm.evaluation.intervals import BootstrapCI, bootstrap_ci
-from monai_ilm.evaluation.tasks import DownstreamTask, get_task
+from monai_ilm.evaluation.tasks import DownstreamTask, class_label, get_task
 from monai_ilm.evaluation.training import FitResult, fit_downstream
 
 __all__ = ["DownstreamResult", "Predictions", "evaluate_downstream", "predict", "run_downstream", "score_predictions"]
@@ -113,10 +118,10 @@ class DownstreamResult:
         task: task preset name.
         metric: results-table metric name (``mean_auc``, ``auc``, ``f1_macro``).
         multilabel: whether the outputs are per-finding sigmoids.
-        value: the metric on the full test set, or with ``ci_method="standard_error"`` the bootstrap mean (the
-            interval's centre; the full-set metric is then ``ci.full_value``).
+        value: the metric on the full test set (for every ``ci_method``).
         ci: the bootstrap interval (:class:`~monai_ilm.evaluation.BootstrapCI`), or None if not computed.
-        per_class: per-class metric (NIH: AUC per finding, NaN where undefined), or None.
+        per_class: per-class metric (NIH: AUC per finding, NaN where undefined on the test set or where the
+            training labels had no positive or no negative example), or None.
         logits: raw test outputs ``(n, n_outputs)``.
         probabilities: sigmoid / softmax of ``logits``.
         labels: test labels, ``(n,)`` class indices or ``(n, n_classes)`` multi-hot.
@@ -164,9 +169,12 @@ def score_predictions(
     ``ci_method="percentile"`` (default) is a real 95 % interval; ``"standard_error"`` is the paper's
     ``mean +/- 1.96 sd / sqrt(B)`` (docs/method.md §7.2; the paper used ``n_resamples=500``), pooling the
     per-finding AUCs for the multi-label task as the reference did. The reported ``value`` is the full-test-set
-    metric with ``"percentile"`` (or without an interval) and the bootstrap mean, the centre of the interval,
-    with ``"standard_error"`` (the paper's convention); ``ci.full_value`` keeps the full-set metric and
-    ``ci.replicates`` the score of every resample, for paired comparisons across methods.
+    metric for every ``ci_method`` (``"standard_error"`` centres the paper's half-width on it; the paper's printed
+    bootstrap mean is ``ci.bootstrap_mean``), and ``ci.replicates`` the score of every resample, for paired
+    comparisons across methods.
+
+    With ``fit``, the classes it found untrained (:attr:`~monai_ilm.evaluation.training.FitResult.untrained_classes`)
+    are named in a warning; for a per-class metric they are NaN and left out of the mean and of the interval.
 
     Args:
         predictions: logits and labels (e.g. from :func:`predict`).
@@ -175,14 +183,14 @@ def score_predictions(
         ci_method: ``"percentile"`` or ``"standard_error"``.
         confidence: confidence level.
         seed: seed of the bootstrap resamples.
-        fit: model-selection information to attach to the result.
+        fit: model-selection information to attach to the result (and its training label counts).
 
     Returns:
         A :class:`DownstreamResult`.
 
     Raises:
-        ValueError: if the predictions have no labels, for an unknown ``ci_method``, or if the metric is
-            undefined on the test set.
+        ValueError: if the predictions have no labels, for an unknown ``ci_method``, if the metric is
+            undefined on the test set, or if no finding had both positive and negative training examples.
     """
     task = get_task(task)
     if predictions.labels is None:
@@ -190,7 +198,8 @@ def score_predictions(
     if ci_method not in CI_METHODS:
         raise ValueError(f"ci_method: expected one of {CI_METHODS}, got {ci_method!r}.")
     labels, logits = task.targets(predictions.labels), predictions.logits
-    full = task.test_metric(labels, logits)
+    metric = _trained_only(task, fit, logits.shape[1])
+    full = metric(labels, logits)
     per_class = np.asarray(full, dtype=np.float64) if task.per_class else None
     value = float(np.nanmean(per_class)) if per_class is not None else float(full)
     ci = None
@@ -198,7 +207,7 @@ def score_predictions(
         with warnings.catch_warnings():  # the metric's warnings on the full test set were given just above
             warnings.simplefilter("ignore")
             ci = bootstrap_ci(
-                task.test_metric,
+                metric,
                 labels,
                 logits,
                 n_resamples=n_resamples,
@@ -207,7 +216,7 @@ def score_predictions(
                 method=ci_method,
                 per_class=task.per_class,
             )
-        value = ci.value  # the bootstrap mean for "standard_error", so the value lies in its interval
+        value = ci.value  # the full-set metric, the centre of a "standard_error" interval
     return DownstreamResult(
         task=task.name,
         metric=task.metric,
@@ -221,6 +230,43 @@ def score_predictions(
         ids=predictions.ids,
         fit=fit,
     )
+
+
+def _trained_only(task: DownstreamTask, fit: FitResult | None, n_outputs: int) -> Callable[..., Any]:
+    """The task's test metric, with the classes ``fit`` found untrained set to NaN (per-class metrics), warned of."""
+    untrained = () if fit is None else fit.untrained_classes
+    if not untrained:
+        return task.test_metric
+    counts = fit.train_label_counts
+    if task.per_class:
+        reasons = [
+            f"{class_label(c, n_outputs)} (no {'positive' if counts[c] == 0 else 'negative'} training label)"
+            for c in untrained
+        ]
+        if len(untrained) == n_outputs:
+            raise ValueError(
+                f"train_loader: expected a finding with both positive and negative training labels, got none "
+                f"({', '.join(reasons)}): the head learnt nothing to test."
+            )
+        warnings.warn(
+            f"train_loader: no {task.metric} for finding(s) {', '.join(reasons)}; reported as NaN and left out of "
+            f"the mean and its interval, which are over the {n_outputs - len(untrained)} other findings.",
+            stacklevel=3,
+        )
+        return partial(_without_classes, task.test_metric, untrained)
+    names = ", ".join(str(c) for c in untrained)
+    warnings.warn(
+        f"train_loader: no training example of class(es) {names}; the {task.metric} is that of a head that never "
+        "saw them.",
+        stacklevel=3,
+    )
+    return task.test_metric
+
+
+def _without_classes(metric: Callable[..., Any], classes: Sequence[int], y_true: Any, logits: Any) -> np.ndarray:
+    out = np.array(metric(y_true, logits), dtype=np.float64)
+    out[list(classes)] = np.nan
+    return out
 
 
 def evaluate_downstream(

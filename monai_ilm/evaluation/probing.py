@@ -10,12 +10,14 @@ of the image: they are extracted **once** per split for all four blocks
 (:func:`~monai_ilm.evaluation.features.extract_stage_features`) and the four heads are trained on the cached
 vectors. Without train-time augmentation this is exactly the end-to-end probe, at a tiny fraction of the cost
 (a random augmentation in the training transform would be drawn once instead of once per epoch). Each head
-is an ``nn.Linear`` trained by :func:`~monai_ilm.evaluation.training.fit_downstream` (MONAI
-``SupervisedTrainer``, mini-batch Adam, the task loss) with per-epoch validation and best-epoch selection, then
-tested with a bootstrap interval. That mirrors the reference probe (Adam 1e-3 on a ``Linear``, batch 16,
-checkpoints chosen on the validation metric, docs/method.md §7.4) and shares one code path with linear
-evaluation; the evaluation cell (``EvaluationRun``, protocol ``probe``) trains it with the same learning rate,
-batch size and epochs as the ``linear`` protocol.
+is a :class:`~monai_ilm.evaluation.classifier.LinearHead` (the training features standardised with their own
+frozen mean and standard deviation, zero weights and the prevalence bias to start, docs/method.md D22) trained
+by :func:`~monai_ilm.evaluation.training.fit_downstream` (MONAI ``SupervisedTrainer``, mini-batch Adam, the task
+loss) with per-epoch validation and best-epoch selection, then tested with a bootstrap interval. That mirrors
+the reference probe (Adam 1e-3 on a ``Linear``, batch 16, checkpoints chosen on the validation metric,
+docs/method.md §7.4; ``standardize=False, head_init="default"`` is its raw ``Linear``) and shares one code path
+with linear evaluation; the evaluation cell (``EvaluationRun``, protocol ``probe``) trains it with the same
+learning rate, batch size, epochs and head settings as the ``linear`` protocol.
 
 Block 4 and the linear evaluation. The paper prints the same number for both (its probe trained on augmented
 images, like its linear evaluation). Here the block-4 probe differs from the ``linear`` protocol in two ways:
@@ -38,8 +40,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from monai_ilm.evaluation.classifier import LinearHead
 from monai_ilm.evaluation.features import StageFeatures, extract_stage_features
 from monai_ilm.evaluation.prediction import DownstreamResult, evaluate_downstream
 from monai_ilm.evaluation.rows import downstream_rows
@@ -134,7 +136,8 @@ def probe_features(
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     batch_size: int = 16,
-    standardize: bool = False,
+    standardize: bool = True,
+    head_init: str = "prior",
     device: str | torch.device | None = None,
     seed: int = 0,
     select: str = "best",
@@ -157,8 +160,10 @@ def probe_features(
         weight_decay: Adam weight decay.
         batch_size: mini-batch size of the head's training (the cell passes ``evaluation_batch_size``; 16 is
             the reference probe's); the validation and test features are scored in batches of the same size.
-        standardize: z-score each feature with the training mean/std first (off in the reference; it can help
-            Adam when blocks differ widely in scale and does not change what a linear probe can express).
+        standardize: z-score each feature with the training mean and standard deviation, kept in the head
+            (off in the reference; it does not change what a linear probe can express, but without it Adam on
+            large non-negative pooled features first learns a direction that scores below chance, D22).
+        head_init: ``"prior"`` (zero weights, the training prevalence as bias) or ``"default"`` (PyTorch's).
         device: where to train (default: CUDA if available).
         seed: seeds each head's initialisation, the batch order and the bootstrap.
         select: ``"best"`` validation epoch (default) or ``"last"``.
@@ -178,14 +183,8 @@ def probe_features(
     results: dict[int, DownstreamResult] = {}
     for block in blocks:
         x_train, x_val, x_test = train.block(block), val.block(block), test.block(block)
-        if standardize:
-            # as sklearn's StandardScaler, written out: its float64 accumulation and near-zero threshold would
-            # change the probes' numbers
-            mean, std = x_train.mean(axis=0), x_train.std(axis=0)
-            std = np.where(std > 0, std, 1.0)
-            x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
         torch.manual_seed(seed)
-        head = nn.Linear(x_train.shape[1], outputs)
+        head = LinearHead(x_train.shape[1], outputs, standardize=standardize, init=head_init)
         fit = fit_downstream(
             head,
             FeatureBatches(x_train, y_train, batch_size, shuffle=True, seed=seed),

@@ -20,7 +20,6 @@ same labelled subset, the same test rows in the same order, and no model is trai
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -37,6 +36,7 @@ from monai_ilm.data import load_datalist
 from monai_ilm.data.integrity import check_datalists
 from monai_ilm.datasets import DATASETS
 from monai_ilm.evaluation.cell_identity import (
+    PROTOCOL_SPLITS,
     cell_inputs,
     cell_settings,
     evaluation_run_id,
@@ -46,7 +46,12 @@ from monai_ilm.evaluation.cell_identity import (
 )
 from monai_ilm.evaluation.classifier import downstream_network
 from monai_ilm.evaluation.feature_reuse import feature_reuse, feature_reuse_from_features, feature_reuse_rows
-from monai_ilm.evaluation.features import _default_device, extract_stage_features, load_pretrained_encoder
+from monai_ilm.evaluation.features import (
+    _default_device,
+    extract_stage_features,
+    ids_digest,
+    load_pretrained_encoder,
+)
 from monai_ilm.evaluation.ks import ks_distance, ks_rows
 from monai_ilm.evaluation.prediction import DownstreamResult, run_downstream
 from monai_ilm.evaluation.probing import probe_features, probe_rows
@@ -64,14 +69,7 @@ logger = logging.getLogger("monai_ilm.evaluation")
 EVALUATION_PROTOCOLS = PROTOCOLS  # owned by the results table: monai_ilm.results.schema
 # data set -> (task preset of monai_ilm.evaluation.tasks, number of outputs)
 DATASET_TASKS = {d.name: (d.task, d.num_classes) for d in DATASETS.values() if d.task is not None}
-# the splits each protocol reads images from ("ks" reads only what finetune saved)
-_PROTOCOL_SPLITS = {
-    "linear": ("train", "val", "test"),
-    "finetune": ("train", "val", "test"),
-    "probe": ("train", "val", "test"),
-    "feature_reuse": ("test",),
-    "ks": (),
-}
+_PROTOCOL_SPLITS = PROTOCOL_SPLITS  # the splits each protocol reads images from (owned by cell_identity)
 # data sets whose per-class metric gets a row per class, with the class names
 DATASET_CLASS_NAMES = {d.name: d.classes for d in DATASETS.values() if d.class_names is not None}
 
@@ -102,9 +100,13 @@ class EvaluationRun:
         datalist_options: reader options for every :func:`~monai_ilm.data.load_datalist` call of the cell
             (the bundles pass ``@datalist_options``, the options of pretraining, so both read the same
             splits); None uses the readers' defaults.
+        standardize_features: the linear head of ``linear``, ``finetune`` and ``probe`` standardises the
+            pooled features with frozen training statistics and starts at the training prevalence (default);
+            false gives the reference's raw ``nn.Linear`` with PyTorch's initialisation (docs/method.md D22).
 
     Raises:
-        ValueError: for an unknown protocol or data set, or a label fraction outside (0, 1].
+        ValueError: for an unknown protocol or data set, a label fraction outside (0, 1], or a
+            ``standardize_features`` that is not a boolean.
         FileNotFoundError: when a checkpoint or a finetune output the protocol needs is missing.
     """
 
@@ -129,6 +131,7 @@ class EvaluationRun:
     device: Any = None
     amp: bool = False
     datalist_options: dict | None = None
+    standardize_features: bool = True
 
     def __post_init__(self) -> None:
         if self.protocol not in EVALUATION_PROTOCOLS:
@@ -137,6 +140,8 @@ class EvaluationRun:
             raise ValueError(f"dataset_name: expected one of {list(DATASET_TASKS)}, got {self.dataset_name!r}.")
         if not 0.0 < float(self.label_fraction) <= 1.0:
             raise ValueError(f"label_fraction: expected a value in (0, 1], got {self.label_fraction}.")
+        if not isinstance(self.standardize_features, bool):
+            raise ValueError(f"standardize_features: expected true or false, got {self.standardize_features!r}.")
         if self.pretrained_checkpoint is not None and not Path(self.pretrained_checkpoint).is_file():
             raise FileNotFoundError(
                 f"pretrained_checkpoint: {self.pretrained_checkpoint} does not exist; pretrain '{self.method}' first."
@@ -275,8 +280,15 @@ class EvaluationRun:
         for block, result in self._scored.items():
             if result.ci is not None and getattr(result.ci, "replicates", None) is not None:
                 out[replicate_key(result.metric, block)] = result.ci.replicates
-                out["test_ids_sha256"] = hashlib.sha256("\n".join(map(str, result.ids)).encode()).hexdigest()
+                out["test_ids_sha256"] = ids_digest(result.ids)  # None (left out) without ids from the data
         return out
+
+    def _head(self) -> dict[str, Any]:
+        """The linear head's settings: standardised with the prevalence start, or the reference's raw head."""
+        return {
+            "standardize": self.standardize_features,
+            "head_init": "prior" if self.standardize_features else "default",
+        }
 
     def _columns(self) -> dict[str, Any]:
         return {"dataset": self.dataset_name, "method": self.method, "seed": self.seed, "run_id": self.run_id}
@@ -289,6 +301,8 @@ class EvaluationRun:
             encoder_name=self.backbone,
             in_channels=self.channels,
             seed=self.seed,
+            standardize_features=self._head()["standardize"],
+            head_init=self._head()["head_init"],
         )
         cell = self.cell_dir()
         result = run_downstream(
@@ -354,6 +368,7 @@ class EvaluationRun:
             batch_size=self.batch_size,
             n_resamples=self.n_resamples,
             ci_method=self.ci_method,
+            **self._head(),
         )
         self._scored.update(results)
         write_embeddings(

@@ -32,11 +32,16 @@ from torch import nn
 from monai_ilm.data.nih import NIH_FINDINGS
 from monai_ilm.evaluation.metrics import binary_auc, f1, mean_auc
 
-__all__ = ["PAPER_TASKS", "TASKS", "DownstreamTask", "get_task"]
+__all__ = ["PAPER_TASKS", "TASKS", "DownstreamTask", "class_label", "get_task"]
 
 
 def _finding_names(logits: np.ndarray) -> Sequence[str] | None:
     return NIH_FINDINGS if logits.ndim == 2 and logits.shape[1] == len(NIH_FINDINGS) else None
+
+
+def class_label(c: int, n_outputs: int) -> str:
+    """How messages name output ``c`` of ``n_outputs``: the NIH finding's name for 14 outputs, else its column."""
+    return repr(NIH_FINDINGS[c]) + f" (column {c})" if n_outputs == len(NIH_FINDINGS) else f"column {c}"
 
 
 def _mean_auc(y_true: np.ndarray, logits: np.ndarray) -> float:

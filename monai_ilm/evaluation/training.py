@@ -5,10 +5,17 @@ lr 1e-3 as in the reference) and a ``SupervisedEvaluator`` that scores the valid
 with the task metric (:func:`task_metric`). The weights of the best validation epoch are kept
 (:class:`~monai_ilm.handlers.BestWeights`) and, with ``select="best"``, loaded back at the end, so it is
 **these** weights that are tested (fix of D3, docs/method.md §9; ``select="last"`` reproduces the reference).
+
+A network with a ``prepare_head(loader, task, device)`` method (:class:`~monai_ilm.evaluation.classifier.LinearHead`,
+:class:`~monai_ilm.evaluation.DownstreamClassifier`) gets it called once before the first epoch, so its head
+standardises with the training statistics and starts at the training prevalence. The training labels are
+counted as they pass, so a finding the head never saw a positive (or a negative) example of is known to the
+test (:attr:`FitResult.untrained_classes`).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import warnings
@@ -17,8 +24,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from ignite.metrics import EpochMetric
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import CheckpointSaver, StatsHandler, ValidationHandler
@@ -78,6 +86,10 @@ class FitResult:
         best_metric: that metric, or None.
         selected_epoch: the epoch whose weights the network holds after fitting.
         select: ``"best"`` or ``"last"``.
+        train_samples: training samples seen over all epochs (each sample once per epoch).
+        train_label_counts: over the same passes, the positives of each finding (multi-label) or the samples of
+            each class (single-label); None when the training batches had no labels to count.
+        multilabel: whether the counts are per finding (multi-label) or per class.
     """
 
     metric_name: str
@@ -86,6 +98,43 @@ class FitResult:
     best_metric: float | None
     selected_epoch: int
     select: str
+    train_samples: int = 0
+    train_label_counts: np.ndarray | None = None
+    multilabel: bool = False
+
+    @property
+    def untrained_classes(self) -> tuple[int, ...]:
+        """Findings without a positive or without a negative training example (multi-label), or classes without
+        a training example (single-label): the head could not learn to rank them."""
+        if self.train_label_counts is None:
+            return ()
+        counts = self.train_label_counts
+        missing = (counts == 0) | (counts == self.train_samples) if self.multilabel else counts == 0
+        return tuple(int(c) for c in np.flatnonzero(missing))
+
+
+class _LabelCounts:
+    """Ignite handler counting the training labels of a non-decollated trainer, batch by batch."""
+
+    def __init__(self, multilabel: bool) -> None:
+        self.multilabel = multilabel
+        self.samples = 0
+        self.counts: np.ndarray | None = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        pred, label = engine.state.output[Keys.PRED], engine.state.output.get(Keys.LABEL)
+        if label is None:
+            return
+        label = label.detach().cpu().double().reshape(pred.shape[0], -1)
+        if self.multilabel:
+            counts = label.sum(dim=0).numpy()
+        else:
+            counts = np.bincount(label[:, 0].long().numpy(), minlength=pred.shape[1]).astype(np.float64)
+        self.counts = counts if self.counts is None else self.counts + counts
+        self.samples += int(pred.shape[0])
 
 
 def _every(engine: Engine, event: int, interval: int) -> bool:
@@ -132,7 +181,10 @@ def fit_downstream(
     state dict; its encoder reloads with ``load_pretrained_encoder(path, encoder, prefix="encoder.")``).
 
     The optimiser defaults to Adam(lr=1e-3) over the trainable parameters, as in the reference (for a frozen
-    encoder that is the head only). Progress goes to MONAI ``StatsHandler`` on the ``log_name`` logger: the
+    encoder that is the head only). A network with a ``prepare_head`` method whose head still ``needs_data``
+    gets one pass over ``train_loader`` first (:meth:`~monai_ilm.evaluation.DownstreamClassifier.prepare_head`:
+    standardisation statistics and the prevalence start); the seed is set after that pass, which draws its own
+    training augmentations. Progress goes to MONAI ``StatsHandler`` on the ``log_name`` logger: the
     validation metric every epoch, the training loss every ``log_interval`` iterations (0 = never).
 
     Args:
@@ -166,15 +218,22 @@ def fit_downstream(
         raise ValueError(f"select: expected one of {SELECTIONS}, got {select!r}.")
     if max_epochs < 1:
         raise ValueError(f"max_epochs: expected at least one epoch, got {max_epochs}.")
-    if seed is not None:
-        set_determinism(seed=seed)
     dev = _default_device(device)
     network.to(dev)
-    optimizer = optimizer or torch.optim.Adam(_trainable(network), lr=lr, weight_decay=weight_decay)
+    params = _trainable(network)
+    head = getattr(network, "head", network)
+    if callable(getattr(network, "prepare_head", None)) and getattr(head, "needs_data", False):
+        # one epoch's worth: a loader without a length (epoch_length given) may never end
+        batches = train_loader if epoch_length is None else itertools.islice(train_loader, epoch_length)
+        network.prepare_head(batches, task, dev)
+    if seed is not None:
+        set_determinism(seed=seed)
+    optimizer = optimizer or torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     metric_name = f"val_{task.metric}"
     best = BestWeights(network, metric_name)
     handlers_val: list[Any] = [best, *(val_handlers or [])]
-    handlers_train: list[Any] = list(train_handlers or [])
+    counts = _LabelCounts(task.multilabel)
+    handlers_train: list[Any] = [counts, *(train_handlers or [])]
     if ckpt_dir is not None:
         handlers_val.append(
             CheckpointSaver(
@@ -223,4 +282,14 @@ def fit_downstream(
     if select == "best":
         best.restore()
         selected = int(best.best_epoch)  # restore() raised if there was none
-    return FitResult(metric_name, best.history, best.best_epoch, best.best_metric, selected, select)
+    return FitResult(
+        metric_name,
+        best.history,
+        best.best_epoch,
+        best.best_metric,
+        selected,
+        select,
+        train_samples=counts.samples,
+        train_label_counts=counts.counts,
+        multilabel=task.multilabel,
+    )

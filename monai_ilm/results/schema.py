@@ -77,7 +77,14 @@ SCHEMA: tuple[Column, ...] = (
     Column("n", "int", False, "number of test samples the value was computed on"),
     Column("run_id", "str", False, "identifier of the run; also the results file name"),
     Column("checkpoint", "str", False, "checkpoint evaluated (path or name; may be empty)", allow_empty=True),
-    Column("config_hash", "str", False, "hash of the run configuration (may be empty)", allow_empty=True),
+    Column(
+        "config_hash",
+        "str",
+        False,
+        "run rows: hash of the run configuration (the cell's fingerprint); seed_mean and paired_difference rows: "
+        "the stamp of the runs they combine (monai_ilm.results.summaries.runs_stamp); may be empty",
+        allow_empty=True,
+    ),
     Column("timestamp", "timestamp", False, "ISO-8601 time the row was produced, e.g. 2025-01-31T12:00:00+00:00"),
     Column("kind", "str", False, f"what the row is, one of {ROW_KINDS}", default="run"),
     Column("baseline", "str", False, "for paired_difference rows: the method subtracted", allow_empty=True, default=""),

@@ -15,9 +15,20 @@ replicates over the test set) and reduces to that run's own interval for a singl
   under-states the seed spread (by a factor ``(S - 1) / S`` in variance), so read 2-3 seed intervals as
   optimistic; one seed gives exactly the run's own interval.
 * **paired differences**: each run's test replicates come from ``resample_indices(n, B, seed)``, so two
-  methods evaluated with the same seed on the same test rows (checked through the hash of the test ids)
-  share every resample. ``method - baseline`` per replicate is then a paired bootstrap of the difference
-  (both models see the same resampled test set), and the same two-stage scheme combines seeds.
+  methods evaluated with the same seed on the same test rows share every resample. ``method - baseline`` per
+  replicate is then a paired bootstrap of the difference (both models see the same resampled test set), and
+  the same two-stage scheme combines seeds. Only test sets **proven** identical are paired: both runs store the
+  same digest of their ordered test ids from the data (:func:`monai_ilm.evaluation.features.ids_digest`; loader
+  positions give none). Otherwise no difference row is written, and a warning names both runs.
+
+Runs with ``ci_method="standard_error"`` (the paper's ``z sd / sqrt(B)`` around the full-set value) get the same
+method at every number of seeds: :func:`~monai_ilm.evaluation.intervals.seed_mean_standard_error_interval`
+combines the seeds' values and standard errors (across-seed plus within-seed variance; one seed gives its run's
+interval), and a paired difference uses the standard error ``sd / sqrt(B)`` of its paired replicates. A cell whose
+seeds mix interval methods gets no interval, with a warning.
+
+Each summary row stores in ``config_hash`` the :func:`~monai_ilm.results.summaries.runs_stamp` of the runs it
+combines, so the tables can tell a stale summary (a seed re-run since) from a fresh one.
 
 :func:`summarize` writes these rows to ``<results>/summary-<dataset>.csv`` (``kind`` ``"seed_mean"`` and
 ``"paired_difference"``); the table builders read them and never show one seed as if it were the mean.
@@ -33,10 +44,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monai_ilm.evaluation.intervals import percentile_interval
+from monai_ilm.evaluation.intervals import PAPER_Z, percentile_interval, seed_mean_standard_error_interval
 from monai_ilm.results.rows import make_row, seeds_text, utc_now
 from monai_ilm.results.schema import PERFORMANCE_PROTOCOLS
-from monai_ilm.results.store import read_replicates, read_results, replicate_key, write_results
+from monai_ilm.results.store import read_replicates, read_results, read_run_metadata, replicate_key, write_results
+from monai_ilm.results.summaries import CELL_KEYS, runs_stamp
 from monai_ilm.results.tables import newest_rows
 
 __all__ = ["BASELINES", "CELL_KEYS", "SUMMARY_PREFIX", "two_stage_interval", "summary_rows", "summarize"]
@@ -45,9 +57,9 @@ logger = logging.getLogger("monai_ilm.results")
 
 BASELINES = ("moco", "supervised")
 """Methods every other method is compared with (paired differences)."""
-CELL_KEYS = ["dataset", "method", "protocol", "label_fraction", "block", "metric"]
 SUMMARY_PREFIX = "summary-"
 _COMPARED_PROTOCOLS = PERFORMANCE_PROTOCOLS
+_RUN_Z = PAPER_Z  # every run's interval is at 95 % (the protocols have no confidence setting): se = half-width / z
 
 
 def two_stage_interval(
@@ -95,6 +107,7 @@ class _Replicates:
     def __init__(self, results_dir: Path) -> None:
         self.results_dir = results_dir
         self._cache: dict[str, dict[str, np.ndarray]] = {}
+        self._methods: dict[str, str] = {}
 
     def runs(self, run_id: str) -> dict[str, np.ndarray]:
         if run_id not in self._cache:
@@ -110,7 +123,19 @@ class _Replicates:
 
     def test_ids(self, row: Mapping) -> str | None:
         ids = self.runs(row["run_id"]).get("test_ids_sha256")
-        return None if ids is None else str(ids)
+        return None if ids is None or not str(ids) else str(ids)
+
+    def ci_method(self, row: Mapping) -> str:
+        """The run's ``ci_method`` setting (its sidecar); ``"percentile"`` when it has none."""
+        run_id = row["run_id"]
+        if run_id not in self._methods:
+            try:
+                settings = read_run_metadata(self.results_dir, run_id).get("settings", {})
+            except ValueError as err:
+                logger.warning("%s; its interval method is taken as percentile", err)
+                settings = {}
+            self._methods[run_id] = str((settings if isinstance(settings, dict) else {}).get("ci_method", "percentile"))
+        return self._methods[run_id]
 
 
 def _combined(
@@ -125,9 +150,60 @@ def _combined(
     return float(np.mean(values)), low, high
 
 
+def _standard_error_combined(
+    values: list[float], standard_errors: list[float | None], confidence: float
+) -> tuple[float, float | None, float | None]:
+    """Mean over seeds with the ``"standard_error"`` interval of the mean (none if a seed has no standard error)."""
+    if any(se is None or not np.isfinite(se) for se in standard_errors):
+        return float(np.mean(values)), None, None
+    mean, low, high = seed_mean_standard_error_interval(values, standard_errors, confidence)
+    return mean, low, high
+
+
+def _run_standard_error(record: Mapping) -> float | None:
+    """A ``"standard_error"`` run's standard error: its interval's half-width over z (None without an interval)."""
+    if pd.isna(record["ci_low"]) or pd.isna(record["ci_high"]):
+        return None
+    return (float(record["ci_high"]) - float(record["ci_low"])) / (2.0 * _RUN_Z)
+
+
+def _paired_standard_error(paired: np.ndarray | None) -> float | None:
+    """The paper's standard error ``sd / sqrt(B)`` (ddof 0) of the paired replicate differences."""
+    if paired is None:
+        return None
+    finite = paired[np.isfinite(paired)]
+    return float(finite.std() / np.sqrt(finite.size)) if finite.size >= 2 else None
+
+
+def _one_method(records: list[Mapping], store: _Replicates, what: str) -> str | None:
+    """The interval method all ``records`` were computed with, or None (with a warning) when they mix."""
+    methods = {store.ci_method(r) for r in records}
+    if len(methods) == 1:
+        return methods.pop()
+    logger.warning(
+        "%s: expected one ci_method for runs %s, got %s; no interval",
+        what,
+        ", ".join(str(r["run_id"]) for r in records),
+        sorted(methods),
+    )
+    return None
+
+
 def _row_fields(first: Mapping, **fields) -> dict:
     keys = {k: (None if pd.isna(first[k]) else first[k]) for k in CELL_KEYS}
     return {**keys, **fields}
+
+
+def _seed_mean(records: list[dict], store: _Replicates, confidence: float, seed: int) -> tuple:
+    """Value and interval of one cell's mean over seeds, by its runs' interval method."""
+    values = [r["value"] for r in records]
+    method = _one_method(records, store, f"cell {[records[0][k] for k in CELL_KEYS]}")
+    if method is None:
+        return float(np.mean(values)), None, None
+    if method == "standard_error":
+        return _standard_error_combined(values, [_run_standard_error(r) for r in records], confidence)
+    first = records[0]
+    return _combined(values, [store.of(r) for r in records], (first["ci_low"], first["ci_high"]), confidence, seed)
 
 
 def summary_rows(
@@ -142,7 +218,7 @@ def summary_rows(
         seed: seed of the two-stage bootstrap.
 
     Returns:
-        Row dicts (``run_id`` ``summary-<dataset>``).
+        Row dicts (``run_id`` ``summary-<dataset>``; ``config_hash`` the stamp of the runs each combines).
     """
     runs = _latest_runs(results)
     store = _Replicates(Path(results_dir))
@@ -151,13 +227,7 @@ def summary_rows(
     for _, cell in runs.groupby(CELL_KEYS, dropna=False, sort=False):
         records = cell.sort_values("seed").to_dict("records")
         first = records[0]
-        value, low, high = _combined(
-            [r["value"] for r in records],
-            [store.of(r) for r in records],
-            (first["ci_low"], first["ci_high"]),
-            confidence,
-            seed,
-        )
+        value, low, high = _seed_mean(records, store, confidence, seed)
         rows.append(
             make_row(
                 **_row_fields(first),
@@ -167,6 +237,7 @@ def summary_rows(
                 ci_high=high,
                 n=int(min(r["n"] for r in records)),
                 run_id=f"{SUMMARY_PREFIX}{first['dataset']}",
+                config_hash=runs_stamp(cell),
                 kind="seed_mean",
                 seeds=seeds_text([r["seed"] for r in records]),
                 timestamp=stamp,
@@ -194,6 +265,17 @@ def _difference_rows(runs: pd.DataFrame, store: _Replicates, confidence: float, 
     return rows
 
 
+def _unproven(pairs: list[tuple[dict, dict]], store: _Replicates) -> list[str]:
+    """The run pairs whose test sets nothing proves identical (no or different test-id digests)."""
+    out = []
+    for a, b in pairs:
+        ids_a, ids_b = store.test_ids(a), store.test_ids(b)
+        if ids_a is None or ids_a != ids_b:
+            reason = "no test ids from the data" if ids_a is None or ids_b is None else "different test ids"
+            out.append(f"{a['run_id']} and {b['run_id']} ({reason})")
+    return out
+
+
 def _difference(
     method_rows: pd.DataFrame,
     base_rows: pd.DataFrame,
@@ -202,20 +284,36 @@ def _difference(
     confidence: float,
     seed: int,
 ) -> dict | None:
-    """``method - baseline`` over the seeds both have, with a paired two-stage interval where replicates pair."""
+    """``method - baseline`` over the seeds both have, only where every pair of runs scored the same test rows."""
     seeds = sorted(set(method_rows.index) & set(base_rows.index))
     if not seeds:
         return None
-    values, paired = [], []
+    pairs = []
     for s in seeds:
         a, b = method_rows.loc[s].to_dict(), base_rows.loc[s].to_dict()
         a["seed"], b["seed"] = s, s
         a["run_id"], b["run_id"] = method_rows.loc[s, "run_id"], base_rows.loc[s, "run_id"]
-        values.append(a["value"] - b["value"])
+        pairs.append((a, b))
+    unproven = _unproven(pairs, store)
+    if unproven:
+        logger.warning(
+            "no paired difference %s - %s: the test sets of %s are not proven identical",
+            method_rows["method"].iloc[0],
+            baseline,
+            "; ".join(unproven),
+        )
+        return None
+    values = [a["value"] - b["value"] for a, b in pairs]
+    paired = []
+    for a, b in pairs:
         ra, rb = store.of(a), store.of(b)
-        same_rows = store.test_ids(a) is not None and store.test_ids(a) == store.test_ids(b)
-        paired.append(ra - rb if same_rows and ra is not None and rb is not None and ra.shape == rb.shape else None)
-    if len(seeds) == 1 and paired[0] is not None and np.isfinite(paired[0]).sum() >= 2:
+        paired.append(ra - rb if ra is not None and rb is not None and ra.shape == rb.shape else None)
+    method = _one_method([r for pair in pairs for r in pair], store, f"difference to {baseline}")
+    if method is None:
+        value, low, high = float(np.mean(values)), None, None
+    elif method == "standard_error":
+        value, low, high = _standard_error_combined(values, [_paired_standard_error(d) for d in paired], confidence)
+    elif len(seeds) == 1 and paired[0] is not None and np.isfinite(paired[0]).sum() >= 2:
         low, high = percentile_interval(paired[0][np.isfinite(paired[0])], confidence)
         value = values[0]
     else:
@@ -223,6 +321,7 @@ def _difference(
     first = method_rows.loc[seeds[0]].to_dict()
     first["method"] = method_rows["method"].iloc[0]
     first["block"] = method_rows["block"].iloc[0]
+    both = pd.concat([method_rows.loc[seeds].reset_index(), base_rows.loc[seeds].reset_index()], ignore_index=True)
     return make_row(
         **_row_fields(first),
         seed=None,
@@ -231,6 +330,7 @@ def _difference(
         ci_high=high,
         n=int(min(method_rows.loc[seeds, "n"].min(), base_rows.loc[seeds, "n"].min())),
         run_id=f"{SUMMARY_PREFIX}{first['dataset']}",
+        config_hash=runs_stamp(both),
         kind="paired_difference",
         baseline=baseline,
         seeds=seeds_text(seeds),
@@ -254,7 +354,11 @@ def summarize(results_dir: str | os.PathLike, confidence: float = 0.95, seed: in
     frame = pd.DataFrame(rows)
     for _dataset, part in frame.groupby("dataset", sort=False) if len(frame) else []:
         metadata = {
-            "method": "two-stage bootstrap over seeds and test replicates; paired differences share the test resamples",
+            "method": (
+                "percentile runs: two-stage bootstrap over seeds and test replicates; standard_error runs: "
+                "mean +/- z sqrt(s^2/S + sum se_i^2/S^2); paired differences share the test resamples of test "
+                "sets proven identical"
+            ),
             "confidence": confidence,
             "seed": seed,
         }

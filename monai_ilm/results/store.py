@@ -48,6 +48,7 @@ __all__ = [
     "replicates_path",
     "write_json_atomic",
     "read_replicates",
+    "read_run_metadata",
     "replicate_key",
 ]
 
@@ -172,6 +173,8 @@ def replicate_key(metric: str, block: Any = None) -> str:
 def _replicates_bytes(replicates: Mapping[str, Any]) -> bytes:
     arrays = {}
     for key, values in replicates.items():
+        if values is None:  # e.g. no test-id digest: test rows without ids from the data prove nothing
+            continue
         arrays[key] = np.asarray(values, dtype=np.float64 if key != "test_ids_sha256" else str)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -183,7 +186,8 @@ def read_replicates(results_dir: str | os.PathLike, run_id: str) -> dict[str, np
 
     Keys are :func:`replicate_key` names, each a float array of per-resample scores in resample order (NaN
     where the metric was undefined), plus ``"test_ids_sha256"``: the hash of the test sample ids in order,
-    which two runs must share for their replicates to be paired.
+    which two runs must share for their replicates to be paired (absent when the test rows had no ids from the
+    data, see :func:`monai_ilm.evaluation.features.ids_digest`: such runs are never paired).
 
     Args:
         results_dir: the results directory.
@@ -203,6 +207,30 @@ def read_replicates(results_dir: str | os.PathLike, run_id: str) -> dict[str, np
             return {key: data[key] for key in data.files}
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: expected a replicates .npz file, got an unreadable file ({err}).") from err
+
+
+def read_run_metadata(results_dir: str | os.PathLike, run_id: str) -> dict[str, Any]:
+    """The metadata a run was written with (its sidecar's ``metadata``: settings, fingerprint, ...).
+
+    Args:
+        results_dir: the results directory.
+        run_id: the run.
+
+    Returns:
+        The metadata dict; ``{}`` when the run has no sidecar.
+
+    Raises:
+        ValueError: for an unreadable sidecar (named in the message).
+    """
+    path = results_path(results_dir, run_id)
+    try:
+        sidecar = _load_sidecar(path)
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"{path.with_suffix('.json')}: expected a JSON sidecar, got an unreadable file ({err})."
+        ) from err
+    metadata = (sidecar or {}).get("metadata", {})
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def write_results(

@@ -28,12 +28,13 @@ __all__ = [
     "fail",
     "is_int",
     "is_real",
+    "show",
 ]
 
 _MAX_SHOWN = 80
 
 
-def _show(value: object) -> str:
+def show(value: object) -> str:
     """``repr(value)``, shortened for the message."""
     try:
         text = repr(value)
@@ -44,7 +45,7 @@ def _show(value: object) -> str:
 
 def fail(key: str, expected: str, value: object) -> ValueError:
     """The error ``"<key>: expected <expected>, got <value>."`` (to raise)."""
-    return ValueError(f"{key}: expected {expected}, got {_show(value)}.")
+    return ValueError(f"{key}: expected {expected}, got {show(value)}.")
 
 
 def is_int(value: object) -> bool:

@@ -17,6 +17,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 from monai_ilm.data.nih import SPLIT_SOURCES as NIH_SPLITS
 from monai_ilm.datasets import DATASETS
@@ -89,7 +90,12 @@ class WorkflowSettings:
             train+val patients that form val, wherever a validation split is drawn.
         require_all_classes: true or false (raise, rather than warn, when a class misses a split).
         skip_unreadable: true or false (drop missing and unreadable images with a logged count, rather than stop).
+
+    Inside ``monai.bundle run``, each workflow's :meth:`check` first refuses a setting given to the run that
+    the workflow does not read (:meth:`check_used`).
     """
+
+    workflow_name: ClassVar[str] = "this workflow"
 
     seed: object = None
     dataset_name: object = None
@@ -119,6 +125,17 @@ class WorkflowSettings:
             value = getattr(self, name)
             if value is not None:
                 check(name, value)
+
+    def check_used(self) -> None:
+        """Refuse a setting given to the running bundle that this workflow does not read.
+
+        Raises:
+            ValueError: naming the setting, the workflow and where the setting is read
+                (see :func:`monai_ilm.settings.usage.check_given_settings_used`).
+        """
+        from monai_ilm.settings.usage import check_given_settings_used  # MONAI's bundle code, only when checked
+
+        check_given_settings_used(self.workflow_name)
 
     def check(self) -> WorkflowSettings:
         """Check every given setting; returns ``self``.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 from monai_ilm.methods import METHODS
 from monai_ilm.results.schema import PROTOCOLS
@@ -32,7 +33,7 @@ class EvaluationSettings(WorkflowSettings):
         evaluation_epochs, evaluation_batch_size, n_resamples: positive integers.
         evaluation_lr: > 0.
         ci_method: one of the interval methods; cka_kernel: one of the CKA kernels.
-        amp: true or false.
+        amp, standardize_features: true or false.
     """
 
     protocol: object = None
@@ -45,14 +46,19 @@ class EvaluationSettings(WorkflowSettings):
     ci_method: object = None
     cka_kernel: object = None
     amp: object = None
+    standardize_features: object = None
+
+    workflow_name: ClassVar[str] = "evaluation"
 
     def check(self) -> EvaluationSettings:
         """Check every given setting; returns ``self``.
 
         Raises:
-            ValueError: for the first bad setting, naming it and the allowed values.
+            ValueError: for a setting given to the run that evaluation does not read, or the first bad setting,
+                naming it and the allowed values.
             FileNotFoundError: when ``dataset_dir`` does not exist (naming it and the expected layout).
         """
+        self.check_used()
         from monai_ilm.evaluation import KERNELS
         from monai_ilm.evaluation.intervals import METHODS as CI_METHODS
 
@@ -68,6 +74,7 @@ class EvaluationSettings(WorkflowSettings):
                 "ci_method": partial(check_choice, allowed=CI_METHODS),
                 "cka_kernel": partial(check_choice, allowed=KERNELS),
                 "amp": check_bool,
+                "standardize_features": check_bool,
             }
         )
         super().check()
@@ -91,13 +98,17 @@ class InferenceSettings(WorkflowSettings):
     embedding_dim: object = None
     head: object = None
 
+    workflow_name: ClassVar[str] = "inference"
+
     def check(self) -> InferenceSettings:
         """Check every given setting; returns ``self``.
 
         Raises:
-            ValueError: for the first bad setting, naming it and the allowed values.
+            ValueError: for a setting given to the run that inference does not read, or the first bad setting,
+                naming it and the allowed values.
             FileNotFoundError: when ``dataset_dir`` does not exist (naming it and the expected layout).
         """
+        self.check_used()
         from monai_ilm.data.splits import SPLIT_NAMES
         from monai_ilm.networks.moco import HEADS
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 from monai_ilm.data.compact_cache import CACHE_MODES
 from monai_ilm.handlers.momentum_update import SCHEDULES
@@ -109,13 +110,17 @@ class PretrainingSettings(WorkflowSettings):
     collapse_rank: object = None
     collapse_patience: object = None
 
+    workflow_name: ClassVar[str] = "pretraining"
+
     def check(self) -> PretrainingSettings:
         """Check every given setting; returns ``self``.
 
         Raises:
-            ValueError: for the first bad setting, naming it and the allowed values.
+            ValueError: for a setting given to the run that pretraining does not read, or the first bad
+                setting, naming it and the allowed values.
             FileNotFoundError: when ``dataset_dir`` does not exist (naming it and the expected layout).
         """
+        self.check_used()
         if self.method is not None:
             check_choice("method", self.method, METHODS)
         if self.layers is not None:

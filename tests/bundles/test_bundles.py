@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +12,6 @@ import torch
 from monai.bundle import ConfigWorkflow
 from monai.bundle import run as bundle_run
 
-from monai_ilm.experiment import bundle_command
 from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR
 from tests.helpers import CollectLogs, error_chain
 
@@ -41,6 +36,7 @@ def run_pretrain(bundle: str, data: Path, output: Path, **overrides) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle", BUNDLES)
 @pytest.mark.parametrize("method", ["moco", "mse", "barlow"])
 def test_quick_pretraining_writes_checkpoints(bundle, method, bundle_data, tmp_path, request):
@@ -108,6 +104,7 @@ def test_training_loader_gives_new_augmentations_every_epoch(bundle, bundle_data
     assert not passes[0] & passes[1]
 
 
+@pytest.mark.slow
 def test_speed_options_run_and_log_every_log_interval(bundle_data, tmp_path):
     """bf16 autocast, channels_last, torch.compile (eager backend: no C++ compiler needed) and a logging interval."""
     bundle = "nih_chestxray_ilm"
@@ -141,6 +138,7 @@ def test_speed_options_run_and_log_every_log_interval(bundle_data, tmp_path):
     assert not any("_orig_mod" in key for key in final["network"])
 
 
+@pytest.mark.slow
 def test_compact_cache_on_disk_is_written_under_cache_dir_and_reused_by_a_later_run(bundle_data, tmp_path):
     """``cache: "disk"``: the first run fills one uint8 ``.npy`` under ``cache_dir``, a later run maps it as it is."""
     from monai_ilm.data import CompactCacheDataset
@@ -168,33 +166,7 @@ def test_compact_cache_on_disk_is_written_under_cache_dir_and_reused_by_a_later_
     assert len(list(cache_dir.iterdir())) == 2
 
 
-def test_killed_run_resumes_with_the_same_command(bundle_data, tmp_path):
-    bundle = BUNDLES_DIR / "nih_chestxray_ilm"
-    command = bundle_command(
-        bundle,
-        "pretrain.json",
-        {"dataset_dir": bundle_data["nih_chestxray_ilm"], "output_dir": tmp_path, "method": "mse", "max_epochs": 4},
-        extra_configs=["quick.json"],
-    )
-    models = tmp_path / "pretrain" / "mse_seed0" / "models"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 120
-    while not (models / "checkpoint_epoch=1.pt").exists():
-        assert process.poll() is None and time.monotonic() < deadline, "the first run ended before its first checkpoint"
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (models / "checkpoint_final.pt").exists()
-
-    resumed = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    log = resumed.stdout + resumed.stderr
-    assert resumed.returncode == 0, log
-    assert "Restored all variables from" in log
-    final = torch.load(models / "checkpoint_final.pt", map_location="cpu", weights_only=True)
-    trainer = final["trainer"]
-    assert trainer["max_epochs"] == 4 and trainer["iteration"] == 4 * trainer["epoch_length"]
-    assert "Epoch: 1/4" not in log  # the resumed run did not start over
+# a run killed with SIGKILL resumes with the same command: tests/reliability/test_bundle.py (one shared run)
 
 
 def test_wrong_dataset_dir_stops_with_a_clear_message(tmp_path):

@@ -24,7 +24,7 @@ from tests.helpers import error_chain
 
 BUNDLES = sorted(BUNDLE_DATA)
 DATASET = {"nih_chestxray_ilm": "nih", "breast_histopathology_ilm": "idc", "diabetic_retinopathy_ilm": "dr"}
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+ENV = {key: value for key, value in os.environ.items() if key != "MONAI_ILM_TRACEBACK"} | {"OMP_NUM_THREADS": "1"}
 
 
 def configs(bundle: str, *names: str) -> list[str]:
@@ -157,6 +157,7 @@ def test_failed_bundle_run_ends_with_the_root_cause(bundle, damage, bundle_data,
     assert result.returncode != 0
     line = last_line(result.stderr)
     assert line.startswith("monai-ilm: UnreadableImageError: ") and victim in line, result.stderr[-3000:]
+    assert len(stderr_lines(result.stderr)) <= 5, result.stderr[-3000:]  # not the traceback of every re-raise
 
 
 def test_failed_experiment_ends_with_the_root_cause(bundle_data, tmp_path):
@@ -184,3 +185,88 @@ def test_failed_experiment_ends_with_the_root_cause(bundle_data, tmp_path):
     assert result.returncode != 0
     line = last_line(result.stderr)
     assert line.startswith("monai-ilm: UnreadableImageError: ") and victim in line, result.stderr[-3000:]
+
+
+# ---------------------------------------------------------------------------------------------- unused settings
+def test_a_setting_pretraining_does_not_read_is_refused_before_caching(bundle_data, tmp_path):
+    """``label_fraction`` is read by evaluate.json only: pretraining refuses it rather than ignore it."""
+    bundle = "diabetic_retinopathy_ilm"
+    with pytest.raises(Exception) as error:
+        run_bundle(bundle, ("pretrain.json", "quick.json"), bundle_data[bundle], tmp_path, label_fraction=2)
+    chain = error_chain(error.value)
+    assert (
+        "label_fraction: expected a setting that pretraining reads (pretrain.json, quick.json), got 2, "
+        "which it would ignore (a setting of evaluate.json)." in chain
+    ), chain
+    assert not (tmp_path / "cache").exists() and not list(tmp_path.rglob("*.pt"))
+
+
+def test_a_misspelt_setting_is_refused_with_the_closest_names(bundle_data, tmp_path):
+    bundle = "nih_chestxray_ilm"
+    with pytest.raises(Exception) as error:
+        run_bundle(bundle, ("pretrain.json", "quick.json"), bundle_data[bundle], tmp_path, max_epoch=1)
+    chain = error_chain(error.value)
+    assert "max_epoch: expected a setting that pretraining reads (pretrain.json, quick.json), got 1" in chain, chain
+    assert "did you mean max_epochs" in chain, chain
+
+
+def test_evaluation_refuses_a_pretraining_setting_and_checks_its_own(bundle_data, tmp_path):
+    """Evaluation loads pretrain.json too, but does not run its trainer: ``max_epochs`` would change nothing."""
+    bundle = "breast_histopathology_ilm"
+    names = ("pretrain.json", "evaluate.json", "quick.json")
+    with pytest.raises(Exception) as error:
+        run_bundle(bundle, names, bundle_data[bundle], tmp_path, method="supervised", max_epochs=3)
+    chain = error_chain(error.value)
+    assert (
+        "max_epochs: expected a setting that evaluation reads (pretrain.json, evaluate.json, quick.json), got 3, "
+        "which it would ignore (nothing evaluation runs reads it)." in chain
+    ), chain
+    with pytest.raises(Exception) as error:
+        run_bundle(bundle, names, bundle_data[bundle], tmp_path, method="supervised", label_fraction=2)
+    assert "label_fraction: expected a finite number in (0, 1], got 2." in error_chain(error.value)
+    assert not list(tmp_path.rglob("*.pt"))
+
+
+# ---------------------------------------------------------------------------------------------- short failures
+def stderr_lines(text: str) -> list[str]:
+    """The lines a terminal shows (a progress bar redrawn with carriage returns is one line)."""
+    return [line for line in text.rstrip("\n").split("\n") if line.strip()]
+
+
+def missing_image(data: Path, target: Path) -> tuple[Path, str]:
+    shutil.copytree(data, target)
+    victim = load_datalist("dr", target, "train")[1]["image"]
+    Path(victim).unlink()
+    return target, victim
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["unused_setting", "bad_setting", "missing_dataset_dir", "missing_image"])
+def test_failed_bundle_command_shows_the_cause_in_a_few_lines(case, bundle_data, tmp_path):
+    """A failing ``python -m monai.bundle run``: <= 5 lines on stderr, the cause last, the traceback in a file."""
+    bundle, data = "diabetic_retinopathy_ilm", bundle_data["diabetic_retinopathy_ilm"]
+    overrides: dict = {"dataset_dir": data, "output_dir": tmp_path / "out"}
+    if case == "unused_setting":  # issue #22's example: pretraining would otherwise run and exit 0
+        overrides["label_fraction"] = 2
+        expected = "monai-ilm: ValueError: label_fraction: expected a setting that pretraining reads"
+    elif case == "bad_setting":
+        overrides["max_epochs"] = 0
+        expected = "monai-ilm: ValueError: max_epochs: expected an integer of at least 1, got 0."
+    elif case == "missing_dataset_dir":
+        overrides["dataset_dir"] = tmp_path / "missing"
+        expected = "monai-ilm: FileNotFoundError: dataset_dir: expected "
+    else:
+        overrides["dataset_dir"], victim = missing_image(data, tmp_path / "data")
+        expected = "monai-ilm: "
+    command = bundle_command(BUNDLES_DIR / bundle, "pretrain.json", overrides, extra_configs=["quick.json"])
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, check=False)
+    assert result.returncode != 0
+    lines = stderr_lines(result.stderr)
+    assert len(lines) <= 5 and lines[-1].startswith(expected), result.stderr[-3000:]
+    if case == "missing_image":
+        assert victim in lines[-1] and "skip_unreadable" in lines[-1], lines[-1]
+    where = lines[-2].split("full traceback in ")[1].split(" (")[0]
+    assert lines[-2] == f"monai-ilm: the run failed; full traceback in {where} (MONAI_ILM_TRACEBACK=1 prints it)"
+    assert "Traceback (most recent call last):" in Path(where).read_text(encoding="utf-8")
+    Path(where).unlink()
+    assert not (tmp_path / "out" / "cache").exists() and not list(tmp_path.rglob("*.pt"))

@@ -75,7 +75,14 @@ def test_official_schema_rejects_the_old_metadata_layout():
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_exported_bundle_layout_version_and_metadata(bundle, exported_bundles):
     exported = exported_bundles[bundle]
-    assert {p.name for p in exported.iterdir()} == {"configs", "docs", "models", "LICENSE", "large_files.yml"}
+    assert {p.name for p in exported.iterdir()} == {
+        "configs",
+        "docs",
+        "models",
+        "LICENSE",
+        "large_files.yml",
+        ".gitignore",
+    }
     for name in (
         "configs/inference.json",
         "configs/metadata.json",
@@ -96,7 +103,7 @@ def test_exported_bundle_layout_version_and_metadata(bundle, exported_bundles):
     for name in ("models/model.pt", "models/model.ts"):
         assert f'path: "{name}"' in listed and hashlib.md5((exported / name).read_bytes()).hexdigest() in listed
     inference = json.loads((exported / "configs" / "inference.json").read_text())
-    assert inference["ckpt_path"] == "$@bundle_root + '/models/model.pt'"
+    assert inference["network_def"]["f"] == "$os.path.join(@bundle_root, 'models', 'model.ts')"
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
@@ -105,7 +112,9 @@ def test_exported_bundle_net_in_out_and_torchscript_script_and_trace(
 ):
     exported = exported_bundles[bundle]
     meta, config = str(exported / "configs" / "metadata.json"), str(exported / "configs" / "inference.json")
-    verify_net_in_out(net_id="network_def", meta_file=meta, config_file=config, device="cpu")
+    # as the zoo's ci/verify_bundle.py calls them: with the bundle's folder as bundle_root
+    root = str(exported)
+    verify_net_in_out(net_id="network_def", meta_file=meta, config_file=config, device="cpu", bundle_root=root)
     traced = tmp_path / "model_trace.ts"
     ckpt_export(
         net_id="network_def",
@@ -115,6 +124,7 @@ def test_exported_bundle_net_in_out_and_torchscript_script_and_trace(
         config_file=config,
         use_trace=True,
         input_shape=[1, 3, 64, 64],
+        bundle_root=root,
     )
     # the reference: the full pretraining network, eager, with the run's own weights
     eager = MoCo(resnet_encoder("resnet18"), queue_size=256).eval()
@@ -147,10 +157,12 @@ def test_exported_bundle_infers_on_sample_data_with_complete_properties(
     workflow.initialize()
     assert not workflow.check_properties()
     bundle_run(**arguments)
-    saved = np.load(tmp_path / "embeddings_test.npz")
-    assert saved["embeddings"].shape == (len(saved["ids"]), 512) and len(saved["ids"]) > 0
-    assert np.isfinite(saved["embeddings"]).all()
-    assert all(Path(i).exists() for i in saved["ids"])
+    lines = [line.split(",") for line in (tmp_path / "embeddings.csv").read_text().splitlines()]
+    embeddings = np.array([[float(v) for v in line[1:]] for line in lines])
+    # one line per image file of the data set, each with the 512-d ResNet-18 representation
+    images = {str(p) for p in bundle_data[bundle].rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")}
+    assert {line[0] for line in lines} == images and embeddings.shape == (len(images), 512)
+    assert np.isfinite(embeddings).all()
 
 
 def test_export_fills_performance_from_the_runs_rows_only(quick_mse_runs, tmp_path):

@@ -81,7 +81,8 @@ def demo_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
     per-finding AUCs, the runner's summary rows, and a pretraining run with its record and health logs."""
     import json
 
-    from monai_ilm.results import make_row, write_results
+    from monai_ilm.results import make_row, read_results, write_results
+    from monai_ilm.results.summaries import runs_stamp
 
     root = tmp_path_factory.mktemp("demo")
     results = root / "results"
@@ -173,6 +174,8 @@ def demo_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "label_fraction": 0.06,
         "metric": "mean_auc",
     }
+    # the runner's summary rows carry the stamp of the runs they combine (monai_ilm.results.summaries.runs_stamp)
+    runs = read_results(results).query("protocol == 'finetune' and label_fraction == 0.06 and metric == 'mean_auc'")
     write_results(
         results,
         [
@@ -184,8 +187,17 @@ def demo_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 value=0.05,
                 ci_low=-0.08,
                 ci_high=0.17,
+                config_hash=runs_stamp(runs),
             ),
-            make_row(**summary, method="mse", kind="seed_mean", value=0.60, ci_low=0.50, ci_high=0.70),
+            make_row(
+                **summary,
+                method="mse",
+                kind="seed_mean",
+                value=0.60,
+                ci_low=0.50,
+                ci_high=0.70,
+                config_hash=runs_stamp(runs[runs["method"] == "mse"]),
+            ),
         ],
         {"kind": "summary"},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -43,6 +44,21 @@ def _charts(at: AppTest) -> int:
 
 def _texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
+
+
+def _figure(at: AppTest, index: int) -> dict:
+    """The ``index``-th Plotly figure of the page, decoded from its JSON spec as the browser reads it (so the
+    assertions do not depend on how a Plotly release escapes characters such as ⚠ or <)."""
+    return json.loads(at.get("plotly_chart")[index].proto.spec)
+
+
+def _strings(node) -> list[str]:
+    """Every string of a decoded figure: trace names and cell texts, titles, annotations, tick labels."""
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        node = list(node.values())
+    return [s for child in node for s in _strings(child)] if isinstance(node, list) else []
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -94,6 +110,7 @@ def test_missing_directory_and_cli_argument(
     assert f"`{sample.results_dir}` (from --results)" in _texts(at.sidebar.caption)
 
 
+@pytest.mark.slow  # many reruns of the whole app (12-24 s on the shared 2 cores)
 def test_overview_controls(sample: SampleLayout, monkeypatch: pytest.MonkeyPatch) -> None:
     at = _open("views/overview.py", sample.results_dir, monkeypatch)
     assert at.toggle(key="ov_paper").value  # the paper's numbers are shown by default
@@ -123,6 +140,7 @@ def test_overview_controls(sample: SampleLayout, monkeypatch: pytest.MonkeyPatch
     assert not at.exception and not at.error
 
 
+@pytest.mark.slow  # many reruns of the whole app (12-24 s on the shared 2 cores)
 def test_feature_reuse_controls(sample: SampleLayout, monkeypatch: pytest.MonkeyPatch) -> None:
     at = _open("views/feature_reuse.py", sample.results_dir, monkeypatch)
     at.segmented_control(key="fr_kind").set_value("cka_linear_debiased").run()
@@ -133,6 +151,7 @@ def test_feature_reuse_controls(sample: SampleLayout, monkeypatch: pytest.Monkey
     assert not at.exception and not at.error and _charts(at) == 2
 
 
+@pytest.mark.slow  # many reruns of the whole app (12-24 s on the shared 2 cores)
 def test_curves_controls(sample: SampleLayout, monkeypatch: pytest.MonkeyPatch) -> None:
     at = _open("views/label_efficiency.py", sample.results_dir, monkeypatch)
     at.radio(key="le_protocol").set_value("linear").run()
@@ -182,10 +201,16 @@ def test_pages_with_demo_results(demo_like: Path, monkeypatch: pytest.MonkeyPatc
     assert _charts(at) == 2  # method x block and the real block x block matrix
     assert at.get("segmented_control")[0].options == ["CKA (linear)"]  # only the kernel the evaluation computed
     assert "collapsed" in _texts(at.caption) and "⚠" in _texts(at.caption)
-    # the block x block matrix flags the rows of MoCo's collapsed blocks (effective rank 1.1-1.4 < 2)
-    assert "⚠" in at.get("plotly_chart")[1].proto.spec
+    # MoCo's blocks collapsed (effective rank 1.1-1.4 < 2; MoCo + MSE has no health logs): its row of the method x
+    # block heatmap and every cell of the block x block matrix of MoCo pretrained vs fine-tuned carry ⚠
+    (by_method,) = _figure(at, 0)["data"]
+    assert dict(zip(by_method["y"], by_method["text"])) == {"MoCo": ["1.00 ⚠"] * 4, "MoCo + MSE": ["1.00"] * 4}
+    (matrix,) = _figure(at, 1)["data"]
+    assert matrix["y"] == ["B1", "B2", "B3", "B4"]
+    assert all(cell.endswith(" ⚠") for row in matrix["text"] for cell in row), matrix["text"]
     assert "a block of a pretrained encoder in this pair collapsed" in _texts(at.caption)
-    assert "★" not in _texts(at.caption) + "".join(c.proto.spec for c in at.get("plotly_chart"))
+    figure_strings = [text for i in range(_charts(at)) for text in _strings(_figure(at, i))]
+    assert "★" not in _texts(at.caption) + "".join(figure_strings)
     at.switch_page("views/findings.py").run()
     assert not at.exception and not at.error and _charts(at) == 2  # KS and per-finding AUC
     at.switch_page("views/training.py").run()
@@ -215,8 +240,9 @@ def test_embedding_explorer(sample: SampleLayout, monkeypatch: pytest.MonkeyPatc
     at.multiselect(key="emb_files").set_value(at.multiselect(key="emb_files").options).run()
     assert not at.exception and not at.error and _charts(at) == 1
     assert "each encoder has its own feature space" in _texts(at.caption)
-    spec = at.get("plotly_chart")[0].proto.spec
-    assert "t-SNE 1" in spec and "MoCo + Barlow Twins" in spec
+    figure = _figure(at, 0)
+    assert figure["layout"]["xaxis"]["title"]["text"] == "t-SNE 1"
+    assert "MoCo + Barlow Twins" in [trace["name"] for trace in figure["data"]]
 
 
 def test_embedding_explorer_notes_missing_images(sample: SampleLayout, monkeypatch, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 from dashboard import data, labels
 from dashboard.sample import SampleLayout
 from monai_ilm.results import make_row, validate
+from monai_ilm.results.summaries import runs_stamp
 
 from .conftest import MALFORMED
 
@@ -151,8 +152,16 @@ def test_seed_intervals_come_from_the_runner_summary_rows() -> None:
         _row(seed=0, value=0.60, ci_low=0.58, ci_high=0.62, run_id="a"),
         _row(seed=1, value=0.64, ci_low=0.61, ci_high=0.66, run_id="b"),
     ]
+    stamp = runs_stamp(validate(pd.DataFrame(runs)))  # what the runner's summary stores of the runs it combines
     summary = _row(
-        seed=None, kind="seed_mean", seeds="0,1", value=0.62, ci_low=0.55, ci_high=0.69, run_id="summary-nih"
+        seed=None,
+        kind="seed_mean",
+        seeds="0,1",
+        value=0.62,
+        ci_low=0.55,
+        ci_high=0.69,
+        run_id="summary-nih",
+        config_hash=stamp,
     )
     diff = _row(
         seed=None,

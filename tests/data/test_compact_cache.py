@@ -134,3 +134,53 @@ def test_an_interrupted_fill_leaves_no_cache_under_the_final_name(tmp_path):
     dataset = CompactCacheDataset(data, transform, cache_dir=tmp_path, storage="disk")
     assert torch.equal(torch.stack([dataset[i]["image"] for i in range(6)]), expected_images(data))
     assert sorted(p.name.split(".", 1)[1] for p in tmp_path.iterdir()) == ["extras.pt", "npy"]
+
+
+def _write_pngs(folder, values) -> list[dict]:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, value in enumerate(values):
+        path = folder / f"{i}.png"
+        Image.fromarray(np.full((20, 24), value, dtype=np.uint8)).save(path)
+        out.append({"image": str(path)})
+    return out
+
+
+def _disk_images(data, transform, cache_dir) -> torch.Tensor:
+    dataset = CompactCacheDataset(data, transform, cache_dir=cache_dir, storage="disk")
+    return torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+
+
+def test_images_overwritten_in_place_give_a_new_cache(tmp_path):
+    data = _write_pngs(tmp_path / "images", [40, 80, 120])
+    transform = pretrain_pipeline("dr", 16, 3, "device")[0]
+    assert int(_disk_images(data, transform, tmp_path / "cache")[1, 0, 0, 0]) == 80
+    _write_pngs(tmp_path / "images", [40, 200, 120])  # same names, new pixels
+    assert int(_disk_images(data, transform, tmp_path / "cache")[1, 0, 0, 0]) == 200
+    assert len(list((tmp_path / "cache").glob("compact_*.npy"))) == 2
+
+
+def test_a_loader_setting_gives_a_new_cache(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "grey.png"
+    Image.fromarray(np.tile(np.arange(100, 124, dtype=np.uint8), (20, 1))).save(path)  # values 100..123
+    data = [{"image": str(path)}]
+    seen = {}
+    for intensity in ("auto", "minmax"):
+        transform = pretrain_pipeline("dr", 16, 3, "device", intensity=intensity)[0]
+        seen[intensity] = _disk_images(data, transform, tmp_path / "cache")
+        assert torch.equal(seen[intensity][0], transform(dict(data[0]))["image"])  # the pipeline's own, uncached
+    assert int(seen["auto"].max()) <= 123 < int(seen["minmax"].max())  # min-max stretches 100..123 towards 0..255
+
+
+def test_in_memory_arrays_that_differ_only_in_the_middle_get_their_own_cache(tmp_path):
+    first = [{"image": np.full((40, 40, 3), 50, dtype=np.uint8)}]
+    second = [{"image": first[0]["image"].copy()}]
+    second[0]["image"][10:30, 10:30] = 250  # str(ndarray) abbreviates both to the same text
+    assert str(first[0]["image"]) == str(second[0]["image"])
+    transform = pretrain_pipeline("dr", 16, 3, "device")[0]
+    assert int(_disk_images(first, transform, tmp_path)[0].max()) == 50
+    assert int(_disk_images(second, transform, tmp_path)[0].max()) == 250

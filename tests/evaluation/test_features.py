@@ -53,3 +53,18 @@ def test_load_pretrained_encoder_errors_name_the_file(tmp_path):
         load_pretrained_encoder(other, tiny_encoder())
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_pretrained_encoder(tmp_path / "missing.pt", tiny_encoder())
+
+
+def test_ids_digest_needs_ids_from_the_data():
+    import hashlib
+
+    from monai_ilm.evaluation.features import batch_ids, ids_digest
+
+    # two different test sets of one size without ids: the loader positions prove nothing, so no digest
+    no_ids = [{"image": torch.zeros(2, 1, 4, 4)}, {"image": torch.ones(2, 1, 4, 4)}]
+    positions = [i for k, b in enumerate(no_ids) for i in batch_ids(b, 2, 2 * k)]
+    assert ids_digest(positions) is None and ids_digest([]) is None
+    # ids from the data: the SHA-256 of the ordered ids, one per line
+    named = [{"image": torch.zeros(2, 1, 4, 4), "image_id": ["p1_a.png", "p1_b.png"]}]
+    ids = batch_ids(named[0], 2, 0)
+    assert ids_digest(ids) == hashlib.sha256(b"p1_a.png\np1_b.png").hexdigest()

@@ -9,6 +9,7 @@ from monai_ilm.evaluation.intervals import (
     bootstrap_ci,
     percentile_interval,
     resample_indices,
+    seed_mean_standard_error_interval,
     standard_error_interval,
 )
 
@@ -66,11 +67,11 @@ class TestPaperFormula:
         res = bootstrap_ci(per_class_auc, y, probs, method="standard_error", per_class=True, indices=indices)
         assert res.bootstrap_mean == pytest.approx(mu, abs=1e-12)
         assert res.bootstrap_sd == pytest.approx(sd, abs=1e-12)
-        assert res.ci_low == pytest.approx(mu - 1.96 * sd / np.sqrt(b), abs=1e-12)
-        assert res.ci_high == pytest.approx(mu + 1.96 * sd / np.sqrt(b), abs=1e-12)
-        assert res.value == pytest.approx(mu, abs=1e-12)  # the paper's point estimate: the pooled mean
         full = np.mean([roc_auc_score(y[:, k], probs[:, k]) for k in range(c)])
-        assert res.full_value == pytest.approx(full, abs=1e-12)
+        # the paper's pooled half-width, around the full-set value (the value column's promise)
+        assert res.ci_low == pytest.approx(full - 1.96 * sd / np.sqrt(b), abs=1e-12)
+        assert res.ci_high == pytest.approx(full + 1.96 * sd / np.sqrt(b), abs=1e-12)
+        assert res.value == res.full_value == pytest.approx(full, abs=1e-12)
 
         pct = bootstrap_ci(per_class_auc, y, probs, per_class=True, indices=indices)
         macro = a.mean(axis=1)
@@ -78,30 +79,33 @@ class TestPaperFormula:
 
 
 class TestStandardErrorValue:
-    def test_value_is_the_centre_of_its_interval_on_every_test_set(self):
-        # the plug-in variance is biased on resamples, so the full-set value often lies outside the narrow
-        # mean +/- 1.96 sd / sqrt(B) interval; the reported value must be the interval's centre
+    def test_value_is_the_full_set_metric_with_the_papers_half_width_around_it(self):
+        # the plug-in variance is biased on resamples, so the bootstrap mean differs from the full-set value; the
+        # value column promises the full-set metric, and the paper's half-width 1.96 sd / sqrt(B) sits around it
         def variance(y_true, y_score):
             return float(np.var(y_score))
 
         for k in range(20):
             score = np.random.default_rng(100 + k).normal(size=30)
             res = bootstrap_ci(variance, np.zeros(30), score, n_resamples=200, seed=k, method="standard_error")
-            boot = np.array([np.var(score[i]) for i in resample_indices(30, 200, k)])
-            assert res.value == pytest.approx(boot.mean(), abs=1e-12), k
-            assert res.ci_low <= res.value <= res.ci_high, k
-            assert res.full_value == pytest.approx(np.var(score), abs=1e-12), k
+            idx = np.random.default_rng(k).integers(0, 30, size=(200, 30))  # the documented draw, done here
+            boot = np.array([np.var(score[i]) for i in idx])
+            half = 1.96 * boot.std() / np.sqrt(200)
+            assert res.value == res.full_value == pytest.approx(np.var(score), abs=1e-12), k
+            assert (res.ci_low, res.ci_high) == pytest.approx((np.var(score) - half, np.var(score) + half), abs=1e-12)
+            assert res.bootstrap_mean == pytest.approx(boot.mean(), abs=1e-12), k  # the paper's printed number
 
     def test_percentile_value_is_the_full_set_metric(self, binary_data):
         y, score = binary_data
         res = bootstrap_ci(roc_auc_score, y, score, n_resamples=50, seed=2)
         assert res.value == res.full_value == pytest.approx(roc_auc_score(y, score), abs=1e-12)
 
-    def test_results_row_reports_the_value_of_its_interval(self):
+    @pytest.mark.parametrize("ci_method", ["percentile", "standard_error"])
+    def test_results_row_value_is_sklearns_metric_on_the_full_test_set(self, ci_method):
         from monai_ilm.evaluation.prediction import Predictions, score_predictions
         from monai_ilm.evaluation.rows import downstream_rows
 
-        # a test set (seed 8) whose full-set AUC lies outside the standard-error interval of 300 resamples
+        # a test set (seed 8) whose full-set AUC lies outside the paper's mean +/- 1.96 sd / sqrt(B) interval
         y = np.array([0, 1] * 12)
         logits = np.stack([np.zeros(24), 0.8 * y + np.random.default_rng(8).normal(size=24)], axis=1)
         full = roc_auc_score(y, logits[:, 1])
@@ -109,17 +113,40 @@ class TestStandardErrorValue:
             Predictions(logits, y.astype(float), [str(i) for i in range(24)]),
             "binary_auc",
             n_resamples=300,
-            ci_method="standard_error",
+            ci_method=ci_method,
             seed=8,
         )
         boot = []
-        for i in resample_indices(24, 300, 8):
+        for i in np.random.default_rng(8).integers(0, 24, size=(300, 24)):
             pos, neg = logits[i, 1][y[i] == 1], logits[i, 1][y[i] == 0]
             boot.append(stats.mannwhitneyu(pos, neg).statistic / (pos.size * neg.size))
+        boot = np.array(boot)
         row = downstream_rows(res, "linear", "dr", "moco", 1.0, 8, "r")[0]
-        assert not res.ci.ci_low <= full <= res.ci.ci_high and res.ci.full_value == pytest.approx(full, abs=1e-12)
-        assert row["value"] == res.value == res.ci.value == pytest.approx(np.mean(boot), abs=1e-12)
-        assert row["ci_low"] <= row["value"] <= row["ci_high"]
+        assert row["value"] == res.value == pytest.approx(full, abs=1e-12)
+        if ci_method == "standard_error":
+            half = 1.96 * boot.std() / np.sqrt(300)
+            assert not abs(boot.mean() - full) < half  # the paper's interval would not contain the value
+            expected = (full - half, full + half)
+        else:
+            expected = tuple(np.percentile(boot, [2.5, 97.5]))
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx(expected, abs=1e-12)
+
+
+class TestSeedMeanStandardError:
+    def test_closed_form_and_one_seed(self):
+        v, se = np.array([0.81, 0.78, 0.86, 0.80]), np.array([0.004, 0.002, 0.003, 0.001])
+        mean, low, high = seed_mean_standard_error_interval(v, se)
+        half = 1.96 * np.sqrt(np.var(v, ddof=1) / 4 + np.sum(se**2) / 16)  # across-seed + within-seed variance
+        assert (mean, low, high) == pytest.approx((v.mean(), v.mean() - half, v.mean() + half), abs=1e-15)
+        assert seed_mean_standard_error_interval([0.7], [0.01]) == pytest.approx((0.7, 0.7 - 0.0196, 0.7 + 0.0196))
+        _, low90, high90 = seed_mean_standard_error_interval(v, se, confidence=0.9)
+        assert high90 - low90 == pytest.approx(2 * stats.norm.ppf(0.95) * half / 1.96, rel=1e-12)
+
+    def test_bad_input_names_the_arguments(self):
+        with pytest.raises(ValueError, match="values and standard_errors: expected one value"):
+            seed_mean_standard_error_interval([0.7, 0.8], [0.01])
+        with pytest.raises(ValueError, match="standard errors >= 0"):
+            seed_mean_standard_error_interval([0.7], [-0.01])
 
 
 class TestReplicates:

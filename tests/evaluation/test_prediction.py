@@ -12,12 +12,14 @@ from sklearn.metrics import f1_score, roc_auc_score
 
 from monai_ilm.evaluation import (
     PAPER_TASKS,
+    FitResult,
     Predictions,
     downstream_network,
     downstream_rows,
     run_downstream,
     score_predictions,
 )
+from monai_ilm.evaluation.intervals import resample_indices
 from monai_ilm.results import validate
 from tests.evaluation._downstream import brightness_items, loader
 
@@ -52,7 +54,7 @@ def test_paper_standard_error_interval_is_narrower(random_classifier_outputs):
     preds = Predictions(r.logits, r.labels, r.ids)
     se = score_predictions(preds, "binary_auc", n_resamples=200, ci_method="standard_error")
     assert se.ci.full_value == r.value and (se.ci_high - se.ci_low) < (r.ci_high - r.ci_low)
-    assert se.value == se.ci.bootstrap_mean  # the paper's point estimate, the centre of its interval
+    assert se.value == r.value  # the full-set metric for every ci_method (the schema's value column)
     with pytest.raises(ValueError, match="ci_method"):
         score_predictions(preds, "binary_auc", ci_method="bca")
 
@@ -104,3 +106,48 @@ def test_amp_applies_to_training_only_and_test_predictions_stay_float32(monkeypa
         )
     assert seen == [("fit", True), ("test", False)]
     assert result.logits.dtype == np.float64 and result.fit.selected_epoch == 1
+
+
+def _fit_with_counts(counts, samples: int, multilabel: bool = True) -> FitResult:
+    return FitResult("val_mean_auc", [0.5], 1, 0.5, 1, "best", samples, np.asarray(counts, float), multilabel)
+
+
+def test_a_finding_the_head_never_saw_is_nan_warned_of_and_left_out_of_the_mean_and_the_interval():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((60, 14)) < 0.4).astype(float)
+    logits = labels + rng.normal(size=(60, 14))
+    counts = np.full(14, 3.0)
+    counts[[1, 5]] = 0  # no positive training example
+    counts[9] = 10  # every training example positive
+    trained = [c for c in range(14) if c not in (1, 5, 9)]
+    with pytest.warns(UserWarning) as caught:
+        result = score_predictions(
+            Predictions(logits, labels, [str(i) for i in range(60)]),
+            "multilabel",
+            n_resamples=100,
+            fit=_fit_with_counts(counts, samples=10),
+        )
+    message = " ".join(str(w.message) for w in caught)
+    assert "'Cardiomegaly' (column 1) (no positive training label)" in message
+    assert "'Nodule' (column 5) (no positive" in message and "'Edema' (column 9) (no negative" in message
+    assert np.isnan(result.per_class[[1, 5, 9]]).all()
+    expected = [roc_auc_score(labels[:, c], logits[:, c]) for c in trained]
+    np.testing.assert_allclose(result.per_class[trained], expected, rtol=1e-12)
+    assert result.value == pytest.approx(np.mean(expected), rel=1e-12)
+    # every resample is the mean over the trained findings only
+    indices = resample_indices(60, 100, seed=0)
+    first = np.mean([roc_auc_score(labels[indices[0], c], logits[indices[0], c]) for c in trained])
+    assert result.ci.replicates[0] == pytest.approx(first, rel=1e-12)
+    with pytest.raises(ValueError, match="expected a finding with both positive and negative training labels"):
+        score_predictions(
+            Predictions(logits, labels, []), "multilabel", n_resamples=0, fit=_fit_with_counts(np.zeros(14), 10)
+        )
+
+
+def test_a_class_missing_from_training_is_warned_of_for_single_label_tasks(random_classifier_outputs):
+    r = random_classifier_outputs["binary_auc"]
+    with pytest.warns(UserWarning, match="no training example of class"):
+        result = score_predictions(
+            Predictions(r.logits, r.labels, r.ids), "binary_auc", n_resamples=0, fit=_fit_with_counts([8, 0], 8, False)
+        )
+    assert result.value == pytest.approx(r.value)

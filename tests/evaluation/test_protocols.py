@@ -4,14 +4,18 @@ import hashlib
 
 import pytest
 
+from monai_ilm.data.synthetic import make_nih_sample
 from monai_ilm.evaluation import EvaluationRun
 
 
 def make(tmp_path, **kwargs):
+    data = tmp_path / "nih"  # a fingerprint reads the identity of the data set (#23)
+    if not data.exists():
+        make_nih_sample(data, n_patients=10, image_size=8, seed=0)
     fields = dict(
         protocol="finetune",
         dataset_name="nih",
-        dataset_dir=str(tmp_path),
+        dataset_dir=str(data),
         output_dir=str(tmp_path / "out"),
         method="mse",
     )
@@ -97,3 +101,33 @@ def test_ks_is_fingerprinted_by_the_predictions_it_compares(tmp_path):
     assert make(tmp_path, protocol="ks", label_fraction=0.01, method="supervised", lr=0.5).fingerprint() == (
         run.fingerprint()
     )
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_the_head_setting_reaches_the_linear_and_probe_heads_and_the_fingerprint(tmp_path, monkeypatch, standardize):
+    import monai_ilm.evaluation.protocols as protocols
+
+    networks, probes = [], []
+    monkeypatch.setattr(
+        protocols, "run_downstream", lambda network, *args, **kwargs: networks.append(network) or _Stop()
+    )
+    monkeypatch.setattr(protocols, "probe_features", lambda *args, **kwargs: probes.append(kwargs) or _Stop())
+    monkeypatch.setattr(protocols, "extract_stage_features", lambda *args, **kwargs: None)
+    monkeypatch.setattr(EvaluationRun, "loader", lambda self, split, train=False: split)
+    monkeypatch.setattr(EvaluationRun, "check_data", lambda self: None)
+    for protocol in ("linear", "probe"):
+        run = make(
+            tmp_path, protocol=protocol, method="supervised", backbone="resnet18", standardize_features=standardize
+        )
+        with pytest.raises(_StopError):
+            run.run()
+    head = networks[0].head
+    assert (head.standardize, head.init) == ((True, "prior") if standardize else (False, "default"))
+    assert (probes[0]["standardize"], probes[0]["head_init"]) == (head.standardize, head.init)
+    assert run.settings()["standardize_features"] is standardize
+    other = make(
+        tmp_path, protocol="probe", method="supervised", backbone="resnet18", standardize_features=not standardize
+    )
+    assert other.fingerprint() != run.fingerprint()
+    with pytest.raises(ValueError, match="standardize_features: expected true or false, got 'no'"):
+        make(tmp_path, standardize_features="no")

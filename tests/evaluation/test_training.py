@@ -121,3 +121,28 @@ def test_fine_tuned_encoder_reloads_from_the_saved_classifier(tmp_path):
     fit_downstream(net, loader(items), loader(items), "binary_auc", max_epochs=1, device="cpu", ckpt_dir=tmp_path)
     encoder = load_pretrained_encoder(tmp_path / "model.pt", tiny_encoder(seed=3), prefix="encoder.")
     assert states_equal(encoder.state_dict(), net.encoder.state_dict())
+
+
+@pytest.mark.filterwarnings("ignore:y_true. no AUC")  # the validation labels are as degenerate
+def test_training_labels_are_counted_and_untrained_findings_named():
+    """Finding 1 has no positive and finding 2 no negative training label; both are untrained."""
+    y = np.array([[1, 0, 1], [0, 0, 1], [1, 0, 1], [0, 0, 1], [1, 0, 1]], dtype=np.float32)
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    head = torch.nn.Linear(4, 3)
+    fit = fit_downstream(
+        head, FeatureBatches(x, y, 2, shuffle=True), FeatureBatches(x, y, 2), "multilabel", max_epochs=2, device="cpu"
+    )
+    assert fit.train_samples == 10 and fit.multilabel
+    np.testing.assert_array_equal(fit.train_label_counts, [6, 0, 10])
+    assert fit.untrained_classes == (1, 2)
+    labels = np.array([0, 0, 0, 0, 0])
+    single = fit_downstream(
+        torch.nn.Linear(4, 2),
+        FeatureBatches(x, labels, 2),
+        FeatureBatches(x, labels, 2),
+        "f1",
+        max_epochs=1,
+        device="cpu",
+    )
+    np.testing.assert_array_equal(single.train_label_counts, [5, 0])
+    assert single.untrained_classes == (1,) and not single.multilabel

@@ -27,8 +27,13 @@ def test_reference_values():
     a, b = reference_inputs()
     loss = IntermediateMSELoss()
     terms = [t.item() for t in loss.layer_losses(a, b)]
-    assert terms == pytest.approx([0.14316395, 0.25, 0.25, 0.0625], rel=1e-6)
-    assert loss(a, b).item() == pytest.approx(0.70566392, rel=1e-6)
+    # stage 1 in closed form: 0.25 · mean((i / 1e5)²) over i < n = 0.25 · (n − 1)(2n − 1) / (6 · 1e10) ≈ 0.14316394
+    n = 2 * 256 * 16 * 16
+    stage1 = 0.25 * (n - 1) * (2 * n - 1) / 6 / 1e10
+    # float32 sums 131072 squares: the error bound of its blocked summation is ~log2(n) · 6e-8 ≈ 1e-6 relative,
+    # whatever the CPU's SIMD width or thread count; rel=2e-6 allows that, a wrong mean or pooling moves it by > 1e-2
+    assert terms == pytest.approx([stage1, 0.25, 0.25, 0.0625], rel=2e-6)
+    assert loss(a, b).item() == pytest.approx(stage1 + 0.5625, rel=2e-6)
 
 
 def test_pooling_is_exact_block_mean_when_divisible():

@@ -1,5 +1,6 @@
 """The real bundle: a run killed with SIGKILL and resumed with the same command ends bitwise identical to
-an uninterrupted run, and a bad setting stops the run before anything is built.
+an uninterrupted run, and a bad setting stops the run before anything is built. (A resume at an epoch boundary
+is checked on the engine in ``test_resume.py``.)
 
 What this needs is in ``pretrain.json``: ``RNGState`` in the checkpoint, ``ResumableSampler`` for the
 training data, ``NaNGuard``, and the settings validation in ``initialize``.
@@ -11,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from tests.helpers import error_chain
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "nih_chestxray_ilm"
 SETTINGS = {"method": "mse", "max_epochs": 4, "epoch_length": 2}  # 6 batches per pass: epochs end mid-pass
+KILLED_SETTINGS = {**SETTINGS, "checkpoint_iterations": 1}
 
 
 def recipe(tmp_path: Path) -> list[str]:
@@ -71,23 +74,31 @@ def checkpoints_after(models: Path, iteration: int) -> list[Path]:
     return found
 
 
-def test_sigkilled_bundle_run_resumes_mid_epoch_to_identical_weights(nih_data, tmp_path):
-    # epochs of 2 iterations over passes of 6 batches, a checkpoint every iteration, killed during epoch 2:
-    # the resumed run restarts ignite mid-epoch and the sampler mid-pass
-    settings = {**SETTINGS, "checkpoint_iterations": 1}
-    configs = recipe(tmp_path)
-    # uninterrupted reference, in this process (its start-up is already paid), on one thread as the subprocesses
-    run_in_process(configs, dataset_dir=nih_data, output_dir=tmp_path / "reference", **settings)
-    reference = final_checkpoint(tmp_path / "reference")
+@dataclass(frozen=True)
+class KilledRun:
+    """A bundle run killed with SIGKILL after its third iteration and resumed with the same command."""
 
-    output = tmp_path / "killed"
+    models: Path
+    final_existed_after_kill: bool
+    returncode: int
+    log: str
+    final: dict
+
+
+@pytest.fixture(scope="module")
+def killed_run(nih_data, tmp_path_factory) -> KilledRun:
+    """One kill and resume of the real bundle command, shared by the tests below (two subprocesses of ~10 s each).
+
+    Epochs of 2 iterations over passes of 6 batches, a checkpoint every iteration, killed during epoch 2: the
+    resumed run restarts ignite mid-epoch and the sampler mid-pass.
+    """
+    output = tmp_path_factory.mktemp("killed")
     command = bundle_command(
         BUNDLE,
         "pretrain.json",
-        {"dataset_dir": nih_data, "output_dir": output, **settings},
+        {"dataset_dir": nih_data, "output_dir": output, **KILLED_SETTINGS},
         extra_configs=["quick.json"],
     )
-    command[command.index("--config_file") + 1] = repr(configs)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     models = output / "pretrain" / "mse_seed0" / "models"
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -97,14 +108,32 @@ def test_sigkilled_bundle_run_resumes_mid_epoch_to_identical_weights(nih_data, t
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not (models / "checkpoint_final.pt").exists(), "the run finished before it was killed"
-
+    final_existed = (models / "checkpoint_final.pt").exists()
     resumed = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    log = resumed.stdout + resumed.stderr
-    assert resumed.returncode == 0, log[-6000:]
-    restored = next(line for line in log.splitlines() if "Restored all variables from" in line)
+    final = final_checkpoint(output) if resumed.returncode == 0 else {}
+    return KilledRun(models, final_existed, resumed.returncode, resumed.stdout + resumed.stderr, final)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_the_same_command(killed_run):
+    assert not killed_run.final_existed_after_kill, "the run finished before it was killed"
+    assert killed_run.returncode == 0, killed_run.log[-6000:]
+    assert "Restored all variables from" in killed_run.log
+    trainer = killed_run.final["trainer"]
+    assert trainer["max_epochs"] == 4 and trainer["iteration"] == 4 * trainer["epoch_length"]
+    assert "Epoch: 4/4" in killed_run.log and "Epoch: 1/4" not in killed_run.log  # the resumed run did not start over
+
+
+@pytest.mark.slow
+def test_sigkilled_bundle_run_resumes_mid_epoch_to_identical_weights(nih_data, tmp_path, killed_run):
+    assert not killed_run.final_existed_after_kill, "the run finished before it was killed"
+    assert killed_run.returncode == 0, killed_run.log[-6000:]
+    restored = next(line for line in killed_run.log.splitlines() if "Restored all variables from" in line)
     assert "checkpoint_iteration=" in restored  # a mid-epoch checkpoint (iteration >= 3, epochs of 2)
-    final = final_checkpoint(output)
+    # uninterrupted reference, in this process (its start-up is already paid), on one thread as the subprocesses
+    run_in_process(recipe(tmp_path), dataset_dir=nih_data, output_dir=tmp_path / "reference", **KILLED_SETTINGS)
+    reference = final_checkpoint(tmp_path / "reference")
+    final = killed_run.final
     assert final["trainer"]["iteration"] == reference["trainer"]["iteration"] == 8
     for part in ("network", "intermediate_loss", "optimizer"):
         assert_bitwise_equal(final[part], reference[part], part)
