@@ -90,7 +90,7 @@ def _seed_note(counts: list[int], seeds: list[int], paired: bool = False) -> str
     span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     return (
         f"mean over {span} seeds per cell (seeds {', '.join(map(str, seeds))}); interval: two-stage bootstrap "
-        "over seeds and test resamples"
+        "over seeds and test resamples (ci_method percentile) or the pooled standard error (standard_error)"
     )
 
 
