@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from monai_ilm.utils import available_memory as _available_memory  # a module name the tests can replace
+
 __all__ = ["PreflightReport", "Problem", "run_preflight", "sample_rows"]
 
 _SETTING = re.compile(r"^(?:--set )?([A-Za-z_][\w#]*): expected")
@@ -211,13 +213,6 @@ def _is_out_of_memory(error: BaseException | None) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
-
-
-def _available_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
 
 
 def _free_disk(path: Path) -> int:

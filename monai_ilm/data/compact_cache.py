@@ -29,6 +29,8 @@ from monai.data import CacheDataset
 from monai.transforms import Compose, apply_transform
 from tqdm import tqdm
 
+from monai_ilm.utils import available_memory as _available_memory  # a module name the tests can replace
+
 __all__ = [
     "CACHE_MODES",
     "STORAGES",
@@ -63,13 +65,6 @@ def cache_bytes(num_images: int, image_size: int, channels: int = 3, spatial_dim
 def format_bytes(count: int) -> str:
     """``count`` bytes in GiB or MiB, e.g. ``"88.2 GiB"``."""
     return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
-
-
-def _available_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not on Linux
-        return 2**30
 
 
 def _describe(value: object, depth: int = 0) -> object:
