@@ -604,6 +604,8 @@ def _report_failure(
             f"lower batch_size (e.g. {max(1, settings.batch_size // 2)}), or set amp true and channels_last true.",
         )
         return
+    while error.__cause__ is not None:  # MONAI wraps an error of "$...run()" in one that names only the expression
+        error = error.__cause__
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     setting = _setting_of(error, "")
     if not setting:

@@ -123,6 +123,18 @@ def test_out_of_memory_in_the_step_names_batch_size(small_data, tmp_path, monkey
     assert "lower batch_size (e.g. 2)" in problem.message
 
 
+def test_a_failing_step_is_reported_by_its_own_error_not_the_config_expression(small_data, tmp_path, monkeypatch):
+    from monai_ilm.engines import MoCoTrainer
+
+    def disk_full(self, engine, batch):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(MoCoTrainer, "_iteration", disk_full)
+    report = run_preflight(BUNDLE, small_data, SMALL, iterations=1, output_dir=tmp_path)
+    (problem,) = [p for p in report.problems if p.stops]
+    assert "No space left on device" in problem.message and "__local_refs" not in problem.message
+
+
 @pytest.mark.slow
 def test_a_cache_larger_than_memory_is_a_problem(small_data, tmp_path, monkeypatch):
     import monai_ilm.preflight as preflight
