@@ -229,6 +229,8 @@ def test_restored_state_gives_each_distributed_rank_its_own_views():
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("normalize", [False, True])
 def test_shapes_dtypes_and_ranges_match_the_loader_pipeline(preset, channels, normalize):
+    torch.manual_seed(0)  # the loader pipeline draws from the global generators: the same draws in any test order
+    np.random.seed(0)
     row = {"image": _image(preset)}
     expected = pretrain_transforms(preset, 32, channels, normalize=normalize)(row)
     transform, stage = pretrain_pipeline(preset, 32, channels, "device", normalize=normalize)
@@ -242,7 +244,9 @@ def test_shapes_dtypes_and_ranges_match_the_loader_pipeline(preset, channels, no
         if normalize:
             assert low < 0 < high and -2.2 < low and high < 2.7  # (x - mean) / std of [0, 1] with ImageNet stats
         else:
-            assert 0.0 <= low and high <= 1.0 and 0.0 <= bounds[0] and bounds[1] <= 1.0
+            # the loader's float32 resampling may overshoot 1 by a rounding step (1.0000002 was seen); the device
+            # stage's bounds stay exact
+            assert 0.0 <= low and high <= 1.0 and 0.0 <= bounds[0] and bounds[1] <= 1.0 + 1e-6
 
 
 def test_nih_caches_one_grey_channel_and_the_device_repeats_it():
