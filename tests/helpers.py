@@ -44,3 +44,41 @@ def error_chain(error: BaseException) -> str:
         messages.append(str(error))
         error = error.__cause__ or error.__context__
     return "\n".join(messages)
+
+
+def serve_until_healthy(command: list[str], cwd, env: dict, log, url: str, timeout: float = 60.0):
+    """Start a Streamlit server, yield ``url`` once ``/_stcore/health`` answers, stop it afterwards (a generator).
+
+    Fails the test with the server's log when it exits or does not answer within ``timeout`` seconds.
+    """
+    import subprocess
+    import time
+    import urllib.request
+
+    import pytest
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + timeout
+        while not answers():
+            if proc.poll() is not None:
+                pytest.fail(f"the dashboard exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the dashboard did not answer in {timeout} s:\n{log.read_text(errors='replace')}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

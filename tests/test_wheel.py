@@ -16,7 +16,6 @@ import shutil
 import site
 import subprocess
 import sys
-import time
 import urllib.request
 import venv
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.dashboard.test_browser import _free_port, driver  # noqa: F401 - driver: the browser test's fixture
+from tests.helpers import serve_until_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -118,35 +118,10 @@ def served(installed: Installed, demo: str, tmp_path_factory: pytest.TempPathFac
     log = tmp_path_factory.mktemp("dashboard") / "server.log"
     command = [installed.python, "-m", "monai_ilm", "dashboard", "--results", "out/results"]
     env = {k: v for k, v in os.environ.items() if k != "MONAI_ILM_RESULTS"} | STREAMLIT_ENV
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*command, "--port", str(port), "--headless"], cwd=installed.empty, stdout=out, stderr=out, env=env
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_TIMEOUT
-        while not _answers(f"{url}/_stcore/health"):
-            if proc.poll() is not None:
-                pytest.fail(f"the dashboard exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the dashboard did not answer in {SERVER_TIMEOUT} s:\n{log.read_text(errors='replace')}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    yield from serve_until_healthy(
+        [*command, "--port", str(port), "--headless"], installed.empty, env, log, url, SERVER_TIMEOUT
+    )
 
 
 def _get(url: str) -> str:

@@ -15,16 +15,15 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from dashboard.sample import SampleLayout
+from tests.helpers import serve_until_healthy
 
 from .conftest import APP
 
@@ -157,31 +156,7 @@ def _serve(results: Path, tmp_path_factory: pytest.TempPathFactory):
         "--results",
         str(results),
     ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(command, cwd=APP.parents[1], stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not become healthy in 60 s:\n{log.read_text(errors='replace')}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    yield from serve_until_healthy(command, APP.parents[1], env, log, f"http://127.0.0.1:{port}")
 
 
 @pytest.fixture(scope="module")
