@@ -156,7 +156,7 @@ def get_dataset(name: object) -> DatasetSpec:
         ValueError: ``"dataset_name: expected one of [...], got ..."`` for an unknown name.
     """
     if not isinstance(name, str) or name not in DATASETS:
-        from monai_ilm.settings.checks import fail
+        from monai_ilm.checks import fail
 
         raise fail("dataset_name", f"one of {list(DATASETS)}", name)
     return DATASETS[name]

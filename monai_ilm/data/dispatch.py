@@ -50,7 +50,7 @@ def datalist_options(
     Raises:
         ValueError: naming the first bad setting and the allowed values.
     """
-    from monai_ilm.settings.checks import check_choice
+    from monai_ilm.checks import check_choice
     from monai_ilm.settings.common import check_data_settings
 
     check_choice("dataset_name", dataset, tuple(_TABLE))

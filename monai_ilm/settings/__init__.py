@@ -7,7 +7,7 @@ Each bundle config declares its workflow's settings once, as a component, and ch
 
 :class:`PretrainingSettings` (``pretrain.json``, reused by ``multi_gpu.json``), :class:`EvaluationSettings`
 (``evaluate.json``) and :class:`InferenceSettings` (``inference.json``) share the data and model settings of
-:class:`WorkflowSettings`; the checkers of one value each are in :mod:`monai_ilm.settings.checks`. Every
+:class:`WorkflowSettings`; the checkers of one value each are in :mod:`monai_ilm.checks`. Every
 message has the form ``"<setting>: expected <what>, got <value>."``, and only ``ValueError`` and
 ``FileNotFoundError`` are raised, whatever the input.
 """

@@ -19,10 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar
 
-from monai_ilm.data.nih import SPLIT_SOURCES as NIH_SPLITS
-from monai_ilm.datasets import DATASETS
-from monai_ilm.networks.backbones import BACKBONES
-from monai_ilm.settings.checks import (
+from monai_ilm.checks import (
     check_bool,
     check_choice,
     check_existing_path,
@@ -31,6 +28,9 @@ from monai_ilm.settings.checks import (
     fail,
     is_real,
 )
+from monai_ilm.data.nih import SPLIT_SOURCES as NIH_SPLITS
+from monai_ilm.datasets import DATASETS
+from monai_ilm.networks.backbones import BACKBONES
 
 __all__ = ["CHANNELS", "MAX_IMAGE_SIZE", "MAX_SEED", "NIH_SPLITS", "WorkflowSettings", "check_data_settings"]
 

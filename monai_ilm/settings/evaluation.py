@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar
 
+from monai_ilm.checks import check_bool, check_choice, check_int, check_real
 from monai_ilm.methods import METHODS
 from monai_ilm.results.schema import PROTOCOLS
-from monai_ilm.settings.checks import check_bool, check_choice, check_int, check_real
 from monai_ilm.settings.common import WorkflowSettings
 
 __all__ = ["EVALUATION_METHODS", "EvaluationSettings", "InferenceSettings"]

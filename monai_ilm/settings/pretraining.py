@@ -12,12 +12,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar
 
-from monai_ilm.data.compact_cache import CACHE_MODES
-from monai_ilm.handlers.momentum_update import SCHEDULES
-from monai_ilm.methods import METHODS
-from monai_ilm.networks.backbones import STAGE_NAMES
-from monai_ilm.networks.moco import BATCH_NORM_MODES, HEADS
-from monai_ilm.settings.checks import (
+from monai_ilm.checks import (
     as_list,
     check_bool,
     check_choice,
@@ -30,6 +25,11 @@ from monai_ilm.settings.checks import (
     fail,
     is_int,
 )
+from monai_ilm.data.compact_cache import CACHE_MODES
+from monai_ilm.handlers.momentum_update import SCHEDULES
+from monai_ilm.methods import METHODS
+from monai_ilm.networks.backbones import STAGE_NAMES
+from monai_ilm.networks.moco import BATCH_NORM_MODES, HEADS
 from monai_ilm.settings.common import WorkflowSettings
 
 __all__ = ["AMP_DTYPES", "PretrainingSettings"]
@@ -124,7 +124,7 @@ class PretrainingSettings(WorkflowSettings):
         if self.method is not None:
             check_choice("method", self.method, METHODS)
         if self.layers is not None:
-            check_layers("layers", self.layers)
+            check_layers("layers", self.layers, STAGE_NAMES)
         if self.method is not None:
             self._check_intermediate_loss()
         self.check_data()
@@ -141,7 +141,8 @@ class PretrainingSettings(WorkflowSettings):
         """The settings of the intermediate-layer loss that ``method`` uses (none for plain MoCo)."""
         if self.method == "moco":
             return
-        num_layers = len(check_layers("layers", self.layers)) if self.layers is not None else len(STAGE_NAMES)
+        layers = STAGE_NAMES if self.layers is None else check_layers("layers", self.layers, STAGE_NAMES)
+        num_layers = len(layers)
         if self.method == "mse":
             self.check_given(
                 {

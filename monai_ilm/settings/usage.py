@@ -28,7 +28,7 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.bundle import scripts as bundle_scripts
 from monai.bundle.reference_resolver import ReferenceResolver
 
-from monai_ilm.settings.checks import show
+from monai_ilm.checks import show
 
 __all__ = [
     "ALWAYS_READ",

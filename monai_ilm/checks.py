@@ -13,8 +13,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from monai_ilm.networks.backbones import STAGE_NAMES
-
 __all__ = [
     "check_bool",
     "check_choice",
@@ -143,16 +141,16 @@ def as_list(key: str, value: object, what: str) -> list:
     return list(value)
 
 
-def check_layers(key: str, value: object) -> list[str]:
-    """A non-empty list of distinct stage names from ``layer1`` ... ``layer4``.
+def check_layers(key: str, value: object, allowed: Sequence[str]) -> list[str]:
+    """A non-empty list of distinct names from ``allowed`` (e.g. the stage names ``layer1`` ... ``layer4``).
 
     Raises:
         ValueError: naming ``key`` and the allowed names.
     """
-    layers = [value] if isinstance(value, str) else as_list(key, value, f"distinct names from {list(STAGE_NAMES)}")
-    unknown = [layer for layer in layers if not (isinstance(layer, str) and layer in STAGE_NAMES)]
+    layers = [value] if isinstance(value, str) else as_list(key, value, f"distinct names from {list(allowed)}")
+    unknown = [layer for layer in layers if not (isinstance(layer, str) and layer in allowed)]
     if not layers or unknown or len(set(layers)) != len(layers):
-        raise fail(key, f"a non-empty list of distinct names from {list(STAGE_NAMES)}", value)
+        raise fail(key, f"a non-empty list of distinct names from {list(allowed)}", value)
     return layers
 
 
