@@ -17,6 +17,7 @@ setup(
         *find_packages(include=["monai_ilm", "monai_ilm.*", "dashboard", "dashboard.*"]),
         "monai_ilm.bundles",
         "monai_ilm.docs",
+        "monai_ilm.bundle_template",  # the one recipe the bundles are rendered from (monai_ilm.bundle_render)
         "dashboard.views",  # the pages: scripts run by st.navigation, no __init__.py
     ],
     package_dir={"monai_ilm.bundles": "bundles", "monai_ilm.docs": "docs"},
@@ -24,6 +25,7 @@ setup(
     package_data={
         "monai_ilm.bundles": ["*/LICENSE", "*/configs/*.json", "*/configs/*.conf", "*/docs/*"],
         "monai_ilm.docs": ["*.md"],
+        "monai_ilm.bundle_template": ["recipe/LICENSE", "recipe/configs/*", "recipe/docs/*", "datasets/*.json"],
         "dashboard": ["paper_results.json", "README.md"],
     },
 )

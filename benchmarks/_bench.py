@@ -187,14 +187,3 @@ class Timer:
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far, in MiB (``ru_maxrss`` is in KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def current_rss_mib() -> float:
-    """Current resident memory of this process, in MiB (from /proc; falls back to the peak)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return peak_rss_mib()

@@ -27,6 +27,7 @@ __all__ = [
     "display_name",
     "label_texts",
     "load_embeddings",
+    "picture_image",
     "project_2d",
     "thumbnail",
 ]
@@ -42,7 +43,8 @@ class EmbeddingSet:
 
     Attributes:
         points: one row per sample: ``point`` (row in ``vectors``), ``file``, ``method``, ``split``, ``label``,
-            ``id``, ``image_path``.
+            ``id``, ``image_path``, ``picture`` (the stored ``(H, W)`` uint8 picture of a sample without a picture
+            file, e.g. the middle slice of a volume, or None).
         vectors: ``(n, k)`` float32 embeddings, the rows of all files (zero-padded to the widest file).
     """
 
@@ -130,6 +132,7 @@ def load_embeddings(paths: list[Path], root: Path) -> tuple[EmbeddingSet, list[F
         labels = label_texts(data["labels"], data["class_names"]) or ["unknown"] * n
         split = data["split"] or Path(path).stem.removeprefix("embeddings_").removesuffix(".embeddings")
         image_paths = _resolved([p if p else i for p, i in zip(data["image_paths"], data["ids"])], path)
+        pictures = list(data["pictures"]) if data["pictures"] is not None else [None] * n
         frames.append(
             pd.DataFrame(
                 {
@@ -140,6 +143,7 @@ def load_embeddings(paths: list[Path], root: Path) -> tuple[EmbeddingSet, list[F
                     "label": labels,
                     "id": data["ids"],
                     "image_path": image_paths,
+                    "picture": pictures,
                 }
             )
         )
@@ -147,7 +151,7 @@ def load_embeddings(paths: list[Path], root: Path) -> tuple[EmbeddingSet, list[F
         offset += n
     if not frames:
         return EmbeddingSet(
-            pd.DataFrame(columns=["point", "file", "method", "split", "label", "id", "image_path"]),
+            pd.DataFrame(columns=["point", "file", "method", "split", "label", "id", "image_path", "picture"]),
             np.zeros((0, 0), dtype=np.float32),
         ), problems
     width = max(b.shape[1] for b in blocks)
@@ -195,6 +199,24 @@ def project_2d(vectors: np.ndarray, method: str = "PCA", seed: int = 0) -> tuple
         xy = np.column_stack([xy[:, 0], np.zeros(n)])
         titles = (titles[0], "")
     return xy, (titles[0], titles[1])
+
+
+def picture_image(picture: np.ndarray, size: int = THUMBNAIL_PX):
+    """A stored grey picture (e.g. a volume's middle slice) as an RGB image for display, its longest side ``size``.
+
+    Args:
+        picture: ``(H, W)`` uint8.
+        size: the longest side in pixels (small pictures are enlarged without smoothing, so voxels stay visible).
+
+    Returns:
+        A ``PIL.Image.Image``.
+    """
+    from PIL import Image
+
+    image = Image.fromarray(np.ascontiguousarray(picture, dtype=np.uint8))  # 2-D uint8: grey ("L")
+    scale = size / max(image.size)
+    shape = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(shape, Image.Resampling.NEAREST).convert("RGB")
 
 
 def thumbnail(path: str, size: int = THUMBNAIL_PX):

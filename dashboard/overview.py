@@ -7,7 +7,7 @@ friends); this module only chooses their options and decorates them for display 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -367,8 +367,3 @@ def low_label_gains(table: PaperTable, reference: str = REFERENCE, max_fraction:
     low = delta[fractions <= max_fraction + 1e-12]
     means = low.mean(axis=0, skipna=True)
     return {m: float(v) for m, v in means.items() if m != reference and not pd.isna(v)}
-
-
-def table_specs(names: Sequence[str] | None = None) -> list[TableSpec]:
-    """The table specs in paper order, optionally restricted to ``names``."""
-    return [s for s in TABLES if names is None or s.name in names]

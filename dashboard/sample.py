@@ -29,7 +29,6 @@ from monai_ilm.results.seeds import summarize
 __all__ = ["SampleLayout", "write_sample", "write_sample_embeddings", "write_training_logs"]
 
 DATASET_METRICS = {"nih": "mean_auc", "dr": "auc", "idc": "f1_macro"}
-PRETRAINED = ("moco", "mse", "barlow")
 _TIMESTAMP = "2025-03-01T12:00:00+00:00"
 _REPLICATED = ("linear", "finetune", "probe")  # the protocols whose real runs store bootstrap replicates
 _N_REPLICATES = 200

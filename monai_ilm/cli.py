@@ -6,7 +6,8 @@ bundle's quick settings, evaluates them as the paper does (linear probe, fine-tu
 and 100 % labels, layer-wise probing, CKA feature reuse, KS distance) into one results table,
 and prints how to open the dashboard. ``experiment`` runs the same matrix on any bundle and data
 set, or prints one command per cell for a cluster scheduler. ``export`` writes a self-contained bundle with a
-pretraining run's weights (:mod:`monai_ilm.export`); ``bundle copy`` gives an editable copy of a shipped bundle.
+pretraining run's weights (:mod:`monai_ilm.export`); ``bundle copy`` gives an editable copy of a shipped bundle;
+``render-bundles`` writes the shipped bundle folders from their one template (:mod:`monai_ilm.bundle_render`).
 ``preflight`` runs a few iterations of a bundle's pretraining at full size and reports memory, speed,
 time estimates and problems (:mod:`monai_ilm.preflight`). ``dashboard`` serves the results dashboard that ships with
 the package (Streamlit, the ``[dashboard]`` extra).
@@ -221,7 +222,33 @@ def build_parser() -> argparse.ArgumentParser:
     copy = bundle_commands.add_parser("copy", help="copy a shipped bundle to a folder, to edit its settings")
     copy.add_argument("name", help="e.g. nih_chestxray_ilm")
     copy.add_argument("dir", type=Path)
+
+    render = commands.add_parser("render-bundles", help="write the bundle folders from the one bundle template")
+    render.add_argument("--output", type=Path, default=None, help="the folder of the bundles (default: the shipped)")
+    render.add_argument("--check", action="store_true", help="write nothing; fail naming each file that differs")
     return parser
+
+
+def render_bundles(output: Path | None, check: bool) -> None:
+    """Write (or, with ``check``, compare) every bundle folder rendered from :mod:`monai_ilm.bundle_render`.
+
+    Raises:
+        SystemExit: with ``check``, naming each file under ``output`` that differs from the rendering.
+    """
+    from monai_ilm.bundle_render import check_bundles, render_all
+
+    output = bundles_root() if output is None else output
+    if check:
+        differing = check_bundles(output)
+        if differing:
+            raise SystemExit(
+                f"{output}: expected the bundles rendered from monai_ilm/bundle_template, got {len(differing)} "
+                f"differing file(s): {', '.join(differing)} (run python -m monai_ilm render-bundles)."
+            )
+        print(f"{output}: every bundle file equals its rendering.")
+        return
+    for folder in render_all(output):
+        print(f"Rendered {folder}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -276,3 +303,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         from monai_ilm.export import copy_bundle
 
         print(f"Copied {args.name} to {copy_bundle(args.name, args.dir)}")
+    elif args.command == "render-bundles":
+        render_bundles(args.output, args.check)

@@ -5,7 +5,8 @@ One row per data set: its reader and the layout its ``dataset_dir`` must hold (t
 (:mod:`monai_ilm.transforms.presets`), its bundle (the experiment runner), its evaluation task and
 classes (:mod:`monai_ilm.evaluation.protocols`) and its display label and headline metrics (the
 dashboard). Adding a data set is one row here plus its reader and, for a paper data set, its preset
-and bundle.
+and bundle: the bundle is rendered from the one template (:mod:`monai_ilm.bundle_render`) with the row's name
+and a short overlay of its own values, ``monai_ilm/bundle_template/datasets/<bundle>.json``.
 
 Readers, layouts and class names live in the data modules, which import heavy libraries; the table names
 them as ``"module:attribute"`` and resolves them only when asked, so importing it is free of cycles.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-__all__ = ["DATASETS", "DatasetSpec", "bundle_datasets", "get_dataset", "paper_datasets"]
+__all__ = ["DATASETS", "DatasetSpec", "bundle_datasets", "paper_datasets"]
 
 
 def _resolve(reference: str) -> object:
@@ -38,7 +39,7 @@ class DatasetSpec:
         layout: what ``dataset_dir`` must hold, quoted in error messages: the text, or ``"monai_ilm.<module>:<name>"``
             of the text in the reader's module.
         label: the display name (dashboard, tables).
-        bundle: the folder of its bundle under ``bundles/``, or None.
+        bundle: the folder of its bundle under ``bundles/`` (rendered by :mod:`monai_ilm.bundle_render`), or None.
         preset: its transforms preset in :data:`monai_ilm.transforms.presets.PRESETS`, or None.
         task: its task preset of the downstream evaluation (``"multilabel"``, ``"binary_auc"`` or ``"f1"``),
             or None when it is not evaluated.
@@ -118,6 +119,19 @@ _PAPER = (
         column=1,
     ),
 )
+_VOLUMES = (
+    DatasetSpec(
+        "volumes",
+        reader="monai_ilm.data.volumes:read_volumes",
+        splits="seeded",
+        layout="monai_ilm.data.volumes:EXPECTED_LAYOUT",
+        label="CT / MR volumes (MedMNIST 3D or NIfTI)",
+        preset="volume",
+        task="binary_auc",
+        num_classes=2,
+        metrics=("auc", "roc_auc"),
+    ),
+)
 _GENERIC = (
     DatasetSpec(
         "medmnist",
@@ -145,21 +159,9 @@ _GENERIC = (
     ),
 )
 
-DATASETS: dict[str, DatasetSpec] = {dataset.name: dataset for dataset in (*_PAPER, *_GENERIC)}
-"""Every data set by name: the paper's three (with bundles) first, then the generic layouts."""
-
-
-def get_dataset(name: object) -> DatasetSpec:
-    """The row of data set ``name``.
-
-    Raises:
-        ValueError: ``"dataset_name: expected one of [...], got ..."`` for an unknown name.
-    """
-    if not isinstance(name, str) or name not in DATASETS:
-        from monai_ilm.checks import fail
-
-        raise fail("dataset_name", f"one of {list(DATASETS)}", name)
-    return DATASETS[name]
+DATASETS: dict[str, DatasetSpec] = {dataset.name: dataset for dataset in (*_PAPER, *_VOLUMES, *_GENERIC)}
+"""Every data set by name: the paper's three (with bundles) first, the volumes (binary, e.g. AdrenalMNIST3D),
+then the generic layouts."""
 
 
 def bundle_datasets() -> dict[str, str]:

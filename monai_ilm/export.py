@@ -81,8 +81,6 @@ _RESNETS = {
     ((3, 8, 36, 3), True): "resnet152",
 }
 _SECTION = re.compile(r"^## (?P<title>[^\n]+)\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-# sections of the shipped README that hold no recipe numbers and are kept as they are
-_KEPT_SECTIONS = ("Data", "Evaluation numbers", "References", "License")
 _METHOD_NAMES = {
     "moco": "MoCo",
     "mse": "MoCo + intermediate-layer MSE",

@@ -34,7 +34,8 @@ def _images(points: pd.DataFrame) -> None:
     cols = st.columns(6)
     k = 0
     for row in shown.itertuples():
-        image = embeddings.thumbnail(row.image_path)
+        picture = getattr(row, "picture", None)
+        image = embeddings.picture_image(picture) if picture is not None else embeddings.thumbnail(row.image_path)
         if image is None:
             missing.append(row.image_path)
             continue

@@ -20,7 +20,7 @@ from monai_ilm.data.integrity import UnreadableImageError, check_image_readable,
 from monai_ilm.data.label_fractions import label_fraction
 from monai_ilm.data.medmnist import read_medmnist
 from monai_ilm.data.nifti import read_nifti_folder
-from monai_ilm.data.nih import NIH_FINDINGS, read_nih, read_nih_metadata, read_nih_splits
+from monai_ilm.data.nih import NIH_FINDINGS, read_nih, read_nih_metadata
 from monai_ilm.data.splits import (
     SPLIT_NAMES,
     PatientLeakError,
@@ -57,7 +57,6 @@ __all__ = [
     "read_nifti_folder",
     "read_nih",
     "read_nih_metadata",
-    "read_nih_splits",
     "training_dataset",
     "verify_images",
 ]

@@ -7,8 +7,10 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from monai_ilm.checks import check_bool, check_choice, fail, is_real
 from monai_ilm.data.csv_datalist import SPLIT_ALIASES, read_csv_datalist
 from monai_ilm.data.files import PathLike, list_subdirectories, read_text_lines
+from monai_ilm.data.nih import SPLIT_SOURCES as NIH_SPLITS
 from monai_ilm.data.splits import SPLIT_NAMES, patient_split, train_val_test_split, validate_fraction
 from monai_ilm.data.splits import label_fraction as take_label_fraction
 from monai_ilm.datasets import DATASETS as _TABLE
@@ -21,6 +23,38 @@ IMAGE_ID_KEY = "image_id"
 """The datalist key of each row's stable image id: its path relative to ``dataset_dir`` (or the MedMNIST index)."""
 
 DEFAULT_RATIOS: tuple[float, float, float] = (0.7, 0.1, 0.2)
+
+
+def check_data_settings(
+    dataset_name: object = None,
+    nih_split: object = None,
+    val_fraction: object = None,
+    require_all_classes: object = None,
+) -> None:
+    """Check the settings that choose the split of the data (a setting left out, None, is not checked).
+
+    Args:
+        dataset_name: the data set; ``nih_split`` other than ``"official"`` is refused for any but ``"nih"``.
+        nih_split: one of :data:`monai_ilm.data.nih.SPLIT_SOURCES`.
+        val_fraction: null (each reader's own) or a number in (0, 1).
+        require_all_classes: true or false.
+
+    Raises:
+        ValueError: naming the first bad setting and the allowed values.
+    """
+    if nih_split is not None:
+        check_choice("nih_split", nih_split, NIH_SPLITS)
+        if isinstance(dataset_name, str) and dataset_name != "nih" and nih_split != NIH_SPLITS[0]:
+            raise fail(
+                "nih_split",
+                f"'{NIH_SPLITS[0]}' (it applies to dataset_name 'nih' only, not {dataset_name!r})",
+                nih_split,
+            )
+    if val_fraction is not None:
+        if not is_real(val_fraction) or not 0.0 < float(val_fraction) < 1.0:
+            raise fail("val_fraction", "null (each data set's own) or a finite number in (0, 1)", val_fraction)
+    if require_all_classes is not None:
+        check_bool("require_all_classes", require_all_classes)
 
 
 def datalist_options(
@@ -50,9 +84,6 @@ def datalist_options(
     Raises:
         ValueError: naming the first bad setting and the allowed values.
     """
-    from monai_ilm.checks import check_choice
-    from monai_ilm.settings.common import check_data_settings
-
     check_choice("dataset_name", dataset, tuple(_TABLE))
     check_data_settings(dataset, nih_split, val_fraction, require_all_classes)
     options: dict = {"require_all_classes": require_all_classes}
@@ -217,8 +248,6 @@ def load_datalist(
     kwargs = {**(options or {}), **kwargs}
     val_fraction = kwargs.pop("val_fraction", None)
     if val_fraction is not None:
-        from monai_ilm.settings.common import check_data_settings
-
         check_data_settings(val_fraction=val_fraction)
     ratios = kwargs.pop("ratios", DEFAULT_RATIOS)
     strict = kwargs.pop("require_all_classes", False)

@@ -43,7 +43,7 @@ from monai_ilm.data.files import (
     require_directory,
 )
 from monai_ilm.data.integrity import drop_or_raise_missing, verify_images
-from monai_ilm.data.splits import SPLIT_NAMES, assert_patient_disjoint, patient_split, train_val_test_split
+from monai_ilm.data.splits import SPLIT_NAMES, patient_split, train_val_test_split
 
 logger = logging.getLogger(__name__)
 
@@ -374,17 +374,6 @@ def read_nih(
     return datalist
 
 
-def read_nih_splits(dataset_dir: PathLike, **kwargs) -> dict[str, list[dict]]:
-    """All three NIH splits (see :func:`read_nih` for the arguments), checked to be patient-disjoint.
-
-    Raises:
-        PatientLeakError: when the split lists share a patient.
-    """
-    splits = {name: read_nih(dataset_dir, split=name, **kwargs) for name in SPLIT_NAMES}
-    assert_patient_disjoint(*splits.values(), names=list(splits))
-    return splits
-
-
 __all__ = [
     "NIH_FINDINGS",
     "find_metadata_csv",
@@ -392,5 +381,4 @@ __all__ = [
     "parse_findings",
     "read_nih",
     "read_nih_metadata",
-    "read_nih_splits",
 ]

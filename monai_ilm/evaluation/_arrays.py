@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["to_numpy", "as_matrix", "as_vector", "check_same_rows", "as_binary_labels"]
+__all__ = ["to_numpy", "as_matrix", "check_same_rows", "as_binary_labels"]
 
 
 def to_numpy(x: Any, name: str, dtype: Any = np.float64) -> np.ndarray:
@@ -69,29 +69,6 @@ def as_matrix(x: Any, name: str, min_rows: int = 1) -> np.ndarray:
     arr = arr.reshape(arr.shape[0], -1)
     if arr.shape[1] == 0:
         raise ValueError(f"{name}: expected at least one feature column, got shape {arr.shape}.")
-    _check_finite(arr, name)
-    return arr
-
-
-def as_vector(x: Any, name: str, min_len: int = 1) -> np.ndarray:
-    """Return ``x`` as a finite float64 vector.
-
-    Args:
-        x: one-dimensional array-like.
-        name: argument name used in error messages.
-        min_len: smallest acceptable length.
-
-    Returns:
-        A float64 array of shape ``(n,)``.
-
-    Raises:
-        ValueError: if ``x`` is not one-dimensional, is shorter than ``min_len`` or has non-finite values.
-    """
-    arr = to_numpy(x, name)
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a one-dimensional array, got shape {arr.shape}.")
-    if arr.shape[0] < min_len:
-        raise ValueError(f"{name}: expected at least {min_len} values, got {arr.shape[0]}.")
     _check_finite(arr, name)
     return arr
 

@@ -37,8 +37,6 @@ __all__ = [
     "cka",
     "linear_cka",
     "rbf_cka",
-    "rbf_kernel",
-    "median_bandwidth",
     "StreamingLinearCKA",
 ]
 
@@ -148,24 +146,6 @@ def _median_of_nonzero(d: np.ndarray, name: str) -> float:
     return float(np.sqrt(np.median(values)))
 
 
-def median_bandwidth(x: Any) -> float:
-    """Median-heuristic RBF bandwidth ``sigma = sqrt(median of the non-zero squared distances D_ij)``.
-
-    This is the ``sigma=None`` branch of the original ``CKA.py`` (docs/method.md §10.4).
-
-    Args:
-        x: features of shape ``(n, d, ...)``.
-
-    Returns:
-        The bandwidth ``sigma > 0``.
-
-    Raises:
-        ValueError: if ``x`` is malformed or all its rows are identical.
-    """
-    xm = as_matrix(x, "x", min_rows=2)
-    return _median_of_nonzero(_squared_distances(xm - xm.mean(axis=0)), "x")
-
-
 def _check_sigma(sigma: float | None) -> None:
     if sigma is not None and not (np.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma: expected a positive finite bandwidth or None (median heuristic), got {sigma!r}.")
@@ -175,28 +155,6 @@ def _rbf_from_centred(xc: np.ndarray, sigma: float | None, name: str) -> np.ndar
     d = _squared_distances(xc)
     bandwidth = _median_of_nonzero(d, name) if sigma is None else sigma
     return np.exp(-d / (2.0 * bandwidth**2))
-
-
-def rbf_kernel(x: Any, sigma: float | None = None) -> np.ndarray:
-    """Gaussian (RBF) Gram matrix ``K_ij = exp(-|x_i - x_j|^2 / (2 sigma^2))``.
-
-    Distances are computed from centred features (they are translation invariant), which avoids cancellation
-    for features with a large common offset.
-
-    Args:
-        x: features of shape ``(n, d, ...)``.
-        sigma: **absolute** bandwidth; ``None`` uses :func:`median_bandwidth` of ``x``.
-
-    Returns:
-        The ``(n, n)`` float64 kernel matrix.
-
-    Raises:
-        ValueError: if ``x`` is malformed, ``sigma`` is not positive, or ``sigma`` is None and all rows of
-            ``x`` are identical.
-    """
-    _check_sigma(sigma)
-    xm = as_matrix(x, "x", min_rows=2)
-    return _rbf_from_centred(xm - xm.mean(axis=0), sigma, "x")
 
 
 def rbf_cka(x: Any, y: Any, sigma: float | None = None, debiased: bool = False) -> float:

@@ -9,7 +9,10 @@ before and after fine-tuning (Table 3). This module holds the two pieces they sh
   :class:`~monai_ilm.networks.StageEncoder` (strictly: every key must match).
 * :func:`extract_stage_features` / :func:`iter_stage_features` run frozen encoders (eval mode, no gradients)
   over a loader and return the globally average-pooled output of every block (the reference's ``l1``..``l4``,
-  256/512/1024/2048-d for ResNet-50), together with the labels and an identifier of every sample.
+  256/512/1024/2048-d for ResNet-50), together with the labels and an identifier of every sample. Images and
+  volumes alike: pooling averages over every spatial axis, so a 3D encoder gives the same ``(n, C)`` rows; for
+  volumes, which have no picture file, ``keep_pictures`` also keeps each one's middle slice
+  (:func:`middle_slices`) for the dashboard's embedding explorer.
 
 Row alignment is guaranteed by construction rather than hoped for (docs/method.md D8, where the chest X-ray test
 set was re-shuffled in every process): loaders that shuffle are refused, and every sample carries an id
@@ -44,6 +47,7 @@ __all__ = [
     "ids_digest",
     "iter_stage_features",
     "load_pretrained_encoder",
+    "middle_slices",
 ]
 
 MOCO_QUERY_PREFIX = "encoder_q."
@@ -156,12 +160,14 @@ class StageFeatures:
         block_ids: the 1-based block number of each entry of ``blocks``.
         labels: the labels of the ``n`` samples (``(n,)`` or ``(n, n_classes)``), or None if the loader had none.
         ids: one string identifier per sample (see :func:`batch_ids`).
+        pictures: ``(n, H, W)`` uint8 middle slices of volumes (:func:`middle_slices`), when kept; else None.
     """
 
     blocks: list[np.ndarray]
     block_ids: tuple[int, ...]
     labels: np.ndarray | None
     ids: list[str]
+    pictures: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -187,11 +193,35 @@ class FeatureBatch:
         features: ``features[e][b]`` is the pooled output of block ``blocks[b]`` of encoder ``e``, ``(B, C)``.
         labels: the batch labels (on the CPU), or None.
         ids: the sample identifiers of the batch.
+        pictures: ``(B, H, W)`` uint8 middle slices of a batch of volumes when asked for, else None.
     """
 
     features: list[list[torch.Tensor]]
     labels: torch.Tensor | None
     ids: list[str]
+    pictures: np.ndarray | None = None
+
+
+def middle_slices(images: torch.Tensor) -> np.ndarray | None:
+    """The middle slice of each volume of a batch, as uint8 pictures: what the embedding explorer shows for a volume.
+
+    The slice is the middle one along the last spatial axis (the axial plane of a volume oriented ``RAS``, as
+    the ``volume`` preset orients NIfTI files), of the first channel, min-max scaled to 0-255 each (it is only
+    for display). 2D images have a file to show, so they give None.
+
+    Args:
+        images: ``(B, C, X, Y, Z)`` volumes (``(B, C, H, W)`` images give None).
+
+    Returns:
+        ``(B, X, Y)`` uint8, or None for 2D images.
+    """
+    if images.ndim != 5:
+        return None
+    planes = images[:, 0, :, :, images.shape[-1] // 2].detach().float().cpu()
+    low = planes.flatten(1).min(dim=1).values.reshape(-1, 1, 1)
+    high = planes.flatten(1).max(dim=1).values.reshape(-1, 1, 1)
+    scaled = (planes - low) / torch.where(high > low, high - low, torch.ones_like(high))
+    return (scaled * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def check_ordered_loader(loader: Iterable, name: str = "loader") -> None:
@@ -308,6 +338,7 @@ def iter_stage_features(
     label_key: str | None = "label",
     id_key: str | None = None,
     require_order: bool = True,
+    keep_pictures: bool = False,
 ) -> Iterator[FeatureBatch]:
     """Run every encoder on the **same** batches and yield their pooled block outputs, batch by batch.
 
@@ -327,6 +358,7 @@ def iter_stage_features(
         id_key: key of a per-sample identifier (see :func:`batch_ids`).
         require_order: refuse a shuffling ``DataLoader`` (set False only where the row order does not matter,
             e.g. the training split of a probe).
+        keep_pictures: give each batch of volumes its middle slices (:func:`middle_slices`).
 
     Yields:
         One :class:`FeatureBatch` per batch.
@@ -360,7 +392,8 @@ def iter_stage_features(
                 labels = None
                 if label_key is not None and label_key in batch:
                     labels = torch.as_tensor(batch[label_key]).detach().cpu()
-                yield FeatureBatch(features, labels, batch_ids(batch, n, offset, id_key, image_key))
+                pictures = middle_slices(images) if keep_pictures else None
+                yield FeatureBatch(features, labels, batch_ids(batch, n, offset, id_key, image_key), pictures)
                 offset += n
     finally:
         for e, d in zip(encoders, previous_devices):
@@ -383,6 +416,7 @@ def extract_stage_features(
     label_key: str | None = "label",
     id_key: str | None = None,
     require_order: bool = True,
+    keep_pictures: bool = False,
 ) -> StageFeatures:
     """Pooled per-block features of a whole data set from one frozen encoder (see :func:`iter_stage_features`).
 
@@ -398,6 +432,7 @@ def extract_stage_features(
         label_key: key of the labels, or None.
         id_key: key of a per-sample identifier.
         require_order: refuse a shuffling ``DataLoader`` (see :func:`iter_stage_features`).
+        keep_pictures: keep the middle slice of every volume (:func:`middle_slices`; None for 2D images).
 
     Returns:
         A :class:`StageFeatures`; labels of shape ``(n, 1)`` are flattened to ``(n,)``.
@@ -408,11 +443,18 @@ def extract_stage_features(
     chunks: list[list[torch.Tensor]] = []
     labels: list[torch.Tensor | None] = []
     ids: list[str] = []
-    for batch in iter_stage_features([encoder], loader, blocks, device, image_key, label_key, id_key, require_order):
+    pictures: list[np.ndarray | None] = []
+    batches = iter_stage_features(
+        [encoder], loader, blocks, device, image_key, label_key, id_key, require_order, keep_pictures
+    )
+    for batch in batches:
         chunks.append(batch.features[0])
         labels.append(batch.labels)
         ids.extend(batch.ids)
+        pictures.append(batch.pictures)
     if not chunks:
         raise ValueError("loader: expected at least one batch, got none.")
     stacked = [torch.cat([c[i] for c in chunks]).numpy() for i in range(len(chunks[0]))]
-    return StageFeatures(blocks=stacked, block_ids=tuple(int(b) for b in blocks), labels=_stack_labels(labels), ids=ids)
+    kept = np.concatenate(pictures) if pictures and all(p is not None for p in pictures) else None
+    block_ids = tuple(int(b) for b in blocks)
+    return StageFeatures(blocks=stacked, block_ids=block_ids, labels=_stack_labels(labels), ids=ids, pictures=kept)

@@ -24,7 +24,7 @@ from scipy.stats import ks_2samp
 from monai_ilm.evaluation._arrays import to_numpy
 from monai_ilm.results.rows import make_row
 
-__all__ = ["KSResult", "ks_statistic", "ks_distance", "ks_rows"]
+__all__ = ["KSResult", "ks_distance", "ks_rows"]
 
 
 @dataclass(frozen=True)
@@ -45,20 +45,6 @@ class KSResult:
     def mean_statistic(self) -> float:
         """Mean KS statistic over the classes."""
         return float(self.statistic.mean())
-
-
-def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sample KS statistic ``max_t |F_a(t) - F_b(t)|`` of two 1-D samples (``scipy.stats.ks_2samp``).
-
-    Args:
-        a: first sample, shape ``(n_a,)``.
-        b: second sample, shape ``(n_b,)``.
-
-    Returns:
-        ``D`` in [0, 1].
-    """
-    # the statistic does not depend on the p-value method; "asymp" skips the exact p-value's cost
-    return float(ks_2samp(a, b, method="asymp").statistic)
 
 
 def _as_columns(probs: Any, name: str) -> np.ndarray:

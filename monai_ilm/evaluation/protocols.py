@@ -60,7 +60,7 @@ from monai_ilm.networks import resnet_encoder
 from monai_ilm.provenance import code_version, fingerprint
 from monai_ilm.results import PROTOCOLS, replicate_key, utc_now, write_results
 from monai_ilm.results.embeddings import write_embeddings
-from monai_ilm.transforms import eval_transforms, finetune_transforms
+from monai_ilm.transforms import eval_transforms, finetune_transforms, get_preset
 
 __all__ = ["DATASET_TASKS", "EVALUATION_PROTOCOLS", "EvaluationRun", "evaluation_run_id", "run_dir_name"]
 
@@ -103,6 +103,9 @@ class EvaluationRun:
         standardize_features: the linear head of ``linear``, ``finetune`` and ``probe`` standardises the
             pooled features with frozen training statistics and starts at the training prevalence (default);
             false gives the reference's raw ``nn.Linear`` with PyTorch's initialisation (docs/method.md D22).
+        volume: a 3D data set's volume settings (orientation, spacing, intensity; see
+            :func:`monai_ilm.transforms.volumes.check_volume_options`), as in pretraining; None: the defaults.
+            A 3D data set (its preset's ``spatial_dims``) gets MONAI's 3D ``ResNetFeatures`` as ``backbone``.
 
     Raises:
         ValueError: for an unknown protocol or data set, a label fraction outside (0, 1], or a
@@ -132,6 +135,7 @@ class EvaluationRun:
     amp: bool = False
     datalist_options: dict | None = None
     standardize_features: bool = True
+    volume: dict | None = None
 
     def __post_init__(self) -> None:
         if self.protocol not in EVALUATION_PROTOCOLS:
@@ -156,6 +160,16 @@ class EvaluationRun:
     @property
     def num_classes(self) -> int:
         return DATASET_TASKS[self.dataset_name][1]
+
+    @property
+    def spatial_dims(self) -> int:
+        """2 for images, 3 for volumes: the data set's preset's."""
+        return get_preset(self.dataset_name).spatial_dims
+
+    @property
+    def backend(self) -> str:
+        """The encoder's implementation: torchvision's 2D ResNet (the paper's), MONAI's ``ResNetFeatures`` for 3D."""
+        return "monai" if self.spatial_dims == 3 else "torchvision"
 
     @property
     def run_id(self) -> str:
@@ -194,7 +208,7 @@ class EvaluationRun:
             options=self.datalist_options,
         )
         make = finetune_transforms if train else eval_transforms
-        transform = make(self.dataset_name, image_size=self.image_size, channels=self.channels)
+        transform = make(self.dataset_name, image_size=self.image_size, channels=self.channels, volume=self.volume)
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
             Dataset(data, transform),
@@ -205,7 +219,7 @@ class EvaluationRun:
         )
 
     def encoder(self, checkpoint: str | os.PathLike | None, prefix: str = "encoder_q.") -> torch.nn.Module:
-        encoder = resnet_encoder(self.backbone, in_channels=self.channels)
+        encoder = resnet_encoder(self.backbone, self.spatial_dims, self.channels, self.backend)
         return load_pretrained_encoder(checkpoint, encoder, prefix=prefix)
 
     def check_data(self) -> None:
@@ -300,6 +314,8 @@ class EvaluationRun:
             freeze_encoder=freeze_encoder,
             encoder_name=self.backbone,
             in_channels=self.channels,
+            spatial_dims=self.spatial_dims,
+            backend=self.backend,
             seed=self.seed,
             standardize_features=self._head()["standardize"],
             head_init=self._head()["head_init"],
@@ -353,7 +369,13 @@ class EvaluationRun:
         # embedding explorer
         encoder = self.encoder(self.pretrained_checkpoint)
         train, val, test = (
-            extract_stage_features(encoder, self.loader(split), device=self.device, require_order=split != "train")
+            extract_stage_features(
+                encoder,
+                self.loader(split),
+                device=self.device,
+                require_order=split != "train",
+                keep_pictures=split == "test",
+            )
             for split in ("train", "val", "test")
         )
         results = probe_features(
@@ -380,6 +402,7 @@ class EvaluationRun:
             class_names=self._per_class()["class_names"],
             method=self.method,
             block=4,
+            pictures=test.pictures,
         )
         return probe_rows(results, label_fraction=self.label_fraction, **self._columns())
 

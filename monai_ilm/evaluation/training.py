@@ -34,9 +34,9 @@ from monai.utils import CommonKeys as Keys
 from monai.utils import set_determinism
 from torch import nn
 
+from monai_ilm.evaluation.best_weights import BestWeights
 from monai_ilm.evaluation.features import _default_device
 from monai_ilm.evaluation.tasks import DownstreamTask, get_task
-from monai_ilm.handlers.best_weights import BestWeights
 
 __all__ = ["FitResult", "fit_downstream", "task_metric"]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from monai_ilm.handlers.best_weights import BestWeights
+from monai_ilm.evaluation.best_weights import BestWeights
+from monai_ilm.evaluation.knn import weighted_knn_scores
 from monai_ilm.handlers.checkpoint_saver import AtomicCheckpointSaver
 from monai_ilm.handlers.data_wait import DataWaitHandler
 from monai_ilm.handlers.embedding_saver import EmbeddingSaver
@@ -10,7 +11,7 @@ from monai_ilm.handlers.intermediate_layer_loss import IntermediateLayerLossHand
 from monai_ilm.handlers.loss_parts import LossPartsHandler
 from monai_ilm.handlers.momentum_update import MomentumUpdateHandler, momentum_at
 from monai_ilm.handlers.nan_guard import NaNGuard, NonFiniteLossError
-from monai_ilm.handlers.online_knn import OnlineKNNHandler, knn_metric_for, weighted_knn_scores
+from monai_ilm.handlers.online_knn import OnlineKNNHandler, knn_metric_for
 from monai_ilm.handlers.representation_health import RepresentationCollapseError, RepresentationHealthHandler
 
 __all__ = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+from ignite.engine import Engine
 from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointSaver
 
@@ -45,3 +46,13 @@ class AtomicCheckpointSaver(CheckpointSaver):
             if checkpoint is not None:
                 fixed_name = getattr(checkpoint.save_handler, "filename", None)
                 checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, fixed_name)
+
+    def attach(self, engine: Engine) -> None:
+        """Register the saver as MONAI's does; a second ``attach`` of this instance to ``engine`` is a no-op.
+
+        Args:
+            engine: the trainer or evaluator whose state is saved.
+        """
+        callbacks = (self.completed, self.metrics_completed, self.interval_completed)
+        if not any(engine.has_event_handler(callback) for callback in callbacks):
+            super().attach(engine)

@@ -16,6 +16,8 @@ import time
 
 from ignite.engine import Engine, Events
 
+from monai_ilm.handlers.utils import attach_once
+
 __all__ = ["DataWaitHandler"]
 
 
@@ -37,11 +39,11 @@ class DataWaitHandler:
         self._batch_start = 0.0
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED, self._start_epoch)
-        engine.add_event_handler(Events.GET_BATCH_STARTED, self._start_batch)
-        engine.add_event_handler(Events.GET_BATCH_COMPLETED, self._end_batch)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._end_iteration)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self._end_epoch)
+        attach_once(engine, Events.EPOCH_STARTED, self._start_epoch)
+        attach_once(engine, Events.GET_BATCH_STARTED, self._start_batch)
+        attach_once(engine, Events.GET_BATCH_COMPLETED, self._end_batch)
+        attach_once(engine, Events.ITERATION_COMPLETED, self._end_iteration)
+        attach_once(engine, Events.EPOCH_COMPLETED, self._end_epoch)
 
     def _start_epoch(self, engine: Engine) -> None:
         self._wait = 0.0

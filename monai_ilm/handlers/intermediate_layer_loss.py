@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from ignite.engine import Engine
@@ -10,9 +11,16 @@ from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 
 from monai_ilm.distributed import average_gradients, world_size
+from monai_ilm.handlers.utils import attach_once
 from monai_ilm.networks.backbones import STAGE_NAMES
 
-__all__ = ["IntermediateLayerLossHandler"]
+__all__ = ["IntermediateLayerLossHandler", "moco_stages"]
+
+
+def moco_stages(output: dict) -> tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]]:
+    """``(output["pred"]["query_stages"], output["pred"]["key_stages"])``: a MoCo engine's stage outputs."""
+    pred = output[Keys.PRED]
+    return pred["query_stages"], pred["key_stages"]
 
 
 class IntermediateLayerLossHandler:
@@ -34,12 +42,21 @@ class IntermediateLayerLossHandler:
         loss: an ``IntermediateMSELoss`` or ``IntermediateBarlowTwinsLoss`` (anything with
             ``layer_losses(q_feats, k_feats)`` returning one term per layer).
         layers: the stages compared, by name; the loss must have one term per layer.
+        output_transform: maps ``engine.state.output`` to ``(query_stages, key_stages)``, the outputs of every
+            stage in :data:`~monai_ilm.networks.backbones.STAGE_NAMES` order, as the ``output_transform`` of MONAI's
+            handlers; the default is :func:`moco_stages`. The terms are still written to ``output["loss_<layer>"]``
+            and added to ``output["loss"]``.
 
     Raises:
         ValueError: for an unknown layer name, a repeated one, or a loss whose number of terms differs.
     """
 
-    def __init__(self, loss: torch.nn.Module, layers: Sequence[str] = STAGE_NAMES) -> None:
+    def __init__(
+        self,
+        loss: torch.nn.Module,
+        layers: Sequence[str] = STAGE_NAMES,
+        output_transform: Callable[[Any], tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]]] = moco_stages,
+    ) -> None:
         layers = (layers,) if isinstance(layers, str) else tuple(layers)
         unknown = [name for name in layers if name not in STAGE_NAMES]
         if unknown or not layers or len(set(layers)) != len(layers):
@@ -52,21 +69,24 @@ class IntermediateLayerLossHandler:
         self.loss = loss
         self.layers = layers
         self.indices = tuple(STAGE_NAMES.index(name) for name in layers)
+        self.output_transform = output_transform
 
     def attach(self, engine: Engine) -> None:
         self.loss.to(engine.state.device)
-        engine.add_event_handler(IterationEvents.LOSS_COMPLETED, self)
+        attach_once(engine, IterationEvents.LOSS_COMPLETED, self)
         if world_size() > 1:
-            # the loss's projectors live outside the DDP-wrapped network: average their gradients here
-            engine.add_event_handler(
-                IterationEvents.BACKWARD_COMPLETED, lambda _: average_gradients(self.loss.parameters())
-            )
+            attach_once(engine, IterationEvents.BACKWARD_COMPLETED, self._average_loss_gradients)
+
+    def _average_loss_gradients(self, engine: Engine) -> None:
+        """Average the gradients of the loss's own parameters over ranks: its projectors live outside the
+        DDP-wrapped network, so DDP does not."""
+        average_gradients(self.loss.parameters())
 
     def __call__(self, engine: Engine) -> None:
         output = engine.state.output
-        pred = output[Keys.PRED]
-        q_feats = [pred["query_stages"][i] for i in self.indices]
-        k_feats = [pred["key_stages"][i] for i in self.indices]
+        query_stages, key_stages = self.output_transform(output)
+        q_feats = [query_stages[i] for i in self.indices]
+        k_feats = [key_stages[i] for i in self.indices]
         if self.loss.training != engine.network.training:  # no walk over the projectors every step
             self.loss.train(engine.network.training)
         terms = self.loss.layer_losses(q_feats, k_feats)

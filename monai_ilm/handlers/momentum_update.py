@@ -53,6 +53,8 @@ class MomentumUpdateHandler:
         self.final_momentum = final_momentum
 
     def attach(self, engine: Engine) -> None:
+        if engine.has_event_handler(self, Events.ITERATION_COMPLETED):
+            return  # attached already: one update per step, and the momentum of a running schedule is kept
         engine.state.moco_momentum = self.momentum
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 

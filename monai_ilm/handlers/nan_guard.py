@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
 from monai.engines.utils import IterationEvents
 from torch import nn
 
+from monai_ilm.handlers.utils import attach_once
 from monai_ilm.utils import unwrap_network
 
 __all__ = ["NaNGuard", "NonFiniteLossError"]
@@ -43,8 +45,8 @@ class NaNGuard:
     """Raises :class:`NonFiniteLossError` when a loss entry of the iteration output is NaN or infinite.
 
     Attached to a trainer (``MoCoTrainer`` or any MONAI ``SupervisedTrainer``), it looks at every
-    scalar entry of ``engine.state.output`` whose key starts with ``loss`` (``loss``,
-    ``loss_infonce``, ``loss_layer3``...) on ``BACKWARD_COMPLETED``: after every handler has added
+    scalar entry of ``engine.state.output`` (of ``output_transform(engine.state.output)``) whose key starts with
+    ``loss`` (``loss``, ``loss_infonce``, ``loss_layer3``...) on ``BACKWARD_COMPLETED``: after every handler has added
     its term on ``LOSS_COMPLETED`` and **before the optimiser step**, so a bad value never reaches
     the weights, the momentum encoder or the queue, and no checkpoint of this iteration is written.
     The error names the iteration, the epoch and each non-finite part. The forward pass of the
@@ -67,6 +69,9 @@ class NaNGuard:
     Args:
         check_every: read the device-side result every this many iterations (>= 1).
         prefix: the output keys checked are those starting with it.
+        output_transform: maps ``engine.state.output`` to the ``{name: scalar tensor}`` mapping whose ``prefix``
+            entries are checked, as the ``output_transform`` of MONAI's handlers; the default takes the output as
+            it is (a dict output such as MoCoTrainer's). E.g. ``lambda output: {"loss": output[0]}``.
         modules: a module or modules besides ``engine.network`` whose running statistics are rolled back
             (e.g. the Barlow Twins loss, whose projectors hold BatchNorm layers); ``None`` is ignored, so a
             bundle can pass ``@intermediate_loss`` whatever the method.
@@ -76,12 +81,17 @@ class NaNGuard:
     """
 
     def __init__(
-        self, check_every: int = 1, prefix: str = "loss", modules: nn.Module | Sequence[nn.Module | None] | None = ()
+        self,
+        check_every: int = 1,
+        prefix: str = "loss",
+        modules: nn.Module | Sequence[nn.Module | None] | None = (),
+        output_transform: Callable[[Any], Any] = lambda output: output,
     ) -> None:
         if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
             raise ValueError(f"check_every: expected a positive integer, got {check_every!r}.")
         self.check_every = check_every
         self.prefix = prefix
+        self.output_transform = output_transform
         modules = [modules] if modules is None or isinstance(modules, nn.Module) else list(modules)
         self.modules = [m for m in modules if m is not None]
         self._pending: list[tuple[int, int, dict[str, torch.Tensor], torch.Tensor]] = []
@@ -89,12 +99,11 @@ class NaNGuard:
         self._before: list[torch.Tensor] = []
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self._find_statistics)
-        engine.add_event_handler(Events.ITERATION_STARTED, self._save_statistics)
-        engine.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self.flush)
-        if not engine.has_event_handler(self.reraise, Events.EXCEPTION_RAISED):
-            engine.add_event_handler(Events.EXCEPTION_RAISED, self.reraise)
+        attach_once(engine, Events.STARTED, self._find_statistics)
+        attach_once(engine, Events.ITERATION_STARTED, self._save_statistics)
+        attach_once(engine, IterationEvents.BACKWARD_COMPLETED, self)
+        attach_once(engine, Events.EPOCH_COMPLETED, self.flush)
+        attach_once(engine, Events.EXCEPTION_RAISED, self.reraise)  # one re-raise, however many guards
 
     def _find_statistics(self, engine: Engine) -> None:
         network = getattr(engine, "network", None)
@@ -105,7 +114,7 @@ class NaNGuard:
             self._before = [b.detach().clone() for b in self._stats]
 
     def __call__(self, engine: Engine) -> None:
-        parts = _loss_parts(engine.state.output, self.prefix)
+        parts = _loss_parts(self.output_transform(engine.state.output), self.prefix)
         if parts:
             finite = torch.isfinite(torch.stack([v.float() for v in parts.values()]))
             self._pending.append((engine.state.iteration, engine.state.epoch, parts, finite))

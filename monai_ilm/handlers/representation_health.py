@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,7 @@ from ignite.engine import Engine, Events
 from monai.engines.utils import IterationEvents
 from monai.metrics.embedding_collapse import compute_embedding_collapse
 
+from monai_ilm.handlers.utils import attach_once
 from monai_ilm.networks.backbones import global_pool
 from monai_ilm.utils import unwrap_network
 
@@ -72,6 +74,11 @@ def uniformity(x: torch.Tensor, t: float = 2.0) -> float:
     return float(torch.logsumexp(-t * distances, dim=0) - torch.log(torch.tensor(float(distances.numel()))))
 
 
+def moco_pred(output: Any) -> Any:
+    """``output["pred"]`` of a dict output (a MoCo engine's embeddings and stages), else ``None``."""
+    return output.get("pred") if isinstance(output, dict) else None
+
+
 class RepresentationHealthHandler:
     """Logs, per epoch, whether MoCo's representation is healthy or collapsing; can stop a collapsed run.
 
@@ -97,6 +104,10 @@ class RepresentationHealthHandler:
         samples: at most this many rows (from the epoch's last iterations) enter the indicators.
         collapse_rank: the effective rank below which the embedding counts as collapsed.
         collapse_patience: consecutive collapsed epochs before stopping; 0 never stops.
+        output_transform: maps ``engine.state.output`` to the dict with ``"query"`` and ``"key"`` (``(n, d)``
+            embeddings) and optionally ``"query_stages"`` (the query encoder's stage outputs), as the
+            ``output_transform`` of MONAI's handlers; the default takes ``output["pred"]`` of a MoCo engine.
+            An iteration whose transform gives no such dict is skipped.
 
     Raises:
         ValueError: when ``samples`` is below 2, ``collapse_rank`` is negative or ``collapse_patience`` negative.
@@ -104,7 +115,13 @@ class RepresentationHealthHandler:
 
     rank_zero_only: ClassVar[bool] = True  # a monitor: it reads the run without taking part in collectives
 
-    def __init__(self, samples: int = 1024, collapse_rank: float = 2.0, collapse_patience: int = 0) -> None:
+    def __init__(
+        self,
+        samples: int = 1024,
+        collapse_rank: float = 2.0,
+        collapse_patience: int = 0,
+        output_transform: Callable[[Any], Any] = moco_pred,
+    ) -> None:
         if samples < 2:
             raise ValueError(f"samples: expected an integer of at least 2, got {samples!r}.")
         if collapse_rank < 0:
@@ -112,22 +129,22 @@ class RepresentationHealthHandler:
         if collapse_patience < 0:
             raise ValueError(f"collapse_patience: expected an integer >= 0, got {collapse_patience!r}.")
         self.samples, self.collapse_rank, self.collapse_patience = samples, collapse_rank, collapse_patience
+        self.output_transform = output_transform
         self._rows: deque[dict[str, torch.Tensor]] = deque()
         self._collapsed_epochs: list[int] = []
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
-        engine.add_event_handler(IterationEvents.FORWARD_COMPLETED, self.collect)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
-        if not engine.has_event_handler(self.reraise, Events.EXCEPTION_RAISED):
-            engine.add_event_handler(Events.EXCEPTION_RAISED, self.reraise)
+        attach_once(engine, Events.EPOCH_STARTED, self.reset)
+        attach_once(engine, IterationEvents.FORWARD_COMPLETED, self.collect)
+        attach_once(engine, Events.EPOCH_COMPLETED, self)
+        attach_once(engine, Events.EXCEPTION_RAISED, self.reraise)
 
     def reset(self, engine: Engine) -> None:
         self._rows.clear()
 
     def collect(self, engine: Engine) -> None:
         """Copy this iteration's embeddings and pooled stages when it is among the epoch's last ``samples`` rows."""
-        pred = engine.state.output.get("pred") if isinstance(engine.state.output, dict) else None
+        pred = self.output_transform(engine.state.output)
         if not isinstance(pred, dict) or "query" not in pred:
             return
         batch = pred["query"].shape[0]

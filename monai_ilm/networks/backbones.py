@@ -56,16 +56,6 @@ class StageEncoder(nn.Module):
         """Size of the pooled representation returned by ``forward``."""
         return self.stage_channels[-1]
 
-    def stage_index(self, name: str) -> int:
-        """Position of the stage called ``name``.
-
-        Raises:
-            ValueError: when ``name`` is not one of :attr:`stage_names`.
-        """
-        if name not in self.stage_names:
-            raise ValueError(f"layers: expected one of {list(self.stage_names)}, got {name!r}.")
-        return self.stage_names.index(name)
-
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError
 

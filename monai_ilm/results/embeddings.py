@@ -12,6 +12,8 @@
 * ``ids``: ``(n,)`` the sample identifiers (image paths for the MONAI readers, see
   ``monai_ilm.evaluation.features.batch_ids``); ``image_paths`` the same, when they are files.
 * ``labels``: ``(n,)`` or ``(n, classes)`` when known; ``class_names``: ``(classes,)`` for multi-label data.
+* ``pictures``: ``(n, H, W)`` uint8, for samples with no picture file to show (volumes: the middle slice of each,
+  see ``monai_ilm.evaluation.features.middle_slices``), when given.
 * ``method``, ``split``, ``block``: what the features are.
 
 The file is plain ``numpy.savez`` content (no pickles); :func:`read_embeddings` loads it with
@@ -87,6 +89,7 @@ def write_embeddings(
     split: str = "test",
     block: int | None = None,
     max_components: int = MAX_COMPONENTS,
+    pictures: np.ndarray | None = None,
 ) -> Path:
     """Write ``<run_id>.embeddings.npz`` (see the module docstring), atomically.
 
@@ -101,12 +104,14 @@ def write_embeddings(
         split: the data split of the samples.
         block: the encoder block the features come from.
         max_components: principal components to store.
+        pictures: ``(n, H, W)`` uint8 pictures of the samples (the middle slice of each volume), or None.
 
     Returns:
         The file written.
 
     Raises:
-        ValueError: when ``ids`` or ``labels`` do not have one entry per row of ``features``.
+        ValueError: when ``ids``, ``labels`` or ``pictures`` do not have one entry per row of ``features``, or
+            ``pictures`` are not ``(n, H, W)`` uint8.
     """
     projected, variance, total = project(features, max_components)
     n = projected.shape[0]
@@ -129,6 +134,8 @@ def write_embeddings(
         arrays["labels"] = labels
     if class_names is not None:
         arrays["class_names"] = np.asarray(list(class_names), dtype=str)
+    if pictures is not None:
+        arrays["pictures"] = _checked_pictures(np.asarray(pictures), n, "pictures")
     path = embeddings_path(results_dir, run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -137,6 +144,12 @@ def write_embeddings(
     temporary.write_bytes(buffer.getvalue())
     os.replace(temporary, path)
     return path
+
+
+def _checked_pictures(pictures: np.ndarray, n: int, source: str) -> np.ndarray:
+    if pictures.dtype != np.uint8 or pictures.ndim != 3 or pictures.shape[0] != n:
+        raise ValueError(f"{source}: expected ({n}, H, W) uint8 pictures, got {pictures.dtype} {pictures.shape}.")
+    return pictures
 
 
 def read_embeddings(path: str | os.PathLike) -> dict[str, Any]:
@@ -149,7 +162,7 @@ def read_embeddings(path: str | os.PathLike) -> dict[str, Any]:
     Returns:
         ``{"embeddings": float32 (n, k), "ids": list[str], "image_paths": list[str], "labels": array | None,
         "class_names": list[str] | None, "method": str, "split": str, "block": int | None,
-        "explained_variance": array | None, "total_variance": float | None}``.
+        "explained_variance": array | None, "total_variance": float | None, "pictures": (n, H, W) uint8 | None}``.
 
     Raises:
         ValueError: for an unreadable file or inconsistent shapes (naming the file).
@@ -173,6 +186,9 @@ def read_embeddings(path: str | os.PathLike) -> dict[str, Any]:
         if values is not None and len(values) != n:
             raise ValueError(f"{name}: expected {n} entries in '{key}' (one per embedding), got {len(values)}.")
     block = int(content["block"]) if "block" in content else -1
+    pictures = content.get("pictures")
+    if pictures is not None:
+        pictures = _checked_pictures(pictures, n, f"{name} 'pictures'")
     return {
         "embeddings": embeddings,
         "ids": ids,
@@ -184,4 +200,5 @@ def read_embeddings(path: str | os.PathLike) -> dict[str, Any]:
         "block": None if block < 0 else block,
         "explained_variance": content.get("explained_variance"),
         "total_variance": float(content["total_variance"]) if "total_variance" in content else None,
+        "pictures": pictures,
     }

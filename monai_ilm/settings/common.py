@@ -19,15 +19,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar
 
-from monai_ilm.checks import (
-    check_bool,
-    check_choice,
-    check_existing_path,
-    check_int,
-    check_writable_dir,
-    fail,
-    is_real,
-)
+from monai_ilm.checks import check_bool, check_choice, check_existing_path, check_int, check_writable_dir
+from monai_ilm.data.dispatch import check_data_settings
 from monai_ilm.data.nih import SPLIT_SOURCES as NIH_SPLITS
 from monai_ilm.datasets import DATASETS
 from monai_ilm.networks.backbones import BACKBONES
@@ -37,38 +30,6 @@ __all__ = ["CHANNELS", "MAX_IMAGE_SIZE", "MAX_SEED", "NIH_SPLITS", "WorkflowSett
 MAX_SEED = 2**32 - 1  # numpy's global seed, which MONAI's set_determinism sets, must fit in 32 bits
 MAX_IMAGE_SIZE = 16384  # pixels per side; larger is a typo (or a units mix-up), not a chest X-ray
 CHANNELS = (1, 3)
-
-
-def check_data_settings(
-    dataset_name: object = None,
-    nih_split: object = None,
-    val_fraction: object = None,
-    require_all_classes: object = None,
-) -> None:
-    """Check the settings that choose the split of the data (a setting left out, None, is not checked).
-
-    Args:
-        dataset_name: the data set; ``nih_split`` other than ``"official"`` is refused for any but ``"nih"``.
-        nih_split: one of :data:`NIH_SPLITS`.
-        val_fraction: null (each reader's own) or a number in (0, 1).
-        require_all_classes: true or false.
-
-    Raises:
-        ValueError: naming the first bad setting and the allowed values.
-    """
-    if nih_split is not None:
-        check_choice("nih_split", nih_split, NIH_SPLITS)
-        if isinstance(dataset_name, str) and dataset_name != "nih" and nih_split != NIH_SPLITS[0]:
-            raise fail(
-                "nih_split",
-                f"'{NIH_SPLITS[0]}' (it applies to dataset_name 'nih' only, not {dataset_name!r})",
-                nih_split,
-            )
-    if val_fraction is not None:
-        if not is_real(val_fraction) or not 0.0 < float(val_fraction) < 1.0:
-            raise fail("val_fraction", "null (each data set's own) or a finite number in (0, 1)", val_fraction)
-    if require_all_classes is not None:
-        check_bool("require_all_classes", require_all_classes)
 
 
 @dataclass(kw_only=True)

@@ -11,7 +11,8 @@ The device steps are compiled from the preset's own loader steps (:func:`device_
 ways run the same augmentations with the same parameters: colour jitter (random order of brightness,
 contrast, saturation, hue), grayscale, Gaussian blur, rotation, flips and random resized crop. Every
 parameter is drawn per sample and per view from the distribution its loader transform draws from;
-the kernels (:mod:`monai_ilm.transforms.batched_ops`) reproduce torchvision's per image.
+the kernels (:mod:`monai_ilm.transforms.batched_ops`) reproduce torchvision's per image. For the 3D
+``volume`` preset the steps are its MONAI steps, batched (:mod:`monai_ilm.transforms.device_augment_3d`).
 
 Plain tensor ops rather than kornia: the kernels are a few lines each on ``conv2d`` and
 ``grid_sample``, they must equal the loader's torchvision kernels image for image
@@ -40,6 +41,7 @@ from monai.utils import convert_to_tensor
 
 from monai_ilm.transforms import batched_ops as ops
 from monai_ilm.transforms.color import RandColorJitterd, RandGaussianBlurd, RandGrayscaled
+from monai_ilm.transforms.device_augment_3d import volume_device_steps
 from monai_ilm.transforms.presets import (
     IMAGENET_GREY_MEAN,
     IMAGENET_GREY_STD,
@@ -250,12 +252,17 @@ _DEVICE_STEPS = {
 def device_steps(preset: str, image_size: int | None = None) -> list:
     """The device versions of ``preset``'s pretraining view steps, in the loader's order and with its parameters.
 
+    A 3D preset's steps are compiled by :func:`~monai_ilm.transforms.device_augment_3d.volume_device_steps`.
+
     Raises:
-        ValueError: for an unknown preset, or one with a step that has no device version (the 3D ``volume``).
+        ValueError: for an unknown preset, or one with a step that has no device version.
     """
     spec = get_preset(preset)
+    view = spec.pretrain_view("image", spec.image_size if image_size is None else int(image_size))
+    if spec.spatial_dims == 3:
+        return volume_device_steps(view, preset)
     steps = []
-    for step in spec.pretrain_view("image", spec.image_size if image_size is None else int(image_size)):
+    for step in view:
         if type(step) not in _DEVICE_STEPS or spec.spatial_dims != 2:
             raise ValueError(
                 f"augment_on: expected 'loader' for preset '{preset}' ({type(step).__name__} has no device "
@@ -268,8 +275,8 @@ def device_steps(preset: str, image_size: int | None = None) -> list:
 class DeviceAugment:
     """Make MoCo's two views of a batch on its device, each sample and view with its own random parameters.
 
-    Call it on the loader's ``(N, C, H, W)`` batch (uint8 in [0, 255] or float in [0, 1]) already on
-    the training device; it returns the two float32 views in [0, 1] (ImageNet-normalised when
+    Call it on the loader's ``(N, C, H, W)`` batch, or ``(N, C, D, H, W)`` with ``spatial_dims=3`` (uint8
+    in [0, 255] or float in [0, 1]), already on the training device; it returns the two float32 views in [0, 1] (ImageNet-normalised when
     ``normalize``), the same shapes the loader pipeline would have given. For every view the steps run
     in the preset's order, each drawing its parameters for all samples from the stage's generator.
 
@@ -284,9 +291,10 @@ class DeviceAugment:
         seed: seeds the parameter generator (give each distributed rank its own, e.g. ``seed + rank``).
         image_key: the batch key of the loader's image.
         view_keys: the batch keys of the two views it makes.
+        spatial_dims: 2 for images, 3 for volumes (the ``volume`` preset's steps).
 
     Raises:
-        ValueError: when ``view_keys`` does not name two distinct keys.
+        ValueError: when ``view_keys`` does not name two distinct keys or ``spatial_dims`` is not 2 or 3.
     """
 
     def __init__(
@@ -297,9 +305,13 @@ class DeviceAugment:
         seed: int = 0,
         image_key: str = "image",
         view_keys: Sequence[str] = VIEW_KEYS,
+        spatial_dims: int = 2,
     ) -> None:
         if len(view_keys) != 2 or view_keys[0] == view_keys[1]:
             raise ValueError(f"view_keys: expected two distinct keys, got {list(view_keys)}.")
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims: expected 2 or 3, got {spatial_dims!r}.")
+        self.spatial_dims = int(spatial_dims)
         self.steps, self.normalize, self.channels = list(steps), bool(normalize), channels
         self.image_key, self.view_keys = image_key, tuple(view_keys)
         self.generator = torch.Generator(device="cpu")
@@ -321,7 +333,8 @@ class DeviceAugment:
         Raises:
             ValueError: for an unknown preset or one without a device version.
         """
-        return cls(device_steps(preset, image_size), normalize, channels, seed, image_key, view_keys)
+        spatial_dims = get_preset(preset).spatial_dims
+        return cls(device_steps(preset, image_size), normalize, channels, seed, image_key, view_keys, spatial_dims)
 
     def draw(self, shape: Sequence[int]) -> list[list[dict]]:
         """The parameters of both views of a batch of ``shape`` (on the host): one list of step parameters per view."""
@@ -333,26 +346,28 @@ class DeviceAugment:
         for step, p in zip(self.steps, params):
             x = step.apply(x, p)
         if self.channels == 3 and x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
+            x = x.expand(-1, 3, *x.shape[2:])
         if self.normalize:
             mean, std = (
                 (IMAGENET_MEAN, IMAGENET_STD) if x.shape[1] == 3 else ((IMAGENET_GREY_MEAN,), (IMAGENET_GREY_STD,))
             )
             mean, std = (
-                ops.to_device(torch.tensor(v, dtype=x.dtype), x.device).reshape(1, -1, 1, 1) for v in (mean, std)
+                ops.to_device(torch.tensor(v, dtype=x.dtype), x.device).reshape(1, -1, *[1] * self.spatial_dims)
+                for v in (mean, std)
             )
             x = (x - mean) / std
         return x.contiguous()
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The two views of ``images`` ``(N, C, H, W)``.
+        """The two views of ``images`` ``(N, C, H, W)`` (``(N, C, D, H, W)`` for volumes).
 
         Raises:
-            ValueError: when ``images`` is not a 4-D batch.
+            ValueError: when ``images`` is not a batch of ``spatial_dims`` dimensions.
         """
-        if images.ndim != 4:
-            raise ValueError(f"{self.image_key}: expected a (N, C, H, W) batch, got shape {tuple(images.shape)}.")
+        if images.ndim != 2 + self.spatial_dims:
+            layout = "(N, C, H, W)" if self.spatial_dims == 2 else "(N, C, D, H, W)"
+            raise ValueError(f"{self.image_key}: expected a {layout} batch, got shape {tuple(images.shape)}.")
         first, second = self.draw(images.shape)
         images = _to_float(images)  # once for both views: no step writes into its input
         return self.apply(images, first), self.apply(images, second)
@@ -413,7 +428,7 @@ def pretrain_pipeline(
         "preprocessing": "$@train#pipeline[0]",   ...   "augment": "$@train#pipeline[1]"
 
     Args:
-        preset: ``"nih"``, ``"idc"`` or ``"dr"`` (``"volume"`` only with ``augment_on="loader"``).
+        preset: ``"nih"``, ``"idc"``, ``"dr"`` or ``"volume"`` (a 3D stage, ``spatial_dims=3``).
         image_size: output side (default: the preset's size).
         channels: 1 or 3 output channels (``None`` keeps the image's own).
         augment_on: one of :data:`AUGMENT_ON`.

@@ -24,7 +24,8 @@ preset     size    pretrain view (each of the two)       fine-tune
 ``nih``    512     CJ, Gray, Blur, Rot30                 CJ, Gray, Blur, Rot30
 ``idc``    255     RRC(0.4-1), CJ, Gray, Blur, HFlip     RRC(0.2-1), CJ, Gray, Blur, Rot30, HFlip
 ``dr``     299     CJ, Gray, Blur, Rot30, HFlip          CJ(contrast 0.4, hue 0.1), HFlip, VFlip
-``volume`` 96      3D flips, affine, blur, intensity     3D flips, affine
+``volume`` 96      RRC3D, 3D flips, affine, blur,        3D flips, affine
+                   gamma, intensity, noise
 =========  ======  ====================================  =========================================
 
 CJ = ColorJitter(0.4, 0.4, 0.4, 0.1) with p 0.8; Gray = RandomGrayscale(0.2); Blur = Gaussian blur
@@ -39,7 +40,7 @@ blur σ stays in pixels.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,9 +50,12 @@ from monai.transforms import (
     Compose,
     EnsureTyped,
     NormalizeIntensityd,
+    RandAdjustContrastd,
     RandAffined,
     RandFlipd,
+    RandGaussianNoised,
     RandGaussianSmoothd,
+    RandScaleCropd,
     RandScaleIntensityd,
     RandShiftIntensityd,
     Resized,
@@ -68,6 +72,7 @@ from monai_ilm.transforms.io import LoadImageWithPathd
 from monai_ilm.transforms.labels import LabelToTensord
 from monai_ilm.transforms.spatial import RandResizedCropd, RandRotationd, ResizeShortSided
 from monai_ilm.transforms.views import VIEW_KEYS, CopyViewsd
+from monai_ilm.transforms.volumes import volume_loading_steps
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -106,21 +111,38 @@ def _no_steps(key: str, size: int) -> list[Transform]:
     return []
 
 
-def _volume_view(key: str, size: int) -> list[Transform]:
+def _volume_flips_affine(key: str) -> list[Transform]:
+    """Flips on each axis (p 0.5 each), then (p 0.8) a rotation U(-15°, 15°) and a scaling U(0.85, 1.15) per axis."""
     return [
         RandFlipd(key, prob=0.5, spatial_axis=0),
         RandFlipd(key, prob=0.5, spatial_axis=1),
         RandFlipd(key, prob=0.5, spatial_axis=2),
         RandAffined(key, prob=0.8, rotate_range=(math.pi / 12,) * 3, scale_range=(0.15,) * 3, padding_mode="zeros"),
+    ]
+
+
+def _volume_view(key: str, size: int) -> list[Transform]:
+    """One pretraining view of a volume; the device stage draws each step's parameters from the same distribution.
+
+    RRC3D: each side of the crop 70-100 % of the volume's (a volume fraction of 0.34-1, aspect ratios within
+    0.7-1.43), resized back trilinearly. Blur σ ~ U(0.25, 1) voxels per axis (p 0.5), gamma U(0.7, 1.5) (p 0.5),
+    intensity x (1 + U(-0.25, 0.25)) and + U(-0.1, 0.1) (p 0.8 each), Gaussian noise σ ~ U(0, 0.05) (p 0.5).
+    """
+    return [
+        RandScaleCropd(key, roi_scale=0.7, max_roi_scale=1.0, random_size=True),
+        Resized(key, spatial_size=(size,) * 3, mode="trilinear"),
+        *_volume_flips_affine(key),
         RandGaussianSmoothd(key, prob=0.5, sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0), sigma_z=(0.25, 1.0)),
+        RandAdjustContrastd(key, prob=0.5, gamma=(0.7, 1.5)),
         RandScaleIntensityd(key, factors=0.25, prob=0.8),
         RandShiftIntensityd(key, offsets=0.1, prob=0.8),
+        RandGaussianNoised(key, prob=0.5, mean=0.0, std=0.05),
         *_clamp_to_unit(key),
     ]
 
 
 def _volume_finetune(key: str, size: int) -> list[Transform]:
-    return _volume_view(key, size)[:4] + _clamp_to_unit(key)
+    return _volume_flips_affine(key) + _clamp_to_unit(key)
 
 
 def _clamp_to_unit(key: str) -> list[Transform]:
@@ -213,28 +235,49 @@ def _resolve_size(spec: Preset, image_size: int | None) -> int:
     return size
 
 
+def _load_steps(spec: Preset, preset: str, image_key: str, intensity: str, volume: Mapping | None) -> list[Transform]:
+    """The loading steps: volumes made uniform from their header and scaled by the ``volume`` settings, else images."""
+    if spec.spatial_dims == 3:
+        options = {"intensity": intensity, **(volume or {})}
+        return volume_loading_steps(image_key, options)
+    if volume is not None:
+        raise ValueError(
+            f"volume: expected None for the 2D preset '{preset}' (volume settings are for 3D), got {volume!r}."
+        )
+    return [LoadImageWithPathd(image_key, intensity=intensity)]
+
+
 def deterministic_transforms(
     preset: str = "nih",
     image_size: int | None = None,
     channels: int | None = 3,
     image_key: str = "image",
     intensity: str = "auto",
+    volume: Mapping | None = None,
 ) -> list[Transform]:
     """The cacheable steps every pipeline of ``preset`` starts with: load, channels, resize, crop, plain tensor.
+
+    For a 3D preset the loading is :func:`~monai_ilm.transforms.volumes.volume_loading_steps`: NIfTI files
+    re-oriented and resampled from their header (``Orientationd``, ``Spacingd``), MedMNIST 3D arrays as they are,
+    then the intensity setting (a CT window, MR percentiles, min-max or by type), then a trilinear resize.
 
     Args:
         preset: ``"nih"``, ``"idc"``, ``"dr"`` or ``"volume"``.
         image_size: output side (default: the preset's reference size).
         channels: 1 or 3 output channels (``None`` keeps the image's own).
         image_key: the key holding the image path or array.
-        intensity: ``"auto"`` (scale by bit depth) or ``"minmax"``; see :class:`LoadImageWithPathd`.
+        intensity: ``"auto"`` (scale by bit depth) or ``"minmax"``; see :class:`LoadImageWithPathd`. For volumes
+            the default of ``volume["intensity"]``.
+        volume: 3D presets only: the ``volume`` settings (``orientation``, ``pixdim``, ``intensity``, ``window``,
+            ``percentiles``; see :func:`~monai_ilm.transforms.volumes.check_volume_options`), None for the defaults.
 
     Raises:
-        ValueError: for an unknown preset, a non-positive size or invalid channels.
+        ValueError: for an unknown preset, a non-positive size, invalid channels, a bad volume setting, or
+            volume settings for a 2D preset.
     """
     spec = get_preset(preset)
     size = _resolve_size(spec, image_size)
-    steps: list[Transform] = [LoadImageWithPathd(image_key, intensity=intensity), EnsureChannelsd(image_key, channels)]
+    steps = _load_steps(spec, preset, image_key, intensity, volume) + [EnsureChannelsd(image_key, channels)]
     if spec.spatial_dims == 3:
         steps.append(Resized(image_key, spatial_size=(size,) * 3, mode="trilinear"))
     else:
@@ -266,6 +309,7 @@ def pretrain_transforms(
     normalize: bool = False,
     image_key: str = "image",
     intensity: str = "auto",
+    volume: Mapping | None = None,
 ) -> Compose:
     """Two-view MoCo pretraining pipeline: ``{"view1": tensor, "view2": tensor}``.
 
@@ -282,6 +326,7 @@ def pretrain_transforms(
         normalize: apply ImageNet mean/std (off by default, as in the reference).
         image_key: the key holding the image path or array.
         intensity: ``"auto"`` (scale by bit depth) or ``"minmax"``.
+        volume: the volume settings of a 3D preset (see :func:`deterministic_transforms`).
 
     Returns:
         A flat ``Compose`` whose output holds only the two views (float32, channel-first).
@@ -291,7 +336,7 @@ def pretrain_transforms(
     """
     spec = get_preset(preset)
     size = _resolve_size(spec, image_size)
-    steps = deterministic_transforms(preset, size, channels, image_key, intensity)
+    steps = deterministic_transforms(preset, size, channels, image_key, intensity, volume)
     if not augment:
         steps += spec.pretrain_val(image_key, size)
     steps.append(CopyViewsd(image_key, VIEW_KEYS))
@@ -312,10 +357,11 @@ def _supervised(
     intensity: str,
     stage: str,
     id_key: str,
+    volume: Mapping | None = None,
 ) -> Compose:
     spec = get_preset(preset)
     size = _resolve_size(spec, image_size)
-    steps = deterministic_transforms(preset, size, channels, image_key, intensity)
+    steps = deterministic_transforms(preset, size, channels, image_key, intensity, volume)
     steps += (spec.finetune if stage == "finetune" else spec.evaluate)(image_key, size)
     steps += [LabelToTensord(label_key), SelectItemsd([image_key, label_key, id_key], allow_missing_keys=True)]
     return Compose(steps + _finish([image_key], normalize, channels))
@@ -330,6 +376,7 @@ def finetune_transforms(
     label_key: str = "label",
     intensity: str = "auto",
     id_key: str = "image_id",
+    volume: Mapping | None = None,
 ) -> Compose:
     """Supervised fine-tuning pipeline: ``{"image": augmented tensor, "label": tensor}``.
 
@@ -344,11 +391,14 @@ def finetune_transforms(
         label_key: the key holding the label (may be absent).
         intensity: ``"auto"`` (scale by bit depth) or ``"minmax"``.
         id_key: the key of the row's image id, passed through unchanged (may be absent).
+        volume: the volume settings of a 3D preset (see :func:`deterministic_transforms`).
 
     Raises:
         ValueError: for an unknown preset, a non-positive size or invalid channels.
     """
-    return _supervised(preset, image_size, channels, normalize, image_key, label_key, intensity, "finetune", id_key)
+    return _supervised(
+        preset, image_size, channels, normalize, image_key, label_key, intensity, "finetune", id_key, volume
+    )
 
 
 def eval_transforms(
@@ -360,6 +410,7 @@ def eval_transforms(
     label_key: str = "label",
     intensity: str = "auto",
     id_key: str = "image_id",
+    volume: Mapping | None = None,
 ) -> Compose:
     """Evaluation pipeline: ``{"image": tensor, "label": tensor}``, deterministic (no augmentation).
 
@@ -372,11 +423,14 @@ def eval_transforms(
         label_key: the key holding the label (may be absent, e.g. at inference).
         intensity: ``"auto"`` (scale by bit depth) or ``"minmax"``.
         id_key: the key of the row's image id, passed through unchanged (may be absent).
+        volume: the volume settings of a 3D preset (see :func:`deterministic_transforms`).
 
     Raises:
         ValueError: for an unknown preset, a non-positive size or invalid channels.
     """
-    return _supervised(preset, image_size, channels, normalize, image_key, label_key, intensity, "evaluate", id_key)
+    return _supervised(
+        preset, image_size, channels, normalize, image_key, label_key, intensity, "evaluate", id_key, volume
+    )
 
 
 def view_transforms(preset: str, key: str, image_size: int | None = None, stage: str = "pretrain") -> Compose:

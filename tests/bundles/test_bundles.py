@@ -16,8 +16,6 @@ from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR
 from tests.helpers import CollectLogs, error_chain
 
 BUNDLES = sorted(BUNDLE_DATA)
-# the keys whose values are the data set's own; everything else in pretrain.json is shared
-DATASET_KEYS = {"dataset_dir", "dataset_name", "image_size", "batch_size"}
 
 
 def configs(bundle: str, *names: str) -> list[str]:
@@ -192,17 +190,6 @@ def test_missing_metadata_table_stops_with_a_clear_message(bundle_data, tmp_path
     with pytest.raises(Exception) as error:
         run_pretrain("nih_chestxray_ilm", data, tmp_path / "out")
     assert "Data_Entry_2017" in error_chain(error.value)
-
-
-def test_bundles_share_one_recipe():
-    recipes = {b: json.loads((BUNDLES_DIR / b / "configs" / "pretrain.json").read_text()) for b in BUNDLES}
-    reference = recipes[BUNDLES[0]]
-    for bundle, recipe in recipes.items():
-        differing = {k for k in reference.keys() | recipe.keys() if reference.get(k) != recipe.get(k)}
-        assert differing <= DATASET_KEYS, (bundle, differing)
-    for name in ("quick.json", "multi_gpu.json", "logging.conf"):
-        texts = {(BUNDLES_DIR / b / "configs" / name).read_text() for b in BUNDLES}
-        assert len(texts) == 1, name
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)

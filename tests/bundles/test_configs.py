@@ -1,4 +1,5 @@
-"""The bundle configs: every setting declared once and checked, one evaluation config, three bundles in step."""
+"""The bundle configs: every setting declared once and checked, one evaluation config, bundles rendered from one
+template."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from monai_ilm.datasets import DATASETS, bundle_datasets
+from monai_ilm.bundle_render import TEMPLATE_DIR, bundle_values, render_bundle, render_files
+from monai_ilm.datasets import DATASETS, DatasetSpec, bundle_datasets
 from monai_ilm.settings import EvaluationSettings, InferenceSettings, PretrainingSettings
 from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR
 from tests.helpers import error_chain
@@ -28,22 +30,6 @@ SETTINGS_OBJECTS = {
     "pretrain.json": PretrainingSettings,
     "evaluate.json": EvaluationSettings,
     "inference.json": InferenceSettings,
-}
-# the values that are each data set's own; everything else is the same in every bundle
-PER_DATASET = {
-    "pretrain.json": {"dataset_dir", "dataset_name", "image_size", "batch_size"},
-    "inference.json": {"dataset_dir", "dataset_name", "image_size", "batch_size"},
-    "metadata.json": {
-        "changelog",
-        "name",
-        "task",
-        "description",
-        "data_source",
-        "data_type",
-        "image_classes",
-        "references",
-        "network_data_format",
-    },
 }
 
 
@@ -101,22 +87,54 @@ def test_each_workflow_builds_its_settings_object_and_the_recipe_passes(bundle, 
     assert settings.dataset_name == bundle_datasets()[bundle] and settings.seed == 0
 
 
-def test_bundles_stay_in_step():
-    """Same config files and keys in every bundle; values differ only where the data set must."""
-    files = {b: sorted(p.name for p in (BUNDLES_DIR / b / "configs").iterdir()) for b in BUNDLES}
-    reference, *others = BUNDLES
-    assert all(files[b] == files[reference] for b in others), files
-    for name in files[reference]:
-        if not name.endswith(".json"):
-            texts = {(BUNDLES_DIR / b / "configs" / name).read_text() for b in BUNDLES}
-            assert len(texts) == 1, name
-            continue
-        first = read(reference, name)
-        for bundle in others:
-            config = read(bundle, name)
-            assert list(config) == list(first), (bundle, name)
-            differing = {k for k in config if config[k] != first[k]}
-            assert differing <= PER_DATASET.get(name, set()), (bundle, name, differing)
+RENDERED = {bundle: render_files(bundle_values(bundle)) for bundle in BUNDLES}
+
+
+@pytest.mark.parametrize("bundle, name", [(b, name) for b in BUNDLES for name in sorted(RENDERED[b])])
+def test_checked_in_bundle_file_equals_its_rendering(bundle, name):
+    """Each shipped file is the template rendered with its data set's values (python -m monai_ilm render-bundles)."""
+    path = BUNDLES_DIR / bundle / name
+    assert path.is_file(), f"{bundle}/{name}: rendered but not checked in"
+    assert path.read_text() == RENDERED[bundle][name], f"{bundle}/{name} differs from its rendering"
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_a_bundle_ships_only_rendered_files(bundle):
+    """What the wheel ships of a bundle (setup.py's patterns; runs write runs/ and eval/ beside) is all rendered."""
+    root = BUNDLES_DIR / bundle
+    shipped = {p.relative_to(root).as_posix() for pattern in ("*", "configs/*", "docs/*") for p in root.glob(pattern)}
+    shipped = {name for name in shipped if (root / name).is_file()}
+    assert shipped - set(RENDERED[bundle]) == set()
+
+
+def test_a_new_data_set_row_renders_a_bundle_folder(tmp_path):
+    """A data set with a bundle is its table row plus a short overlay; the folder it gives runs as MONAI reads it."""
+    row = DatasetSpec(
+        "toy", reader="monai_ilm.data.folder:read_image_folder", splits="tree", layout="a tree", bundle="toy_ilm"
+    )
+    overlay = json.loads((TEMPLATE_DIR / "datasets" / "nih_chestxray_ilm.json").read_text())
+    overlay.update(dataset_dir="/data/toy", image_size=128, batch_size=4, title="Toy scans", modality="ct")
+    folder = render_bundle("toy_ilm", tmp_path / "toy_ilm", dataset=row, overlay=overlay)
+    written = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert written == set(RENDERED["nih_chestxray_ilm"])
+    for name in ("pretrain.json", "inference.json"):
+        config = json.loads((folder / "configs" / name).read_text())
+        assert (config["dataset_name"], config["dataset_dir"], config["image_size"], config["batch_size"]) == (
+            "toy",
+            "/data/toy",
+            128,
+            4,
+        )
+    metadata = json.loads((folder / "configs" / "metadata.json").read_text())
+    assert metadata["name"] == "Toy scans intermediate-layer MoCo pretraining"
+    assert metadata["network_data_format"]["inputs"]["image"]["spatial_shape"] == [128, 128]
+    assert metadata["network_data_format"]["inputs"]["image"]["modality"] == "ct"
+    readme = (folder / "docs" / "README.md").read_text()
+    assert "# Toy scans: MoCo pretraining" in readme and "bundle copy toy_ilm DIR" in readme
+    assert "--dataset_dir /data/toy --output_dir runs" in readme and "{{" not in readme
+    parser = ConfigParser()
+    parser.read_config(str(folder / "configs" / "pretrain.json"))
+    assert parser.get_parsed_content("dataset_name") == "toy" and parser.get_parsed_content("batch_size") == 4
 
 
 def test_cache_placement_is_left_out_of_the_pretraining_fingerprint():

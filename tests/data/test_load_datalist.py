@@ -66,7 +66,8 @@ def test_real_medmnist_through_dispatch():
 class TestErrors:
     def test_unknown_dataset_and_split_list_the_allowed_values(self, tmp_path):
         with pytest.raises(
-            ValueError, match=r"dataset: expected one of \['nih', 'idc', 'dr', 'medmnist', 'csv', 'folder', 'nifti'\]"
+            ValueError,
+            match=r"dataset: expected one of \['nih', 'idc', 'dr', 'volumes', 'medmnist', 'csv', 'folder', 'nifti'\]",
         ):
             load_datalist("chexpert", tmp_path, "train")
         with pytest.raises(ValueError, match=r"split: expected one of \['train', 'val', 'test'\], got 'validation'"):

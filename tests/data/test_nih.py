@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monai_ilm.data.nih import NIH_FINDINGS, parse_findings, read_nih, read_nih_metadata, read_nih_splits
-from monai_ilm.data.splits import assert_patient_disjoint, label_fraction
+from monai_ilm.data.nih import NIH_FINDINGS, parse_findings, read_nih, read_nih_metadata
+from monai_ilm.data.splits import SPLIT_NAMES, assert_patient_disjoint, label_fraction
 from monai_ilm.data.synthetic import NIH_HEADER, make_nih_sample
 from tests.data.helpers import shared_path
 
@@ -22,9 +22,16 @@ def _names(rows):
     return {r["image_name"] for r in rows}
 
 
+def _read_splits(dataset_dir, **kwargs) -> dict[str, list[dict]]:
+    """The three splits as the loader reads them, one ``read_nih`` call each, checked to share no patient."""
+    splits = {name: read_nih(dataset_dir, split=name, **kwargs) for name in SPLIT_NAMES}
+    assert_patient_disjoint(*splits.values(), names=list(splits))
+    return splits
+
+
 class TestGeneratedLayout:
     def test_official_split_follows_the_lists(self, nih_dir):
-        splits = read_nih_splits(nih_dir, split_source="official", seed=0)
+        splits = _read_splits(nih_dir, split_source="official", seed=0)
         test_names = set((nih_dir / "test_list.txt").read_text().split())
         train_val_names = set((nih_dir / "train_val_list.txt").read_text().split())
         assert _names(splits["test"]) == test_names
@@ -49,10 +56,10 @@ class TestGeneratedLayout:
             )
 
     def test_chexnet_and_seeded_sources(self, nih_dir):
-        chexnet = read_nih_splits(nih_dir, split_source="chexnet")
+        chexnet = _read_splits(nih_dir, split_source="chexnet")
         listed = (nih_dir / "labels" / "val_list.txt").read_text().splitlines()
         assert _names(chexnet["val"]) == {line.split()[0] for line in listed}
-        seeded = read_nih_splits(nih_dir, split_source="seeded", seed=4)
+        seeded = _read_splits(nih_dir, split_source="seeded", seed=4)
         assert sum(len(v) for v in seeded.values()) == 120
         assert read_nih(nih_dir, "val", split_source="seeded", seed=4) == seeded["val"]
 
@@ -204,7 +211,7 @@ class TestRealMetadata:
     def test_full_scale_split_and_fractions_in_seconds(self):
         nih = shared_path("nih")
         started = time.perf_counter()
-        splits = read_nih_splits(nih, split_source="seeded", seed=0, check_images=False)
+        splits = _read_splits(nih, split_source="seeded", seed=0, check_images=False)
         train = splits["train"]
         fractions = {f: label_fraction(train, f, seed=0) for f in (0.01, 0.06, 1.0)}
         elapsed = time.perf_counter() - started

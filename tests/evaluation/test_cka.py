@@ -12,9 +12,7 @@ from monai_ilm.evaluation.cka import (
     StreamingLinearCKA,
     cka,
     linear_cka,
-    median_bandwidth,
     rbf_cka,
-    rbf_kernel,
 )
 
 # docs/method.md §10.4 inputs and expected values (computed with the original CKA.py)
@@ -27,6 +25,23 @@ def reference_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     xc = x.astype(np.float64) - x.astype(np.float64).mean(0)
     yc = y.astype(np.float64) - y.astype(np.float64).mean(0)
     return np.linalg.norm(xc.T @ yc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+
+
+def reference_rbf_gram(x: np.ndarray, sigma: float) -> np.ndarray:
+    """K_ij = exp(-|x_i - x_j|^2 / (2 sigma^2)) from SciPy's pairwise distances."""
+    return np.exp(-cdist(x, x, "sqeuclidean") / (2 * sigma**2))
+
+
+def reference_rbf_cka(x: np.ndarray, y: np.ndarray, sigma: float, sigma_y: float | None = None) -> float:
+    """Independent reference: HSIC = tr(K H L H) with the explicit centring matrix H (Kornblith et al. 2019)."""
+    n = x.shape[0]
+    h = np.eye(n) - np.ones((n, n)) / n
+    k, l_ = reference_rbf_gram(x, sigma), reference_rbf_gram(y, sigma if sigma_y is None else sigma_y)
+
+    def hsic(a, b):
+        return np.trace(a @ h @ b @ h)
+
+    return hsic(k, l_) / np.sqrt(hsic(k, k) * hsic(l_, l_))
 
 
 def song_unbiased_hsic(gram_x: np.ndarray, gram_y: np.ndarray) -> float:
@@ -70,18 +85,25 @@ class TestReferenceValues:
     def test_rbf_median_heuristic(self):
         assert rbf_cka(X_REF, Y_REF, sigma=None) == pytest.approx(0.65342218, abs=5e-9)
 
-    def test_rbf_kernel_first_row(self):
+    def test_rbf_reference_kernel_first_row(self):
+        # guards the test's own RBF CKA (below) on the original CKA.py's kernel
         expected = [1.0, 0.45783336, 0.45783336, 0.20961139, 0.79726951]
-        np.testing.assert_allclose(rbf_kernel(X_REF, 0.8)[0], expected, atol=5e-9)
+        np.testing.assert_allclose(reference_rbf_gram(X_REF, 0.8)[0], expected, atol=5e-9)
+        assert reference_rbf_cka(X_REF, Y_REF, 0.8) == pytest.approx(0.74221866, abs=5e-9)
 
-    def test_kernel_against_scipy_distances(self, rng):
-        x = rng.normal(size=(12, 5))
-        np.testing.assert_allclose(rbf_kernel(x, 1.7), np.exp(-cdist(x, x, "sqeuclidean") / (2 * 1.7**2)), atol=1e-12)
+    def test_rbf_cka_against_scipy_distances(self, rng):
+        x, y = rng.normal(size=(12, 5)), rng.normal(size=(12, 3))
+        assert rbf_cka(x, y, sigma=1.7) == pytest.approx(reference_rbf_cka(x, y, 1.7), abs=1e-12)
+        assert rbf_cka(x + 1e4, y, sigma=1.7) == pytest.approx(reference_rbf_cka(x, y, 1.7), abs=1e-9)
 
     def test_median_bandwidth(self, rng):
-        x = rng.normal(size=(15, 3))
-        d = cdist(x, x, "sqeuclidean")[np.triu_indices(15, 1)]
-        assert median_bandwidth(x) == pytest.approx(np.sqrt(np.median(d)), rel=1e-12)
+        # sigma=None: each input's bandwidth is sqrt(median of its squared pairwise distances)
+        x, y = rng.normal(size=(15, 3)), 3.0 * rng.normal(size=(15, 4))
+
+        def median(z):
+            return np.sqrt(np.median(cdist(z, z, "sqeuclidean")[np.triu_indices(15, 1)]))
+
+        assert rbf_cka(x, y, sigma=None) == pytest.approx(reference_rbf_cka(x, y, median(x), median(y)), rel=1e-12)
 
     def test_torch_input(self):
         assert linear_cka(torch.tensor(X_REF, dtype=torch.float32), torch.tensor(Y_REF)) == pytest.approx(

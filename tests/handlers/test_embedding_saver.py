@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from ignite.engine import Engine
+from monai.handlers import from_engine
 
 from monai_ilm.handlers import EmbeddingSaver
 
@@ -31,3 +32,24 @@ def test_no_labels_without_them(tmp_path: Path) -> None:
     batches = [{"pred": torch.ones(2, 3)}, {"pred": torch.ones(1, 3), "label": torch.tensor([1])}]
     data = _run(tmp_path, batches)
     assert data["embeddings"].shape == (3, 3) and "labels" not in data
+
+
+def test_output_transform_reads_other_keys_and_monai_from_engine(tmp_path: Path) -> None:
+    batches = [{"emb": torch.full((2, 3), float(i)), "y": torch.tensor([i, 5])} for i in range(2)]
+    engine = Engine(lambda e, batch: batch)
+    EmbeddingSaver(tmp_path / "a.npz", output_transform=lambda o: (o["emb"], o["y"])).attach(engine)
+    engine.run(batches, max_epochs=1)
+    with np.load(tmp_path / "a.npz") as data:
+        np.testing.assert_array_equal(data["embeddings"], [[0] * 3, [0] * 3, [1] * 3, [1] * 3])
+        np.testing.assert_array_equal(data["labels"], [0, 5, 1, 5])
+
+    # decollated output (a list of per-sample dicts) through MONAI's from_engine: lists of per-sample tensors
+    decollated = [
+        [{"pred": torch.full((3,), float(2 * i + j)), "label": torch.tensor(j)} for j in range(2)] for i in (0, 1)
+    ]
+    engine = Engine(lambda e, batch: batch)
+    EmbeddingSaver(tmp_path / "b.npz", output_transform=from_engine(["pred", "label"])).attach(engine)
+    engine.run(decollated, max_epochs=1)
+    with np.load(tmp_path / "b.npz") as data:
+        np.testing.assert_array_equal(data["embeddings"][:, 0], [0, 1, 2, 3])
+        np.testing.assert_array_equal(data["labels"], [0, 1, 0, 1])

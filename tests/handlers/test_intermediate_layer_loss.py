@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from ignite.engine import Engine
 from monai.engines.utils import IterationEvents
 
 from monai_ilm.engines import MoCoTrainer
@@ -54,3 +55,28 @@ def test_adds_selected_layers_to_the_loss():
 def test_errors(layers, match):
     with pytest.raises(ValueError, match=match):
         IntermediateLayerLossHandler(IntermediateMSELoss(), layers=layers)
+
+
+def test_output_transform_finds_the_stages_anywhere():
+    """A plain engine whose output keeps the stages under its own keys; the term is the closed-form pooled MSE."""
+    g = torch.Generator().manual_seed(0)
+    q4, k4 = torch.randn(3, 8, 2, 2, generator=g), torch.randn(3, 8, 2, 2, generator=g)
+
+    def step(engine: Engine, batch) -> dict:
+        engine.state.output = {"loss": torch.tensor(1.0), "q": [None, None, None, q4], "k": [None, None, None, k4]}
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        return engine.state.output
+
+    engine = Engine(step)
+    engine.register_events(*IterationEvents)
+    engine.network, engine.state.device = torch.nn.Identity(), "cpu"
+    handler = IntermediateLayerLossHandler(
+        IntermediateMSELoss(weights=(2.0,), pool_sizes=(1,)),
+        layers=("layer4",),
+        output_transform=lambda o: (o["q"], o["k"]),
+    )
+    handler.attach(engine)
+    engine.run([0], max_epochs=1)
+    expected = 2.0 * ((q4.double().mean((2, 3)) - k4.double().mean((2, 3))) ** 2).mean().item()  # global pool, MSE
+    assert engine.state.output["loss_layer4"].item() == pytest.approx(expected, rel=1e-6)
+    assert engine.state.output["loss"].item() == pytest.approx(1.0 + expected, rel=1e-6)

@@ -108,3 +108,18 @@ def test_training_is_bitwise_unchanged_by_the_handlers():
     for name in plain:
         if name != "metrics":  # weights, queue, key encoder, BatchNorm statistics and the RNG after the run
             assert torch.equal(plain[name], watched[name]), name
+
+
+def test_output_transform_reads_embeddings_stored_elsewhere():
+    g = torch.Generator().manual_seed(3)
+    query = torch.randn(40, 6, generator=g)
+    engine = _fake_engine(query)
+    engine.state.output = {"embeddings": {"query": query, "key": -query}}  # no "pred": the default finds nothing
+    RepresentationHealthHandler(samples=40).collect(engine)
+    handler = RepresentationHealthHandler(samples=40, output_transform=lambda output: output["embeddings"])
+    handler.collect(engine)
+    handler(engine)
+    unit = (query / query.norm(dim=1, keepdim=True)).double().numpy()
+    assert engine.state.metrics["health/alignment"] == pytest.approx(4.0)  # opposite views
+    assert engine.state.metrics["health/embedding_std"] == pytest.approx(unit.std(axis=0, ddof=1).mean(), rel=1e-5)
+    assert not any(name.startswith("health/effective_rank_") for name in engine.state.metrics)  # no stages given

@@ -68,5 +68,3 @@ def test_errors():
         resnet_encoder("resnet18", backend="timm")
     with pytest.raises(ValueError, match="spatial_dims"):
         MonaiResNetEncoder("resnet18", spatial_dims=4)
-    with pytest.raises(ValueError, match="layers"):
-        resnet_encoder("resnet18").stage_index("layer5")

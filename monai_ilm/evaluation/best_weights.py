@@ -1,5 +1,8 @@
 """Keep the weights of the best validation epoch in memory and load them back after training.
 
+Part of downstream training (:func:`~monai_ilm.evaluation.fit_downstream`); ``monai_ilm.handlers`` re-exports it
+with the other handlers.
+
 Fix of D3 (docs/method.md §9): the reference code evaluated the last-epoch weights although it named its results after
 the best checkpoint. Attached to a validation evaluator, :class:`BestWeights` copies the network's weights
 whenever the key validation metric improves, and :meth:`BestWeights.restore` puts them back before testing.
@@ -48,7 +51,8 @@ class BestWeights:
         Args:
             engine: the validation evaluator whose ``state.metrics`` holds ``metric_name``.
         """
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+        if not engine.has_event_handler(self, Events.EPOCH_COMPLETED):  # attaching twice records each run once
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
         """Record the validation metric and copy the weights when it improves.

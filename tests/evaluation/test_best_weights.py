@@ -8,7 +8,7 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from monai_ilm.handlers import BestWeights
+from monai_ilm.evaluation.best_weights import BestWeights
 
 
 def validation_run(network: torch.nn.Linear, scores: list[float]) -> BestWeights:
