@@ -1,4 +1,4 @@
-"""Small typed checkers of one setting each, shared by every workflow's settings object.
+"""Small typed checkers of one setting each, shared by the recipe check and the components that check their arguments.
 
 Each checker returns the value (converted where it says so) or raises with the one message form of the
 project, ``"<setting>: expected <what>, got <value>."``, so the user reads which setting is wrong and what

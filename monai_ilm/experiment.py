@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from monai_ilm.bundle_usage import settings_read_by
 from monai_ilm.data.splits import validate_fraction
 from monai_ilm.datasets import bundle_datasets
 from monai_ilm.errors import show_trust_warning_once
@@ -51,7 +52,6 @@ from monai_ilm.provenance import (
     write_data_manifest,
 )
 from monai_ilm.results import results_path, utc_now, write_json_atomic
-from monai_ilm.settings.usage import settings_read_by
 
 __all__ = [
     "BUNDLE_DATASETS",

@@ -32,11 +32,13 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 
+from monai_ilm.recipe_checks import check_settings, parsed_settings
 from monai_ilm.utils import available_memory as _available_memory  # a module name the tests can replace
 
 __all__ = ["PreflightReport", "Problem", "run_preflight", "sample_rows"]
@@ -426,11 +428,11 @@ def run_preflight(
     try:
         _check_override_keys(path, (), overrides)
         user = _parser(path, Path(dataset_dir).resolve(), Path(output_dir).resolve(), overrides)
-        settings = user.get_parsed_content("settings").check()
+        report.settings = check_settings("pretraining", parsed_settings(user, "pretraining"))
     except (ValueError, FileNotFoundError) as error:
         report.add(_setting_of(error, "settings"), str(error))
         return report
-    report.settings = {name: getattr(settings, name) for name in settings.names()}
+    settings = SimpleNamespace(**report.settings)
     _check_static(report, settings, torch.device(user.get_parsed_content("device")))
     work = Path(tempfile.mkdtemp(prefix="monai_ilm_preflight_"))
     try:

@@ -68,7 +68,6 @@ NOT_RESULT_SETTINGS = frozenset(
         "checkpoint_saver",
         "iteration_checkpoint_saver",
         "checkpoint_loader",
-        "settings",
         # monitoring: the online kNN and the health indicators read the run, they never change it
         "knn_interval",
         "knn_bank_size",

@@ -2,8 +2,9 @@
 
 Whatever starts a pretraining run (``python -m monai.bundle run --config_file configs/pretrain.json``, the
 experiment runner, ``torchrun``), :class:`RunRecordHandler` writes ``run_record.json`` into the run folder
-when the trainer is built: the resolved settings of the bundle's ``settings`` object (backbone, image size,
-queue size, method, temperature, batch size, epochs, seed, data set...), what the network itself says (the
+when the trainer is built: the bundle's resolved pretraining settings
+(:func:`monai_ilm.recipe_checks.recipe_settings`: backbone, image size, queue size, method, temperature, batch
+size, epochs, seed, data set...), what the network itself says (the
 width of its output, its embedding and stage widths), the number of processes and the code version
 (:func:`monai_ilm.provenance.code_version`). :func:`monai_ilm.export.export_bundle` describes the weights
 from it, so an exported bundle names the network and input the run really had.
@@ -74,26 +75,23 @@ def network_record(network: nn.Module) -> dict[str, Any]:
     return record
 
 
-def write_run_record(run_dir: str | os.PathLike, settings: Any, network: nn.Module | None = None) -> Path:
+def write_run_record(run_dir: str | os.PathLike, settings: Mapping[str, Any], network: nn.Module | None = None) -> Path:
     """Write ``run_dir/run_record.json`` atomically (a partial name, then a rename).
 
     Args:
         run_dir: the pretraining run folder (created when missing).
-        settings: the bundle's settings object (its :meth:`given` settings are recorded) or a mapping.
+        settings: the run's resolved settings, ``{setting: value}``.
         network: the pretraining network, whose shapes are recorded (:func:`network_record`).
 
     Returns:
         The record's path.
 
     Raises:
-        TypeError: when ``settings`` is neither a settings object nor a mapping.
+        TypeError: when ``settings`` is not a mapping.
     """
-    if hasattr(settings, "given"):
-        resolved = settings.given()
-    elif isinstance(settings, Mapping):
-        resolved = dict(settings)
-    else:
-        raise TypeError(f"settings: expected the bundle's settings object or a mapping, got {type(settings).__name__}.")
+    if not isinstance(settings, Mapping):
+        raise TypeError(f"settings: expected a mapping of the run's settings, got {type(settings).__name__}.")
+    resolved = dict(settings)
     content = {
         "record_version": _RECORD_VERSION,
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -135,13 +133,16 @@ class RunRecordHandler:
 
     Args:
         run_dir: the run folder.
-        settings: the bundle's settings object (``@settings``).
+        settings: the run's resolved settings
+            (``"$monai_ilm.recipe_checks.recipe_settings('pretraining')"`` in a recipe).
         network: the pretraining network (``@network_def``).
     """
 
     rank_zero_only: ClassVar[bool] = True  # one process writes the file
 
-    def __init__(self, run_dir: str | os.PathLike, settings: Any, network: nn.Module | None = None) -> None:
+    def __init__(
+        self, run_dir: str | os.PathLike, settings: Mapping[str, Any], network: nn.Module | None = None
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.settings = settings
         self.network = network

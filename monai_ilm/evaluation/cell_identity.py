@@ -46,10 +46,22 @@ _NOT_SETTINGS = ("dataset_dir", "output_dir", "pretrained_checkpoint", "device")
 # finetune wrote, whose content is part of their fingerprint)
 _UNUSED_SETTINGS = {
     "linear": ("cka_kernel",),
-    "finetune": ("cka_kernel",),
-    "probe": ("cka_kernel",),
-    "feature_reuse": ("batch_size", "max_epochs", "lr", "num_workers", "n_resamples", "ci_method", "amp"),
+    "finetune": ("cka_kernel", "linear_features", "linear_epochs"),
+    "probe": ("cka_kernel", "linear_features", "linear_epochs"),
+    "feature_reuse": (
+        "linear_features",
+        "linear_epochs",
+        "batch_size",
+        "max_epochs",
+        "lr",
+        "num_workers",
+        "n_resamples",
+        "ci_method",
+        "amp",
+    ),
     "ks": (
+        "linear_features",
+        "linear_epochs",
         "backbone",
         "channels",
         "image_size",

@@ -71,6 +71,8 @@ EVALUATION_PROTOCOLS = PROTOCOLS  # owned by the results table: monai_ilm.result
 DATASET_TASKS = {d.name: (d.task, d.num_classes) for d in DATASETS.values() if d.task is not None}
 _PROTOCOL_SPLITS = PROTOCOL_SPLITS  # the splits each protocol reads images from (owned by cell_identity)
 # data sets whose per-class metric gets a row per class, with the class names
+# what the ``linear`` head trains on (docs/method.md D23)
+LINEAR_FEATURES = ("cached", "augmented")
 DATASET_CLASS_NAMES = {d.name: d.classes for d in DATASETS.values() if d.class_names is not None}
 
 
@@ -103,6 +105,12 @@ class EvaluationRun:
         standardize_features: the linear head of ``linear``, ``finetune`` and ``probe`` standardises the
             pooled features with frozen training statistics and starts at the training prevalence (default);
             false gives the reference's raw ``nn.Linear`` with PyTorch's initialisation (docs/method.md D22).
+        linear_features: what the ``linear`` head trains on: ``"cached"`` (default) block-4 features of the
+            un-augmented training images, extracted once with the evaluation transforms and trained by the probe's
+            code path (:func:`~monai_ilm.evaluation.probing.probe_features`), or ``"augmented"``, the reference's
+            new training augmentation every epoch through the frozen encoder (docs/method.md D23).
+        linear_epochs: epochs of the ``"cached"`` linear head (cheap: no encoder pass per epoch; 100 converges
+            where the quick settings' few ``max_epochs`` did not). ``"augmented"`` trains ``max_epochs``.
         volume: a 3D data set's volume settings (orientation, spacing, intensity; see
             :func:`monai_ilm.transforms.volumes.check_volume_options`), as in pretraining; None: the defaults.
             A 3D data set (its preset's ``spatial_dims``) gets MONAI's 3D ``ResNetFeatures`` as ``backbone``.
@@ -136,6 +144,8 @@ class EvaluationRun:
     datalist_options: dict | None = None
     standardize_features: bool = True
     volume: dict | None = None
+    linear_features: str = "cached"
+    linear_epochs: int = 100
 
     def __post_init__(self) -> None:
         if self.protocol not in EVALUATION_PROTOCOLS:
@@ -146,6 +156,10 @@ class EvaluationRun:
             raise ValueError(f"label_fraction: expected a value in (0, 1], got {self.label_fraction}.")
         if not isinstance(self.standardize_features, bool):
             raise ValueError(f"standardize_features: expected true or false, got {self.standardize_features!r}.")
+        if self.linear_features not in LINEAR_FEATURES:
+            raise ValueError(f"linear_features: expected one of {list(LINEAR_FEATURES)}, got {self.linear_features!r}.")
+        if isinstance(self.linear_epochs, bool) or not isinstance(self.linear_epochs, int) or self.linear_epochs < 1:
+            raise ValueError(f"linear_epochs: expected a positive whole number, got {self.linear_epochs!r}.")
         if self.pretrained_checkpoint is not None and not Path(self.pretrained_checkpoint).is_file():
             raise FileNotFoundError(
                 f"pretrained_checkpoint: {self.pretrained_checkpoint} does not exist; pretrain '{self.method}' first."
@@ -336,12 +350,7 @@ class EvaluationRun:
             ci_method=self.ci_method,
             amp=self.amp,
         )
-        np.savez(
-            cell / "predictions.npz",
-            probabilities=result.probabilities,
-            labels=result.labels,
-            ids=np.asarray(result.ids, dtype=str),
-        )
+        self._save_predictions(result)
         self._scored[None] = result
         return downstream_rows(
             result, self.protocol, label_fraction=self.label_fraction, **self._per_class(), **self._columns()
@@ -353,7 +362,49 @@ class EvaluationRun:
         return {"per_class_rows": names is not None, "class_names": names}
 
     def _run_linear(self) -> list[dict]:
-        return self._downstream(freeze_encoder=True)
+        """The frozen encoder's linear evaluation: by default on cached un-augmented features (D23)."""
+        if self.linear_features == "augmented":
+            return self._downstream(freeze_encoder=True)
+        encoder = self.encoder(self.pretrained_checkpoint)
+        train, val, test = (
+            extract_stage_features(
+                encoder, self.loader(split), blocks=(4,), device=self.device, require_order=split != "train"
+            )
+            for split in ("train", "val", "test")
+        )
+        result = self._probe(train, val, test, max_epochs=self.linear_epochs)[4]
+        self._save_predictions(result)
+        self._scored[None] = result
+        return downstream_rows(
+            result, self.protocol, label_fraction=self.label_fraction, **self._per_class(), **self._columns()
+        )
+
+    def _probe(self, train: Any, val: Any, test: Any, max_epochs: int) -> dict[int, DownstreamResult]:
+        """The cell's linear heads on cached features, one per extracted block (the probe's code path)."""
+        return probe_features(
+            train,
+            val,
+            test,
+            self.task,
+            device=self.device,
+            seed=self.seed,
+            max_epochs=max_epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            n_resamples=self.n_resamples,
+            ci_method=self.ci_method,
+            **self._head(),
+        )
+
+    def _save_predictions(self, result: DownstreamResult) -> None:
+        cell = self.cell_dir()
+        cell.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            cell / "predictions.npz",
+            probabilities=result.probabilities,
+            labels=result.labels,
+            ids=np.asarray(result.ids, dtype=str),
+        )
 
     def _run_finetune(self) -> list[dict]:
         return self._downstream(freeze_encoder=False)
@@ -361,9 +412,9 @@ class EvaluationRun:
     def _run_probe(self) -> list[dict]:
         """Linear probes of blocks 1-4 trained with the evaluation settings (``lr``, ``batch_size``, ``max_epochs``).
 
-        They train on features cached once from un-augmented images, whereas ``linear`` trains its head with the
-        training augmentation, so the block-4 probe is not the ``linear`` number; both are reported, as
-        protocol ``probe`` block 4 and protocol ``linear`` (see :mod:`monai_ilm.evaluation.probing`).
+        They train on features cached once from un-augmented images, as the default ``linear`` does, but for
+        ``max_epochs`` rather than ``linear_epochs``; both are reported, as protocol ``probe`` block 4 and protocol
+        ``linear`` (see :mod:`monai_ilm.evaluation.probing`).
         """
         # the features of every split are extracted once; the test split's block 4 also feeds the dashboard's
         # embedding explorer
@@ -378,20 +429,7 @@ class EvaluationRun:
             )
             for split in ("train", "val", "test")
         )
-        results = probe_features(
-            train,
-            val,
-            test,
-            self.task,
-            device=self.device,
-            seed=self.seed,
-            max_epochs=self.max_epochs,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            n_resamples=self.n_resamples,
-            ci_method=self.ci_method,
-            **self._head(),
-        )
+        results = self._probe(train, val, test, max_epochs=self.max_epochs)
         self._scored.update(results)
         write_embeddings(
             Path(self.output_dir) / "results",

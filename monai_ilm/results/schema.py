@@ -22,7 +22,7 @@ __all__ = ["Column", "SCHEMA", "COLUMNS", "PERFORMANCE_PROTOCOLS", "PROTOCOLS", 
 
 PROTOCOLS = ("linear", "finetune", "probe", "feature_reuse", "ks")
 """The evaluation protocols, in one place: the ``protocol`` column, the ``protocol`` setting of ``evaluate.json``
-(:class:`monai_ilm.settings.EvaluationSettings`) and :mod:`monai_ilm.evaluation.protocols` read it."""
+(:mod:`monai_ilm.recipe_checks`) and :mod:`monai_ilm.evaluation.protocols` read it."""
 PERFORMANCE_PROTOCOLS = PROTOCOLS[:3]
 """The protocols that score a classifier (linear probe, fine-tuning, layer-wise probing), where methods are compared."""
 ROW_KINDS = ("run", "seed_mean", "paired_difference")

@@ -1,5 +1,5 @@
-"""The bundle configs: every setting declared once and checked, one evaluation config, bundles rendered from one
-template."""
+"""The bundle configs: every setting declared once and checked in initialize, one evaluation config, bundles
+rendered from one template."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 
 from monai_ilm.bundle_render import TEMPLATE_DIR, bundle_values, render_bundle, render_files
 from monai_ilm.datasets import DATASETS, DatasetSpec, bundle_datasets
-from monai_ilm.settings import EvaluationSettings, InferenceSettings, PretrainingSettings
+from monai_ilm.recipe_checks import WORKFLOW_SETTINGS, check_settings, parsed_settings
 from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR
 from tests.helpers import error_chain
 
 BUNDLES = sorted(BUNDLE_DATA)
-# literal top-level keys no settings object checks: the bundle's own folder, which MONAI sets
+# literal top-level keys the recipe check does not check: the bundle's own folder, which MONAI sets
 NOT_CHECKED = {"bundle_root"}
-# the workflow whose settings object checks each config's settings (quick.json feeds pretraining and evaluation)
+# the workflow whose recipe check checks each config's settings (quick.json feeds pretraining and evaluation)
 CHECKED_BY = {
     "pretrain.json": ("pretrain.json",),
     "multi_gpu.json": ("pretrain.json",),
@@ -26,11 +26,7 @@ CHECKED_BY = {
     "evaluate.json": ("evaluate.json",),
     "inference.json": ("inference.json",),
 }
-SETTINGS_OBJECTS = {
-    "pretrain.json": PretrainingSettings,
-    "evaluate.json": EvaluationSettings,
-    "inference.json": InferenceSettings,
-}
+WORKFLOWS = {"pretrain.json": "pretraining", "evaluate.json": "evaluation", "inference.json": "inference"}
 
 
 def read(bundle: str, name: str) -> dict:
@@ -47,44 +43,39 @@ def is_literal(value: object) -> bool:
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
-def test_every_literal_setting_is_declared_in_a_settings_object_and_checked(bundle):
+def test_every_literal_setting_is_declared_once_and_checked(bundle):
     configs = {path.name for path in (BUNDLES_DIR / bundle / "configs").glob("*.json")} - {"metadata.json"}
     assert configs == set(CHECKED_BY)
     for name, owners in CHECKED_BY.items():
         literals = {k for k, v in read(bundle, name).items() if "#" not in k and is_literal(v)} - NOT_CHECKED
-        declared: set[str] = set()
-        for owner in owners:
-            settings = read(bundle, owner)["settings"]
-            assert settings["_target_"] == f"monai_ilm.settings.{SETTINGS_OBJECTS[owner].__name__}", owner
-            assert all(settings[k] == f"@{k}" for k in settings if k != "_target_"), owner
-            assert set(settings) - {"_target_"} <= set(SETTINGS_OBJECTS[owner].names()), owner
-            declared |= {k for k in settings if k != "_target_"}
+        assert "settings" not in read(bundle, name), f"{bundle}/{name}: a settings mirror"
+        declared = {k for owner in owners for k in WORKFLOW_SETTINGS[WORKFLOWS[owner]]}
         unchecked = literals - declared
-        assert not unchecked, f"{bundle}/{name}: literal settings no settings object checks: {sorted(unchecked)}"
-    for name in ("pretrain.json", "multi_gpu.json", "evaluate.json", "inference.json"):
+        assert not unchecked, f"{bundle}/{name}: literal settings the recipe check does not check: {sorted(unchecked)}"
+    for name, workflow in {**WORKFLOWS, "multi_gpu.json": "pretraining"}.items():
         initialize = read(bundle, name)["initialize"]
-        assert "$@settings.check()" in initialize[:5], name
+        assert f"$monai_ilm.recipe_checks.check_recipe('{workflow}')" in initialize[:5], name
         assert not any("validation" in step or "validate_" in step for step in initialize), name
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
 @pytest.mark.parametrize(
-    "configs, target",
+    "configs, workflow",
     [
-        (("pretrain.json", "quick.json"), PretrainingSettings),
-        (("pretrain.json", "multi_gpu.json"), PretrainingSettings),
-        (("pretrain.json", "evaluate.json", "quick.json"), EvaluationSettings),
-        (("inference.json",), InferenceSettings),
+        (("pretrain.json", "quick.json"), "pretraining"),
+        (("pretrain.json", "multi_gpu.json"), "pretraining"),
+        (("pretrain.json", "evaluate.json", "quick.json"), "evaluation"),
+        (("inference.json",), "inference"),
     ],
 )
-def test_each_workflow_builds_its_settings_object_and_the_recipe_passes(bundle, configs, target, tmp_path):
+def test_each_workflow_resolves_its_settings_and_the_recipe_passes(bundle, configs, workflow, tmp_path):
     parser = ConfigParser()
     parser.read_config([str(BUNDLES_DIR / bundle / "configs" / name) for name in configs])
     parser.update({"bundle_root": str(BUNDLES_DIR / bundle), "dataset_dir": str(tmp_path), "output_dir": str(tmp_path)})
-    settings = parser.get_parsed_content("settings")
-    assert type(settings) is target
-    assert settings.check() is settings
-    assert settings.dataset_name == bundle_datasets()[bundle] and settings.seed == 0
+    settings = parsed_settings(parser, workflow)
+    assert set(settings) <= set(WORKFLOW_SETTINGS[workflow])
+    assert check_settings(workflow, settings).items() >= settings.items()
+    assert settings["dataset_name"] == bundle_datasets()[bundle] and settings["seed"] == 0
 
 
 RENDERED = {bundle: render_files(bundle_values(bundle)) for bundle in BUNDLES}
@@ -186,8 +177,8 @@ def test_one_evaluation_config_selected_by_protocol(tmp_path):
         parser.read_config([str(configs / "pretrain.json"), str(configs / "evaluate.json")])
         parser.update({"protocol": protocol, "dataset_dir": str(tmp_path)})
         assert parser.get_parsed_content("label_fraction") == fraction  # as the four configs it replaces had
-        assert parser.get_parsed_content("settings").protocol == protocol
+        assert parsed_settings(parser, "evaluation")["protocol"] == protocol
     parser.update({"protocol": "probing"})
     with pytest.raises(ValueError, match=r"^protocol: expected one of \['linear', 'finetune', 'probe'"):
-        parser.get_parsed_content("settings").check()
+        check_settings("evaluation", parsed_settings(parser, "evaluation"))
     assert Path(configs / "evaluate.json").is_file()

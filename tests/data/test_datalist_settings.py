@@ -10,7 +10,7 @@ import pytest
 
 from monai_ilm.data import datalist_options, load_datalist
 from monai_ilm.data.synthetic import make_nih_sample
-from monai_ilm.settings import PretrainingSettings
+from monai_ilm.recipe_checks import WORKFLOW_SETTINGS, check_settings
 
 BUNDLES_DIR = Path(__file__).resolve().parents[2] / "bundles"
 BUNDLES = sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "configs" / "pretrain.json").is_file())
@@ -18,7 +18,7 @@ SETTINGS = ("nih_split", "val_fraction", "require_all_classes")
 
 
 def validate_pretrain_settings(**values) -> None:
-    PretrainingSettings(**values).check()
+    check_settings("pretraining", values)
 
 
 def _patients(rows):
@@ -169,15 +169,11 @@ class TestBundles:
     @pytest.mark.parametrize("bundle", BUNDLES)
     def test_every_initialize_validates_the_settings(self, bundle):
         configs = BUNDLES_DIR / bundle / "configs"
-        declared = {
-            "pretrain.json": "pretrain.json",
-            "multi_gpu.json": "pretrain.json",
-            "evaluate.json": "evaluate.json",
-        }
-        for name, owner in declared.items():
-            assert "$@settings.check()" in json.loads((configs / name).read_text())["initialize"], name
-            settings = json.loads((configs / owner).read_text())["settings"]
-            assert all(settings[key] == f"@{key}" for key in SETTINGS), name
+        declared = {"pretrain.json": "pretraining", "multi_gpu.json": "pretraining", "evaluate.json": "evaluation"}
+        for name, workflow in declared.items():
+            check = f"$monai_ilm.recipe_checks.check_recipe('{workflow}')"
+            assert check in json.loads((configs / name).read_text())["initialize"], name
+            assert all(key in WORKFLOW_SETTINGS[workflow] for key in SETTINGS), name
 
     def test_the_recipe_resolves_nih_split_for_pretraining_and_evaluation(self, tmp_path):
         from monai.bundle import ConfigParser

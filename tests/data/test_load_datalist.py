@@ -72,7 +72,7 @@ class TestErrors:
             load_datalist("chexpert", tmp_path, "train")
         with pytest.raises(ValueError, match=r"split: expected one of \['train', 'val', 'test'\], got 'validation'"):
             load_datalist("nih", tmp_path, "validation")
-        assert DATASETS == ("nih", "idc", "dr", "medmnist", "csv", "folder", "nifti")
+        assert DATASETS == ("nih", "idc", "dr", "volumes", "medmnist", "csv", "folder", "nifti")
 
     @pytest.mark.parametrize("dataset", DATASETS)
     def test_missing_dataset_dir_is_named_with_the_expected_layout(self, tmp_path, dataset):

@@ -60,7 +60,9 @@ def test_amp_reaches_the_downstream_training(tmp_path, monkeypatch, protocol):
     monkeypatch.setattr(EvaluationRun, "loader", lambda self, split, train=False: split)
     monkeypatch.setattr(EvaluationRun, "check_data", lambda self: None)  # no data set on disk
     with pytest.raises(_StopError):
-        make(tmp_path, protocol=protocol, method="supervised", amp=True, backbone="resnet18").run()
+        make(
+            tmp_path, protocol=protocol, method="supervised", amp=True, backbone="resnet18", linear_features="augmented"
+        ).run()
     assert calls[0]["amp"] is True and calls[0]["device"].type in ("cpu", "cuda")
 
 
@@ -117,7 +119,12 @@ def test_the_head_setting_reaches_the_linear_and_probe_heads_and_the_fingerprint
     monkeypatch.setattr(EvaluationRun, "check_data", lambda self: None)
     for protocol in ("linear", "probe"):
         run = make(
-            tmp_path, protocol=protocol, method="supervised", backbone="resnet18", standardize_features=standardize
+            tmp_path,
+            protocol=protocol,
+            method="supervised",
+            backbone="resnet18",
+            standardize_features=standardize,
+            linear_features="augmented",  # the cached default goes through probe_features (test_linear.py)
         )
         with pytest.raises(_StopError):
             run.run()

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monai_ilm.settings import EvaluationSettings, PretrainingSettings
+from monai_ilm.recipe_checks import WORKFLOW_SETTINGS, check_settings
 
 BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
-PRETRAIN_KEYS = PretrainingSettings.names()
-EVALUATION_KEYS = EvaluationSettings.names()
+PRETRAIN_KEYS = WORKFLOW_SETTINGS["pretraining"]
+EVALUATION_KEYS = WORKFLOW_SETTINGS["evaluation"]
 # a bad value of the key on the left may be reported under one of the keys it constrains
 CONSTRAINS = {
     "layers": {"mse_weights", "mse_pool_sizes", "barlow_weights"},
@@ -38,11 +38,11 @@ def folders():
 
 
 def validate_pretrain_settings(**values) -> None:
-    PretrainingSettings(**values).check()
+    check_settings("pretraining", values)
 
 
 def validate_evaluation_settings(**values) -> None:
-    EvaluationSettings(**values).check()
+    check_settings("evaluation", values)
 
 
 def recipe_settings(bundle: str, config: str = "pretrain.json", keys=PRETRAIN_KEYS) -> dict:

@@ -9,7 +9,7 @@ not read ``max_epochs`` (its trainer is never run), and a misspelt key is read b
 MONAI keeps no record of which keys were given, only the merged config. :func:`check_given_settings_used`
 reads them from the keyword arguments of :func:`monai.bundle.scripts.create_workflow` (which
 ``monai.bundle run``, from the command line or in Python, goes through) on the call stack, and does nothing
-for a workflow made otherwise (``ConfigWorkflow(...)`` directly, or a settings object checked outside a run).
+for a workflow made otherwise (``ConfigWorkflow(...)`` directly, or settings checked outside a run).
 Keys of the loaded config files are never refused: a shared file such as ``quick.json`` sets evaluation
 settings for pretraining runs too.
 """

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from monai_ilm.settings import PretrainingSettings
-from monai_ilm.settings.usage import WORKFLOW_IDS, given_settings, read_keys, settings_read_by, unused
+from monai_ilm.bundle_usage import WORKFLOW_IDS, given_settings, read_keys, settings_read_by, unused
+from monai_ilm.recipe_checks import check_settings
 
-BUNDLES_DIR = Path(__file__).resolve().parents[2] / "bundles"
+BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 BUNDLES = sorted(path.name for path in BUNDLES_DIR.iterdir() if (path / "configs" / "pretrain.json").is_file())
 
 CONFIG = {
@@ -40,8 +40,7 @@ def test_unused_names_the_given_keys_nothing_reads_in_order():
 
 def test_outside_a_bundle_run_nothing_is_given_and_check_passes():
     assert given_settings() is None
-    settings = PretrainingSettings(method="mse")
-    assert settings.check() is settings
+    assert check_settings("pretraining", {"method": "mse"})["method"] == "mse"
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
