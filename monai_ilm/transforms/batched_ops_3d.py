@@ -122,7 +122,8 @@ def erf_kernel_tail(sigma: float, truncated: float = 4.0) -> int:
 
 
 def _erf_kernels(sigmas: torch.Tensor, tails: torch.Tensor, radius: int) -> torch.Tensor:
-    """``(N, 2 radius + 1)`` unnormalised ``erf`` kernels (the mass of N(0, σ²) on each voxel), zero beyond each tail."""
+    """``(N, 2 radius + 1)`` unnormalised ``erf`` kernels (the mass of N(0, σ²) on each voxel), zero beyond each
+    tail."""
     offsets = torch.arange(-radius, radius + 1, dtype=sigmas.dtype, device=sigmas.device)
     t = (1.0 / (math.sqrt(2.0) * sigmas.abs())).unsqueeze(1)
     weights = (0.5 * (torch.erf(t * (offsets + 0.5)) - torch.erf(t * (offsets - 0.5)))).clamp_(min=0.0)

@@ -276,8 +276,9 @@ class DeviceAugment:
     """Make MoCo's two views of a batch on its device, each sample and view with its own random parameters.
 
     Call it on the loader's ``(N, C, H, W)`` batch, or ``(N, C, D, H, W)`` with ``spatial_dims=3`` (uint8
-    in [0, 255] or float in [0, 1]), already on the training device; it returns the two float32 views in [0, 1] (ImageNet-normalised when
-    ``normalize``), the same shapes the loader pipeline would have given. For every view the steps run
+    in [0, 255] or float in [0, 1]), already on the training device; it returns the two float32 views in [0, 1]
+    (ImageNet-normalised when ``normalize``), the same shapes the loader pipeline would have
+    given. For every view the steps run
     in the preset's order, each drawing its parameters for all samples from the stage's generator.
 
     Args:

@@ -319,7 +319,8 @@ VOLUME_STEPS = {
     RandGaussianNoised: _Noise,
     ThresholdIntensityd: _Threshold,
 }
-"""The device step of each MONAI view step of the volume preset (``RandScaleCropd`` pairs with the ``Resized`` after it)."""
+"""The device step of each MONAI view step of the volume preset (``RandScaleCropd`` pairs with the ``Resized``
+after it)."""
 
 
 def volume_device_steps(steps: Sequence[Transform], preset: str = "volume") -> list:
