@@ -47,14 +47,14 @@ from monai.data import CacheDataset, DataLoader
 from monai.transforms import Compose
 
 from monai_ilm.data import load_datalist
-from monai_ilm.data.compact_cache import CompactCacheDataset, cache_bytes, format_bytes
+from monai_ilm.data.compact_cache import CompactCacheDataset, cache_boundary, cache_bytes, format_bytes
 from monai_ilm.data.synthetic import make_nih_sample
 from monai_ilm.engines import MoCoTrainer
 from monai_ilm.handlers import IntermediateLayerLossHandler, LossPartsHandler, MomentumUpdateHandler
 from monai_ilm.losses import InfoNCELoss, IntermediateMSELoss
 from monai_ilm.methods import trainable_parameters
 from monai_ilm.networks import MoCo, resnet_encoder
-from monai_ilm.transforms import cache_boundary, pretrain_pipeline
+from monai_ilm.transforms import pretrain_pipeline
 
 NIH_IMAGES, NIH_SIZE = 112_120, 512
 MODES = ("in-memory", "device", "loader")

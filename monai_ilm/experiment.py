@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_ilm.bundle_usage import settings_read_by
+from monai_ilm.data.identity import data_changes
 from monai_ilm.data.splits import validate_fraction
 from monai_ilm.datasets import bundle_datasets
 from monai_ilm.errors import show_trust_warning_once
@@ -46,7 +47,6 @@ from monai_ilm.provenance import (
     bundle_settings,
     changed_settings,
     code_version,
-    data_changes,
     fingerprint,
     read_data_manifest,
     write_data_manifest,

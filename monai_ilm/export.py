@@ -36,8 +36,9 @@ from typing import Any
 import pandas as pd
 import torch
 
+from monai_ilm.data.identity import file_digest
 from monai_ilm.experiment import BUNDLE_DATASETS, bundles_root
-from monai_ilm.provenance import NOT_RESULT_SETTINGS, PRETRAINING_RECORD, file_digest
+from monai_ilm.provenance import NOT_RESULT_SETTINGS, PRETRAINING_RECORD
 from monai_ilm.run_record import RUN_RECORD, read_run_record
 
 __all__ = [

@@ -3,10 +3,10 @@
 Every evaluation cell and pretraining run of the experiment runner gets a **fingerprint**: the SHA-256 of
 its resolved settings (:data:`NOT_RESULT_SETTINGS` left out: they do not change the number), of the content
 hashes of the files it reads (the pretraining checkpoint, a fine-tuned model, the predictions a KS cell
-compares) and of the identity of the data it reads (:func:`data_identity`: every image of its datalists by
-size and modification time, the in-memory arrays and the label tables by content). A result is reused only
-while its fingerprint matches, so a changed setting, a replaced image or a re-trained checkpoint can never
-leave a stale number in the tables. The code version is stored beside the fingerprint (for reproduction) but
+compares) and of the identity of the data it reads (:func:`~monai_ilm.data.identity.data_identity`: every image
+of its datalists by size and modification time, the in-memory arrays and the label tables by content). A result
+is reused only while its fingerprint matches, so a changed setting, a replaced image or a re-trained checkpoint can
+never leave a stale number in the tables. The code version is stored beside the fingerprint (for reproduction) but
 not inside it, so upgrading monai-ilm does not silently re-run months of work; :func:`code_version` says which
 commit made a number.
 """
@@ -14,7 +14,6 @@ commit made a number.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import platform
@@ -26,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from monai_ilm.data.identity import data_identity, table_files
 from monai_ilm.results.rows import config_hash
 
 __all__ = [
@@ -33,19 +33,12 @@ __all__ = [
     "NOT_RESULT_SETTINGS",
     "PRETRAINING_DATALISTS",
     "PRETRAINING_RECORD",
-    "TABLE_SUFFIXES",
-    "array_digest",
     "bundle_data_identity",
     "bundle_settings",
     "changed_settings",
     "code_version",
-    "data_changes",
-    "data_identity",
-    "file_digest",
-    "file_sha256",
     "fingerprint",
     "read_data_manifest",
-    "table_files",
     "write_data_manifest",
 ]
 
@@ -107,40 +100,10 @@ resize, uint8) and every draw comes from the device stage's own seeded generator
 PRETRAINING_DATALISTS = {"train": "train#datalist", "val": "validate#datalist"}
 """``{split: config id}`` of the datalists a pretraining bundle reads (its data identity)."""
 
-TABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".txt", ".json", ".npz", ".npy")
-"""Files beside the images whose content enters a data identity: metadata, label and split tables, arrays."""
-
-_TABLE_HASH_LIMIT = 1 << 30  # larger tables enter by size and modification time (hashing would take minutes)
-
 PRETRAINING_RECORD = "run_settings.json"
 """The settings record (fingerprint, settings, code version, status) the runner keeps in a pretraining run folder."""
 
 _REFERENCE = re.compile(r"@([A-Za-z_][\w#]*)")
-
-
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
-    """Hex digest of a file's content with a :mod:`hashlib` algorithm, read in chunks.
-
-    Raises:
-        FileNotFoundError: naming the file when it does not exist.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: expected a file to fingerprint, found none.")
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's content (the identity of a checkpoint or a predictions file).
-
-    Raises:
-        FileNotFoundError: naming the file when it does not exist.
-    """
-    return file_digest(path, "sha256")
 
 
 def fingerprint(settings: Mapping[str, Any], inputs: Mapping[str, str] | None = None) -> str:
@@ -263,147 +226,14 @@ def bundle_settings(
     return settings
 
 
-# ---------------------------------------------------------------------------------------------- data identity
-def array_digest(array: Any) -> str:
-    """SHA-1 of an array's bytes, dtype and shape (``str(ndarray)`` abbreviates above 1,000 elements)."""
-    import numpy as np
-
-    if hasattr(array, "detach"):  # a torch tensor
-        array = array.detach().cpu().numpy()
-    array = np.ascontiguousarray(array)
-    digest = hashlib.sha1(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()
-
-
-def _json_default(value: Any) -> Any:
-    """What JSON cannot write of a datalist value: arrays by their digest, scalars and paths by value."""
-    if hasattr(value, "shape") and hasattr(value, "dtype") and getattr(value, "ndim", 0) > 0:
-        return {"array": array_digest(value)}
-    if hasattr(value, "item") and callable(value.item):  # numpy and torch scalars
-        return value.item()
-    if isinstance(value, (set, frozenset)):
-        return sorted(map(str, value))
-    return os.fspath(value) if isinstance(value, os.PathLike) else str(value)
-
-
-def _image_entry(value: Any) -> str:
-    """An image's identity: a file by size and modification time (no content read), an array by its bytes."""
-    if isinstance(value, (str, os.PathLike)):
-        try:
-            stat = os.stat(value)
-        except OSError:
-            return "missing"
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
-    return "array:" + array_digest(value) if hasattr(value, "dtype") else json.dumps(value, default=_json_default)
-
-
-def _row_entry(row: Mapping[str, Any], image_key: str) -> str:
-    rest = json.dumps({k: v for k, v in row.items() if k != image_key}, sort_keys=True, default=_json_default)
-    return f"{_image_entry(row.get(image_key))}|{hashlib.sha1(rest.encode()).hexdigest()[:16]}"
-
-
-_TABLE_HASHES: dict[tuple, str] = {}
-
-
-def _table_entry(path: Path) -> str:
-    stat = path.stat()
-    if stat.st_size > _TABLE_HASH_LIMIT:
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
-    # one read per process and version of the file (a write changes ctime, which no one can set back)
-    key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
-    if key not in _TABLE_HASHES:
-        _TABLE_HASHES[key] = file_sha256(path)
-    return _TABLE_HASHES[key]
-
-
-def table_files(dataset_dir: str | os.PathLike) -> list[Path]:
-    """The tables of a data set whose content enters its identity: ``dataset_dir`` itself when it is a file
-    (a MedMNIST ``.npz``, a datalist CSV), else its top-level files ending in one of :data:`TABLE_SUFFIXES`
-    (e.g. NIH's ``Data_Entry_2017_v2020.csv`` and split lists, EyePACS' ``trainLabels.csv``)."""
-    root = Path(dataset_dir)
-    if root.is_file():
-        return [root]
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_file() and p.name.lower().endswith(TABLE_SUFFIXES))
-
-
-def data_identity(
-    datalists: Mapping[str, Sequence[Mapping[str, Any]]],
-    image_key: str = "image",
-    id_key: str = "image_id",
-    tables: Iterable[str | os.PathLike] = (),
-) -> dict[str, Any]:
-    """The identity of the data a run reads, without reading an image.
-
-    Each row of each datalist enters with its image's size and modification time (a file; a stat, so 112k
-    images take about a second) or the digest of its bytes (an in-memory array), and a digest of its other
-    values (label, patient, id); the rows in their order, so adding, removing, replacing, relabelling,
-    moving to another split or reordering an image all change the digest. ``tables`` (metadata, label and
-    split files) enter by content.
-
-    Args:
-        datalists: ``{split: rows}``.
-        image_key: the key of each row's image path or array.
-        id_key: the key of each row's stable id (its position where missing).
-        tables: files whose content the datalists were read from.
-
-    Returns:
-        ``{"digest": 16 hex characters, "images": number of rows, "manifest": {id or "table:name": entry}}``
-        (an entry is ``"split|size:mtime|digest of the other values"``); :func:`data_changes` compares two.
-    """
-    manifest: dict[str, str] = {}
-    for split in sorted(datalists):
-        for index, row in enumerate(datalists[split]):
-            name = str(row.get(id_key, f"{split}#{index}"))
-            manifest[name if name not in manifest else f"{name}#{split}#{index}"] = f"{split}|" + _row_entry(
-                row, image_key
-            )
-    images = len(manifest)
-    for path in tables:
-        manifest[f"table:{Path(path).name}"] = _table_entry(Path(path))
-    digest = hashlib.sha256(json.dumps(list(manifest.items())).encode()).hexdigest()[:16]
-    return {"digest": digest, "images": images, "manifest": manifest}
-
-
-def data_changes(old: Mapping[str, str], new: Mapping[str, str]) -> str:
-    """What differs between two data manifests, e.g. ``"3 images (2 replaced, 1 added), labels.csv content"``.
-
-    An image is *replaced* (its file or array changed), *relabelled* (its other values changed), *moved*
-    (to another split), *added* or *removed*.
-
-    Args:
-        old: the manifest a stored result was made with (:func:`data_identity`).
-        new: the manifest of this run.
-    """
-    rows = [{k for k in m if not k.startswith("table:")} for m in (old, new)]
-    both = [(old[k].split("|"), new[k].split("|")) for k in rows[0] & rows[1]]  # [split, image, other values]
-    counts = {
-        "replaced": sum(a[1] != b[1] for a, b in both),
-        "relabelled": sum(a[1] == b[1] and a[2] != b[2] for a, b in both),
-        "moved": sum(a[1:] == b[1:] and a[0] != b[0] for a, b in both),
-        "added": len(rows[1] - rows[0]),
-        "removed": len(rows[0] - rows[1]),
-    }
-    parts = []
-    total = sum(counts.values())
-    if total:
-        detail = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
-        parts.append(f"{total} image{'s' if total != 1 else ''} ({detail})")
-    tables = sorted({k for k in (*old, *new) if k.startswith("table:") and old.get(k) != new.get(k)})
-    parts += [f"{k[len('table:') :]} content" for k in tables]
-    if not parts and list(old) != list(new):
-        parts.append("image order")
-    return ", ".join(parts) if parts else "data identity"
-
-
 def bundle_data_identity(
     config_files: Sequence[str | os.PathLike],
     overrides: Mapping[str, Any] | None = None,
     datalists: Mapping[str, str] = PRETRAINING_DATALISTS,
 ) -> dict[str, Any]:
-    """The :func:`data_identity` of the datalists a bundle run reads (the images by stat, its tables by content).
+    """The :func:`~monai_ilm.data.identity.data_identity` of the datalists a bundle run reads.
+
+    The images enter by stat, its tables by content.
 
     Args:
         config_files: the bundle configs, merged in order.
@@ -423,7 +253,10 @@ def _manifest_path(folder: str | os.PathLike, digest: str) -> Path:
 
 
 def write_data_manifest(folder: str | os.PathLike, identity: Mapping[str, Any]) -> Path:
-    """Keep a data identity's manifest as ``<folder>/<digest>.json.gz`` (once; atomically), for :func:`data_changes`."""
+    """Keep a data identity's manifest as ``<folder>/<digest>.json.gz`` (once; atomically).
+
+    :func:`~monai_ilm.data.identity.data_changes` compares two.
+    """
     path = _manifest_path(folder, identity["digest"])
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)

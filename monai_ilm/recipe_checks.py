@@ -79,12 +79,12 @@ from monai_ilm.data.dispatch import check_data_settings
 from monai_ilm.data.splits import SPLIT_NAMES
 from monai_ilm.datasets import DATASETS
 from monai_ilm.evaluation.cka import KERNELS
-from monai_ilm.evaluation.intervals import METHODS as CI_METHODS
 from monai_ilm.handlers.momentum_update import SCHEDULES
 from monai_ilm.methods import METHODS
 from monai_ilm.networks.backbones import BACKBONES, STAGE_NAMES
 from monai_ilm.networks.moco import BATCH_NORM_MODES, HEADS
 from monai_ilm.results.schema import PROTOCOLS
+from monai_ilm.statistics.intervals import METHODS as CI_METHODS
 from monai_ilm.transforms.device_augment import AUGMENT_ON
 
 __all__ = [

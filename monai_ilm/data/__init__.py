@@ -10,53 +10,29 @@ bundle configs call (with :func:`datalist_options`), and names every row by a st
 
 from __future__ import annotations
 
-from monai_ilm.data.compact_cache import CACHE_MODES, CompactCacheDataset, cache_bytes, training_dataset
-from monai_ilm.data.csv_datalist import read_csv_datalist
-from monai_ilm.data.dispatch import DATASETS, IMAGE_ID_KEY, datalist_options, load_datalist
-from monai_ilm.data.dr import DR_GRADES, DR_REFERABLE_CLASSES, read_dr
-from monai_ilm.data.folder import read_image_folder
-from monai_ilm.data.idc import IDC_CLASSES, read_idc
-from monai_ilm.data.integrity import UnreadableImageError, check_image_readable, verify_images
-from monai_ilm.data.label_fractions import label_fraction
-from monai_ilm.data.medmnist import read_medmnist
-from monai_ilm.data.nifti import read_nifti_folder
-from monai_ilm.data.nih import NIH_FINDINGS, read_nih, read_nih_metadata
-from monai_ilm.data.splits import (
-    SPLIT_NAMES,
-    PatientLeakError,
-    assert_patient_disjoint,
-    check_class_presence,
-    patient_split,
-)
+from monai_ilm.utils import lazy_package
 
-__all__ = [
-    "CACHE_MODES",
-    "DATASETS",
-    "DR_GRADES",
-    "DR_REFERABLE_CLASSES",
-    "IDC_CLASSES",
-    "IMAGE_ID_KEY",
-    "CompactCacheDataset",
-    "NIH_FINDINGS",
-    "SPLIT_NAMES",
-    "PatientLeakError",
-    "UnreadableImageError",
-    "assert_patient_disjoint",
-    "cache_bytes",
-    "check_class_presence",
-    "check_image_readable",
-    "datalist_options",
-    "label_fraction",
-    "load_datalist",
-    "patient_split",
-    "read_csv_datalist",
-    "read_dr",
-    "read_idc",
-    "read_image_folder",
-    "read_medmnist",
-    "read_nifti_folder",
-    "read_nih",
-    "read_nih_metadata",
-    "training_dataset",
-    "verify_images",
-]
+# each name is loaded from its module on first use: importing one module of the package loads only what it needs
+__all__ = lazy_package(
+    __name__,
+    {
+        "compact_cache": ("CACHE_MODES", "CompactCacheDataset", "cache_boundary", "cache_bytes", "training_dataset"),
+        "csv_datalist": ("read_csv_datalist",),
+        "dispatch": ("DATASETS", "IMAGE_ID_KEY", "datalist_options", "load_datalist"),
+        "dr": ("DR_GRADES", "DR_REFERABLE_CLASSES", "read_dr"),
+        "folder": ("read_image_folder",),
+        "idc": ("IDC_CLASSES", "read_idc"),
+        "integrity": ("UnreadableImageError", "check_image_readable", "verify_images"),
+        "label_fractions": ("label_fraction",),
+        "medmnist": ("read_medmnist",),
+        "nifti": ("read_nifti_folder",),
+        "nih": ("NIH_FINDINGS", "read_nih", "read_nih_metadata"),
+        "splits": (
+            "PatientLeakError",
+            "SPLIT_NAMES",
+            "assert_patient_disjoint",
+            "check_class_presence",
+            "patient_split",
+        ),
+    },
+)

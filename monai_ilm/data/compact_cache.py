@@ -26,15 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.data import CacheDataset
-from monai.transforms import Compose, apply_transform
+from monai.transforms import Compose, RandomizableTrait, Transform, apply_transform
 from tqdm import tqdm
 
+from monai_ilm.data.identity import array_digest, row_entry
 from monai_ilm.utils import available_memory as _available_memory  # a module name the tests can replace
 
 __all__ = [
     "CACHE_MODES",
     "STORAGES",
     "CompactCacheDataset",
+    "cache_boundary",
     "cache_bytes",
     "describe_steps",
     "format_bytes",
@@ -62,6 +64,19 @@ def cache_bytes(num_images: int, image_size: int, channels: int = 3, spatial_dim
     return int(num_images) * int(channels) * int(image_size) ** int(spatial_dims)
 
 
+def cache_boundary(transform: Compose) -> int:
+    """Index of the first step that ``CacheDataset`` / ``PersistentDataset`` will not cache.
+
+    MONAI caches the leading steps up to the first one that is random (``RandomizableTrait``,
+    which includes any nested ``Compose``) or not a MONAI ``Transform``; :class:`CompactCacheDataset`
+    splits a pipeline at the same step.
+    """
+    for index, step in enumerate(transform.transforms):
+        if isinstance(step, RandomizableTrait) or not isinstance(step, Transform):
+            return index
+    return len(transform.transforms)
+
+
 def format_bytes(count: int) -> str:
     """``count`` bytes in GiB or MiB, e.g. ``"88.2 GiB"``."""
     return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
@@ -72,8 +87,6 @@ def _describe(value: object, depth: int = 0) -> object:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (np.ndarray, torch.Tensor)):
-        from monai_ilm.provenance import array_digest
-
         return {"array": array_digest(value)}
     if isinstance(value, (np.generic, torch.dtype, torch.device, np.dtype)) or isinstance(value, Enum):
         return str(value)
@@ -106,7 +119,7 @@ class CompactCacheDataset(torch.utils.data.Dataset):
     """Dataset whose deterministic steps run once per sample, their uint8 image kept in one compact array.
 
     ``transform`` is split where ``CacheDataset`` would split it (the first random step,
-    :func:`monai_ilm.transforms.cache_boundary`): the steps before it run once per sample when the
+    :func:`cache_boundary`): the steps before it run once per sample when the
     dataset is built, and must give ``image_key`` as a uint8 tensor of one shape for every sample
     (:class:`monai_ilm.transforms.ToUint8d` does that); the other keys they give are kept as they are.
     The steps after the boundary run on every access.
@@ -140,8 +153,6 @@ class CompactCacheDataset(torch.utils.data.Dataset):
         num_workers: int = 0,
         cache_key: str = "",
     ) -> None:
-        from monai_ilm.transforms import cache_boundary  # the data package is imported by the transforms' users
-
         if len(data) == 0:
             raise ValueError("data: expected a non-empty datalist, got 0 rows.")
         if storage not in STORAGES:
@@ -170,15 +181,13 @@ class CompactCacheDataset(torch.utils.data.Dataset):
         """The cache file's key: everything that changes its items.
 
         The rows in order (each image file by path, size and modification time, each in-memory array by
-        its bytes, the other values by content: :func:`monai_ilm.provenance.data_identity`), every cached
+        its bytes, the other values by content: :func:`monai_ilm.data.identity.row_entry`), every cached
         step with its settings (:func:`describe_steps`, e.g. the loader's ``intensity``), the shape and
         ``cache_key``. Another key fills another file.
         """
-        from monai_ilm.provenance import _row_entry  # one definition of a row's identity, shared with fingerprints
-
         rows = [
             [os.fspath(row[self.image_key]) if isinstance(row.get(self.image_key), (str, os.PathLike)) else None]
-            + [_row_entry(row, self.image_key)]
+            + [row_entry(row, self.image_key)]
             for row in self.data
         ]
         text = json.dumps([rows, describe_steps(self.cached.transforms), list(self.shape), cache_key])
@@ -275,6 +284,18 @@ class CompactCacheDataset(torch.utils.data.Dataset):
             self.images = np.load(self.path, mmap_mode="r")
 
 
+def _gives_uint8(transform: Callable, row: dict, image_key: str) -> bool:
+    """Whether the steps ``CacheDataset`` would cache turn ``row`` into the uint8 image the compact cache keeps.
+
+    Decided by running them on the row rather than by looking for a uint8 step: the compact cache's
+    contract is the dtype, and one decoded image costs nothing beside the cache it decides on.
+    """
+    steps = list(transform.transforms) if isinstance(transform, Compose) else [transform]
+    item = apply_transform(Compose(steps[: cache_boundary(Compose(steps))]), row)
+    image = item.get(image_key) if isinstance(item, dict) else None
+    return isinstance(image, torch.Tensor) and image.dtype == torch.uint8
+
+
 def training_dataset(
     data: Sequence,
     transform: Callable,
@@ -299,25 +320,22 @@ def training_dataset(
         transform: the loader pipeline.
         cache: one of :data:`CACHE_MODES`. ``"auto"``, ``"memory"``, ``"disk"``: a :class:`CompactCacheDataset`
             of that storage (``"auto"``: memory when the array fits in half the available memory, shared
-            by the ranks of the machine), where the cached steps end in :class:`~monai_ilm.transforms.ToUint8d`
-            (``augment_on="device"``); ``"auto"`` falls back to ``CacheDataset`` otherwise (the loader's
-            float views with ``augment_on="loader"``). ``"cache_rate"``: MONAI's ``CacheDataset``.
+            by the ranks of the machine), where the cached steps give a uint8 image (they end in
+            :class:`~monai_ilm.transforms.ToUint8d` with ``augment_on="device"``; ``"auto"`` runs them on the
+            first row to see); ``"auto"`` falls back to ``CacheDataset`` otherwise (the loader's float views
+            with ``augment_on="loader"``). ``"cache_rate"``: MONAI's ``CacheDataset``.
         cache_rate: share of the samples ``CacheDataset`` keeps (unused by the compact cache, which keeps all).
         cache_dir: folder of the compact cache's memory-mapped file (disk storage).
         num_workers: threads that fill either cache.
         image_key: the key of the image.
 
     Raises:
-        ValueError: for a ``cache`` outside :data:`CACHE_MODES`, or ``"memory"`` / ``"disk"`` with loader
-            steps that do not end in a uint8 image.
+        ValueError: for a ``cache`` outside :data:`CACHE_MODES`, an empty datalist with a ``cache`` other than
+            ``"cache_rate"``, or ``"memory"`` / ``"disk"`` with loader steps that do not end in a uint8 image.
     """
-    from monai_ilm.transforms import ToUint8d, cache_boundary  # the data package is imported by the transforms' users
-
     if cache not in CACHE_MODES:
         raise ValueError(f"cache: expected one of {list(CACHE_MODES)}, got {cache!r}.")
-    steps = list(transform.transforms) if isinstance(transform, Compose) else [transform]
-    gives_uint8 = any(isinstance(step, ToUint8d) for step in steps[: cache_boundary(Compose(steps))])
-    if cache == "cache_rate" or (cache == "auto" and not gives_uint8):
+    if cache == "cache_rate" or (cache == "auto" and len(data) and not _gives_uint8(transform, data[0], image_key)):
         return CacheDataset(data, transform, cache_rate=cache_rate, num_workers=num_workers)
     # the ranks of a multi-GPU run on one machine each keep a copy: they share its memory
     memory_limit = _available_memory() // (2 * max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from monai_ilm.engines.checkpoints import latest_checkpoint, training_state
-from monai_ilm.engines.moco_evaluator import MoCoEvaluator
-from monai_ilm.engines.moco_trainer import MoCoTrainer
-from monai_ilm.engines.rng_state import RNGState
-from monai_ilm.engines.sampler import ResumableSampler
-from monai_ilm.engines.utils import VIEW_KEYS, to_channels_last
+from monai_ilm.utils import lazy_package
 
-__all__ = ["MoCoEvaluator", "MoCoTrainer", "VIEW_KEYS", "latest_checkpoint", "training_state"]
-__all__ += ["RNGState", "ResumableSampler", "to_channels_last"]
+# each name is loaded from its module on first use: importing one module of the package loads only what it needs
+__all__ = lazy_package(
+    __name__,
+    {
+        "checkpoints": ("latest_checkpoint", "training_state"),
+        "moco_evaluator": ("MoCoEvaluator",),
+        "moco_trainer": ("MoCoTrainer",),
+        "rng_state": ("RNGState",),
+        "sampler": ("ResumableSampler",),
+        "utils": ("VIEW_KEYS", "to_channels_last"),
+    },
+)

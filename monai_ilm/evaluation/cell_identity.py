@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from monai_ilm.provenance import PRETRAINING_RECORD, data_identity, file_sha256, table_files
+from monai_ilm.data.identity import data_identity, file_sha256, table_files
+from monai_ilm.provenance import PRETRAINING_RECORD
 
 __all__ = [
     "PROTOCOL_SPLITS",
@@ -97,7 +98,7 @@ def evaluation_run_id(dataset: str, protocol: str, method: str, seed: int, label
 
 
 def cell_data_identity(protocol: str, fields: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The :func:`~monai_ilm.provenance.data_identity` of the splits ``protocol`` reads, or None for none.
+    """The :func:`~monai_ilm.data.identity.data_identity` of the splits ``protocol`` reads, or None for none.
 
     The splits are read as the cell reads them (the train split at its label fraction, the others whole,
     with the cell's ``datalist_options``); their images are only stat'ed.

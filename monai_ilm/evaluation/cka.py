@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_ilm.evaluation._arrays import as_matrix, check_same_rows
+from monai_ilm.statistics.arrays import as_matrix, check_same_rows
 
 __all__ = [
     "KERNELS",

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_ilm.evaluation._arrays import as_matrix, check_same_rows
 from monai_ilm.evaluation.cka import cka
+from monai_ilm.statistics.arrays import as_matrix, check_same_rows
 
 __all__ = ["cka_matrix", "CKABootstrap", "bootstrap_cka"]
 

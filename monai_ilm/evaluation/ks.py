@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import ks_2samp
 
-from monai_ilm.evaluation._arrays import to_numpy
 from monai_ilm.results.rows import make_row
+from monai_ilm.statistics.arrays import to_numpy
 
 __all__ = ["KSResult", "ks_distance", "ks_rows"]
 

@@ -10,7 +10,7 @@ handlers can wrap these functions; they accept numpy arrays or torch tensors.
 
 Why not ``sklearn.metrics.roc_auc_score`` / ``f1_score``: they give the same numbers (the tests check every
 function against them) but validate their inputs on every call, about 15x slower here, and the bootstrap
-(:mod:`monai_ilm.evaluation.intervals`) calls the metric ``B x C`` times: 1,000 resamples of 500 NIH test images
+(:mod:`monai_ilm.statistics.intervals`) calls the metric ``B x C`` times: 1,000 resamples of 500 NIH test images
 x 14 findings took 190 s with scikit-learn against 14 s with the formulas below (F1: 9 s against 0.6 s).
 
 Rank logits, not probabilities: the sigmoid and the softmax are monotone, so they rank as the logits do in exact
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from monai_ilm.evaluation._arrays import as_binary_labels, to_numpy
+from monai_ilm.statistics.arrays import as_binary_labels, to_numpy
 
 __all__ = ["roc_auc", "MeanAUC", "mean_auc", "BINARY_SCORES", "binary_auc", "F1_AVERAGES", "f1"]
 

@@ -28,10 +28,10 @@ from monai.utils import CommonKeys as Keys
 from torch import nn
 
 from monai_ilm.evaluation.features import _default_device, batch_ids
-from monai_ilm.evaluation.intervals import METHODS as CI_METHODS
-from monai_ilm.evaluation.intervals import BootstrapCI, bootstrap_ci
 from monai_ilm.evaluation.tasks import DownstreamTask, class_label, get_task
 from monai_ilm.evaluation.training import FitResult, fit_downstream
+from monai_ilm.statistics.intervals import METHODS as CI_METHODS
+from monai_ilm.statistics.intervals import BootstrapCI, bootstrap_ci
 
 __all__ = ["DownstreamResult", "Predictions", "evaluate_downstream", "predict", "run_downstream", "score_predictions"]
 

@@ -3,7 +3,7 @@
 Linear evaluation (Table 1) and fine-tuning (Table 2) both train with MONAI's ``SupervisedTrainer`` (Adam,
 lr 1e-3 as in the reference) and a ``SupervisedEvaluator`` that scores the validation set after every epoch
 with the task metric (:func:`task_metric`). The weights of the best validation epoch are kept
-(:class:`~monai_ilm.handlers.BestWeights`) and, with ``select="best"``, loaded back at the end, so it is
+(:class:`~monai_ilm.evaluation.BestWeights`) and, with ``select="best"``, loaded back at the end, so it is
 **these** weights that are tested (fix of D3, docs/method.md §9; ``select="last"`` reproduces the reference).
 
 A network with a ``prepare_head(loader, task, device)`` method (:class:`~monai_ilm.evaluation.classifier.LinearHead`,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from monai_ilm.evaluation.best_weights import BestWeights
-from monai_ilm.evaluation.knn import weighted_knn_scores
 from monai_ilm.handlers.checkpoint_saver import AtomicCheckpointSaver
 from monai_ilm.handlers.data_wait import DataWaitHandler
 from monai_ilm.handlers.embedding_saver import EmbeddingSaver
@@ -16,7 +14,6 @@ from monai_ilm.handlers.representation_health import RepresentationCollapseError
 
 __all__ = [
     "AtomicCheckpointSaver",
-    "BestWeights",
     "EmbeddingSaver",
     "IntermediateLayerLossHandler",
     "LossPartsHandler",
@@ -25,5 +22,5 @@ __all__ = [
 ]
 __all__ += ["DataWaitHandler"]
 __all__ += ["NaNGuard", "NonFiniteLossError"]
-__all__ += ["OnlineKNNHandler", "knn_metric_for", "weighted_knn_scores"]
+__all__ += ["OnlineKNNHandler", "knn_metric_for"]
 __all__ += ["RepresentationCollapseError", "RepresentationHealthHandler"]

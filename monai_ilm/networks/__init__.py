@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from monai_ilm.networks.backbones import (
-    STAGE_NAMES,
-    MonaiResNetEncoder,
-    StageEncoder,
-    TorchvisionResNetEncoder,
-    global_pool,
-    resnet_encoder,
-)
-from monai_ilm.networks.moco import MoCo, projection_head
-from monai_ilm.networks.query import MoCoQueryNetwork, query_state_dict
+from monai_ilm.utils import lazy_package
 
-__all__ = [
-    "STAGE_NAMES",
-    "MoCo",
-    "MoCoQueryNetwork",
-    "MonaiResNetEncoder",
-    "StageEncoder",
-    "TorchvisionResNetEncoder",
-    "global_pool",
-    "projection_head",
-    "query_state_dict",
-    "resnet_encoder",
-]
+# each name is loaded from its module on first use: importing one module of the package loads only what it needs
+__all__ = lazy_package(
+    __name__,
+    {
+        "backbones": (
+            "MonaiResNetEncoder",
+            "STAGE_NAMES",
+            "StageEncoder",
+            "TorchvisionResNetEncoder",
+            "global_pool",
+            "resnet_encoder",
+        ),
+        "moco": ("MoCo", "projection_head"),
+        "query": ("MoCoQueryNetwork", "query_state_dict"),
+    },
+)

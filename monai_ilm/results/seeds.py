@@ -22,7 +22,7 @@ replicates over the test set) and reduces to that run's own interval for a singl
   positions give none). Otherwise no difference row is written, and a warning names both runs.
 
 Runs with ``ci_method="standard_error"`` (the paper's ``z sd / sqrt(B)`` around the full-set value) get the same
-method at every number of seeds: :func:`~monai_ilm.evaluation.intervals.seed_mean_standard_error_interval`
+method at every number of seeds: :func:`~monai_ilm.statistics.intervals.seed_mean_standard_error_interval`
 combines the seeds' values and standard errors (across-seed plus within-seed variance; one seed gives its run's
 interval), and a paired difference uses the standard error ``sd / sqrt(B)`` of its paired replicates. A cell whose
 seeds mix interval methods gets no interval, with a warning.
@@ -44,12 +44,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monai_ilm.evaluation.intervals import PAPER_Z, percentile_interval, seed_mean_standard_error_interval
 from monai_ilm.results.rows import make_row, seeds_text, utc_now
 from monai_ilm.results.schema import PERFORMANCE_PROTOCOLS
 from monai_ilm.results.store import read_replicates, read_results, read_run_metadata, replicate_key, write_results
 from monai_ilm.results.summaries import CELL_KEYS, runs_stamp
 from monai_ilm.results.tables import newest_rows
+from monai_ilm.statistics.intervals import PAPER_Z, percentile_interval, seed_mean_standard_error_interval
 
 __all__ = ["BASELINES", "CELL_KEYS", "SUMMARY_PREFIX", "two_stage_interval", "summary_rows", "summarize"]
 

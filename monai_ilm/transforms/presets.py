@@ -14,7 +14,7 @@ so that predictions and features can be named by image.
 
 Every pipeline starts with the deterministic steps (load, channels, resize, centre crop, plain
 tensor) **flat at the front**, so ``CacheDataset`` / ``PersistentDataset`` cache them (see
-:func:`cache_boundary`), and ends with float32, channel-first tensors without MONAI metadata
+:func:`monai_ilm.data.cache_boundary`), and ends with float32, channel-first tensors without MONAI metadata
 (``EnsureTyped(track_meta=False)``), in [0, 1] unless ``normalize=True`` (ImageNet statistics; the
 reference normalises nothing).
 
@@ -63,7 +63,6 @@ from monai.transforms import (
     ThresholdIntensityd,
     Transform,
 )
-from monai.transforms.traits import RandomizableTrait
 
 from monai_ilm.datasets import DATASETS
 from monai_ilm.transforms.channels import EnsureChannelsd
@@ -453,15 +452,3 @@ def view_transforms(preset: str, key: str, image_size: int | None = None, stage:
         raise ValueError(f"stage: expected 'pretrain' or 'finetune', got '{stage}'.")
     steps = (spec.pretrain_view if stage == "pretrain" else spec.finetune)(key, _resolve_size(spec, image_size))
     return Compose(steps)
-
-
-def cache_boundary(transform: Compose) -> int:
-    """Index of the first step that ``CacheDataset`` / ``PersistentDataset`` will not cache.
-
-    MONAI caches the leading steps up to the first one that is random (``RandomizableTrait``,
-    which includes any nested ``Compose``) or not a MONAI ``Transform``.
-    """
-    for index, step in enumerate(transform.transforms):
-        if isinstance(step, RandomizableTrait) or not isinstance(step, Transform):
-            return index
-    return len(transform.transforms)

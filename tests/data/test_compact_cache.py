@@ -111,6 +111,23 @@ def test_loader_augmentation_falls_back_to_cache_dataset_or_is_refused(tmp_path)
         training_dataset(rows(), transform, cache="ram")
 
 
+def test_auto_chooses_the_compact_cache_by_the_dtype_the_cached_steps_give(tmp_path):
+    """Any deterministic steps that end in a uint8 image get the compact cache, not only :class:`ToUint8d`."""
+    as_uint8 = Lambdad("image", lambda image: (image * 255).round().to(torch.uint8))
+    transform = Compose([*deterministic_transforms("dr", 16, 3), as_uint8, RandFlipd("image", prob=0.5)])
+    dataset = training_dataset(rows(), transform, cache="auto", cache_dir=tmp_path)
+    assert type(dataset) is CompactCacheDataset and dataset.shape == (3, 16, 16)
+    float_steps = Compose([*deterministic_transforms("dr", 16, 3), RandFlipd("image", prob=0.5)])
+    assert type(training_dataset(rows(), float_steps, cache="auto", cache_dir=tmp_path)) is CacheDataset
+
+
+@pytest.mark.parametrize("cache", ["auto", "memory", "disk"])
+def test_an_empty_datalist_is_refused_before_anything_is_cached(cache, tmp_path):
+    transform = pretrain_pipeline("dr", 16, 3, "loader")[0]
+    with pytest.raises(ValueError, match=r"^data: expected a non-empty datalist, got 0 rows\.$"):
+        training_dataset([], transform, cache=cache, cache_dir=tmp_path)
+
+
 class FailsAt:
     """A deterministic step that fails on one image, as a run killed while its cache fills."""
 

@@ -19,8 +19,8 @@ from monai_ilm.evaluation import (
     run_downstream,
     score_predictions,
 )
-from monai_ilm.evaluation.intervals import resample_indices
 from monai_ilm.results import validate
+from monai_ilm.statistics.intervals import resample_indices
 from tests.evaluation._downstream import brightness_items, loader
 
 

@@ -12,7 +12,8 @@ import torch
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from monai_ilm.handlers import OnlineKNNHandler, knn_metric_for, weighted_knn_scores
+from monai_ilm.evaluation.knn import weighted_knn_scores
+from monai_ilm.handlers import OnlineKNNHandler, knn_metric_for
 from tests.helpers import tiny_moco
 
 T = 0.07

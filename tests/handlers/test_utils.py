@@ -11,9 +11,9 @@ import torch
 from ignite.engine import Engine, Events
 from monai.engines.utils import IterationEvents
 
+from monai_ilm.evaluation.best_weights import BestWeights
 from monai_ilm.handlers import (
     AtomicCheckpointSaver,
-    BestWeights,
     DataWaitHandler,
     EmbeddingSaver,
     IntermediateLayerLossHandler,

@@ -8,10 +8,10 @@ import torch
 from monai.data import CacheDataset, DataLoader
 from monai.transforms import Compose
 
+from monai_ilm.data import cache_boundary
 from monai_ilm.transforms import (
     PRESETS,
     VIEW_KEYS,
-    cache_boundary,
     deterministic_transforms,
     eval_transforms,
     finetune_transforms,

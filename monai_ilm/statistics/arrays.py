@@ -1,4 +1,4 @@
-"""Input checking shared by the evaluation functions.
+"""Input checking shared by the statistics of the evaluation and of the results.
 
 Every public evaluation function accepts numpy arrays, torch tensors or nested sequences. These helpers turn
 them into float64 numpy arrays once, and raise a ``ValueError`` that names the offending argument and says what

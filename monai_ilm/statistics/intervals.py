@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-from monai_ilm.evaluation._arrays import to_numpy
+from monai_ilm.statistics.arrays import to_numpy
 
 __all__ = [
     "METHODS",

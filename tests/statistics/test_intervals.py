@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from monai_ilm.evaluation.intervals import (
+from monai_ilm.statistics.intervals import (
     bootstrap_ci,
     percentile_interval,
     resample_indices,
