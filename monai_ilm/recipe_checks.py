@@ -41,7 +41,8 @@ What each workflow checks (docs/method.md §4-§6 for what the settings mean):
   ``knn_cache_rate`` in [0, 1]; ``health_samples`` >= 2, ``collapse_rank`` >= 0, ``collapse_patience`` >= 0.
 * ``evaluation`` (``evaluate.json``): ``protocol`` of :data:`monai_ilm.results.schema.PROTOCOLS`; ``method`` a
   pretraining method or ``"supervised"`` (no pretraining); ``label_fraction`` in (0, 1];
-  ``evaluation_epochs``, ``evaluation_batch_size``, ``n_resamples`` positive; ``evaluation_lr`` > 0;
+  ``evaluation_epochs``, ``evaluation_linear_epochs``, ``evaluation_batch_size``, ``n_resamples`` positive;
+  ``evaluation_lr`` > 0; ``evaluation_linear_features`` of :data:`monai_ilm.evaluation.protocols.LINEAR_FEATURES`;
   ``ci_method`` and ``cka_kernel`` of :mod:`monai_ilm.evaluation`; ``amp``, ``standardize_features`` booleans.
 * ``inference`` (``inference.json``): ``split`` ``"train"``, ``"val"`` or ``"test"``; ``batch_size`` and
   ``embedding_dim`` positive; ``head`` of :data:`monai_ilm.networks.moco.HEADS`.
@@ -79,6 +80,7 @@ from monai_ilm.data.dispatch import check_data_settings
 from monai_ilm.data.splits import SPLIT_NAMES
 from monai_ilm.datasets import DATASETS
 from monai_ilm.evaluation.cka import KERNELS
+from monai_ilm.evaluation.protocols import LINEAR_FEATURES
 from monai_ilm.handlers.momentum_update import SCHEDULES
 from monai_ilm.methods import METHODS
 from monai_ilm.networks.backbones import BACKBONES, STAGE_NAMES
@@ -162,6 +164,8 @@ EVALUATION_SETTINGS: dict[str, Check] = {
     "evaluation_batch_size": check_int,
     "n_resamples": check_int,
     "evaluation_lr": partial(check_real, low=0.0, low_open=True),
+    "evaluation_linear_features": partial(check_choice, allowed=LINEAR_FEATURES),
+    "evaluation_linear_epochs": check_int,
     "ci_method": partial(check_choice, allowed=CI_METHODS),
     "cka_kernel": partial(check_choice, allowed=KERNELS),
     "amp": check_bool,

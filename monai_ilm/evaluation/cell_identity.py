@@ -48,7 +48,7 @@ _NOT_SETTINGS = ("dataset_dir", "output_dir", "pretrained_checkpoint", "device")
 _UNUSED_SETTINGS = {
     "linear": ("cka_kernel",),
     "finetune": ("cka_kernel", "linear_features", "linear_epochs"),
-    "probe": ("cka_kernel", "linear_features", "linear_epochs"),
+    "probe": ("cka_kernel", "linear_features", "max_epochs"),
     "feature_reuse": (
         "linear_features",
         "linear_epochs",

@@ -139,8 +139,8 @@ class _StopProbe(Exception):
     pass
 
 
-def test_probe_cell_trains_with_the_evaluation_settings(tmp_path, monkeypatch):
-    """evaluation_lr, evaluation_batch_size and evaluation_epochs reach the probe's optimiser, batches and trainer."""
+def test_probe_cell_trains_with_the_linear_head_settings(tmp_path, monkeypatch):
+    """lr, batch_size and linear_epochs (not the fine-tuning max_epochs) reach the probe's optimiser and trainer."""
     from ignite.engine import Events
 
     import monai_ilm.evaluation.probing as probing
@@ -177,7 +177,8 @@ def test_probe_cell_trains_with_the_evaluation_settings(tmp_path, monkeypatch):
         backbone="resnet18",
         batch_size=4,
         lr=0.05,
-        max_epochs=2,
+        max_epochs=7,
+        linear_epochs=2,
         n_resamples=10,
         device="cpu",
     )
