@@ -25,7 +25,13 @@ setup(
     package_data={
         "monai_ilm.bundles": ["*/LICENSE", "*/configs/*.json", "*/configs/*.conf", "*/docs/*"],
         "monai_ilm.docs": ["*.md"],
-        "monai_ilm.bundle_template": ["recipe/LICENSE", "recipe/configs/*", "recipe/docs/*", "datasets/*.json"],
+        "monai_ilm.bundle_template": [
+            "defaults.json",
+            "recipe/LICENSE",
+            "recipe/configs/*",
+            "recipe/docs/*",
+            "datasets/*.json",
+        ],
         "dashboard": ["paper_results.json", "README.md"],
     },
 )

@@ -10,7 +10,11 @@ value goes. The values of a data set come from two places that each say somethin
 - its overlay ``bundle_template/datasets/<bundle>.json`` gives everything only the bundle uses: its config
   defaults (``dataset_dir``, ``image_size``, ``batch_size``), its metadata fields and its README facts. These are
   paragraphs of prose; kept in the package's data, they neither swell the table every reader imports nor sit in
-  Python strings, and a bundle's whole difference from the others reads in one short file.
+  Python strings, and a bundle's whole difference from the others reads in one short file. Values most data
+  sets share (the 2D ones: three channels, no ``volume`` settings, the reference's pooling) are written once,
+  in ``bundle_template/defaults.json``, and an overlay gives only where it differs;
+- the metadata's input shape and channel names follow from those (``spatial_shape``: ``image_size`` on each
+  axis of the row's preset; ``channel_def``: R, G, B or one intensity channel).
 
 In a JSON file a string that is exactly ``"{{key}}"`` becomes the value itself (a number stays a number); a
 placeholder inside a longer string, or in a text file, is replaced by the value's text. In a text file a line
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_ilm.datasets import DATASETS, DatasetSpec
+from monai_ilm.transforms.presets import get_preset
 
 __all__ = ["TEMPLATE_DIR", "bundle_values", "check_bundles", "render_all", "render_bundle", "render_files"]
 
@@ -61,10 +66,11 @@ def bundle_values(
     Args:
         bundle: the bundle folder name, e.g. ``"nih_chestxray_ilm"``.
         dataset: its row; default: the row of :data:`~monai_ilm.datasets.DATASETS` whose ``bundle`` it is.
-        overlay: its overlay values; default: ``bundle_template/datasets/<bundle>.json``.
+        overlay: its overlay values; default: ``bundle_template/datasets/<bundle>.json``. Both over
+            ``bundle_template/defaults.json``.
 
     Raises:
-        ValueError: when no row names the bundle, or the overlay repeats a value the row gives.
+        ValueError: when no row names the bundle, or the overlay repeats a value the row gives or the renderer derives.
         FileNotFoundError: when the bundle has no overlay file.
     """
     spec = _spec_of(bundle) if dataset is None else dataset
@@ -74,10 +80,32 @@ def bundle_values(
             raise FileNotFoundError(f"{path}: expected the overlay of bundle {bundle!r} (its own values), got none.")
         overlay = json.loads(path.read_text())
     values = {"bundle": bundle, "dataset_name": spec.name}
-    repeated = sorted(values.keys() & overlay.keys())
-    if repeated:
-        raise ValueError(f"overlay of {bundle}: expected no {repeated} (the data-set row gives them), got them.")
-    return {**values, **overlay}
+    for given, by in ((values.keys(), "the data-set row gives them"), (_DERIVED, "the renderer derives them")):
+        repeated = sorted(given & overlay.keys())
+        if repeated:
+            raise ValueError(f"overlay of {bundle}: expected no {repeated} ({by}), got them.")
+    merged = {**values, **json.loads((TEMPLATE_DIR / "defaults.json").read_text()), **overlay}
+    return {**merged, **_derived(spec, merged)}
+
+
+_DERIVED = {"spatial_shape", "channel_def", "input_shape", "trace_shape", "pool_note"}
+
+
+def _derived(spec: DatasetSpec, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The input's description in the metadata and the README, from the row's preset (2D or 3D), the bundle's size,
+    channels and pooling."""
+    spatial_dims = get_preset(spec.preset).spatial_dims if spec.preset is not None else 2
+    channels, size = values["channels"], values["image_size"]
+    channel_def = {"0": "R", "1": "G", "2": "B"} if channels == 3 else {str(c): "intensity" for c in range(channels)}
+    shape = [channels, *[size] * spatial_dims]
+    power = "²" if spatial_dims == 2 else "³"
+    return {
+        "spatial_shape": shape[1:],
+        "channel_def": channel_def,
+        "input_shape": " × ".join(str(n) for n in shape),
+        "trace_shape": json.dumps([1, *shape]).replace(" ", ""),
+        "pool_note": ", ".join(f"{n}{power}" for n in values["mse_pool_sizes"]),
+    }
 
 
 def _text(value: Any) -> str:

@@ -126,6 +126,7 @@ _VOLUMES = (
         splits="seeded",
         layout="monai_ilm.data.volumes:EXPECTED_LAYOUT",
         label="CT / MR volumes (MedMNIST 3D or NIfTI)",
+        bundle="ct_mr_volumes_ilm",
         preset="volume",
         task="binary_auc",
         num_classes=2,

@@ -73,13 +73,15 @@ GITIGNORE = (
 )
 """The exported bundle's ``.gitignore``."""
 
-# torchvision ResNet depth from (blocks per stage, bottleneck blocks)
+# ResNet depth from (blocks per stage, bottleneck blocks), torchvision's and MONAI's alike (MONAI adds 10 and 200)
 _RESNETS = {
+    ((1, 1, 1, 1), False): "resnet10",
     ((2, 2, 2, 2), False): "resnet18",
     ((3, 4, 6, 3), False): "resnet34",
     ((3, 4, 6, 3), True): "resnet50",
     ((3, 4, 23, 3), True): "resnet101",
     ((3, 8, 36, 3), True): "resnet152",
+    ((3, 24, 36, 3), True): "resnet200",
 }
 _SECTION = re.compile(r"^## (?P<title>[^\n]+)\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
 _METHOD_NAMES = {
@@ -156,18 +158,19 @@ def network_settings(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     Read from the weights themselves, so they are right whatever the run's configs said.
 
     Returns:
-        ``{"backbone", "channels", "embedding_dim", "head"}`` and ``feature_dim`` (the output width).
+        ``{"backbone", "channels", "embedding_dim", "head"}``, ``feature_dim`` (the output width) and
+        ``spatial_dims`` (2: a torchvision ResNet; 3: MONAI's 3D ``ResNetFeatures``, from the 5-D first kernel).
 
     Raises:
-        ValueError: for a state dict that is not that of a torchvision-ResNet MoCo query encoder.
+        ValueError: for a state dict that is not that of a ResNet MoCo query encoder.
     """
     conv1 = state.get("encoder_q.net.conv1.weight")
-    if conv1 is None or conv1.dim() != 4:
+    if conv1 is None or conv1.dim() not in (4, 5):
         found = (
             "no 'encoder_q.net.conv1.weight'" if conv1 is None else f"a {conv1.dim()}-D 'encoder_q.net.conv1.weight'"
         )
         raise ValueError(
-            f"model.pt: expected the weights of a 2D torchvision-ResNet MoCo encoder ('encoder_q.net.*'), got {found}."
+            f"model.pt: expected the weights of a 2D or 3D ResNet MoCo encoder ('encoder_q.net.*'), got {found}."
         )
     blocks = tuple(
         len({key.split(".")[3] for key in state if key.startswith(f"encoder_q.net.layer{i}.")}) for i in range(1, 5)
@@ -175,7 +178,9 @@ def network_settings(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     bottleneck = "encoder_q.net.layer1.0.conv3.weight" in state
     backbone = _RESNETS.get((blocks, bottleneck))
     if backbone is None:
-        raise ValueError(f"model.pt: expected a torchvision ResNet, got stages of {blocks} blocks.")
+        raise ValueError(
+            f"model.pt: expected a ResNet of {sorted(set(_RESNETS.values()))}, got stages of {blocks} blocks."
+        )
     head = "linear" if "projector_q.weight" in state else "mlp"
     last = state["projector_q.weight"] if head == "linear" else state["projector_q.2.weight"]
     return {
@@ -184,6 +189,7 @@ def network_settings(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         "embedding_dim": int(last.shape[0]),
         "head": head,
         "feature_dim": int(last.shape[1]),
+        "spatial_dims": conv1.dim() - 2,
     }
 
 
@@ -302,6 +308,17 @@ def inference_requirements() -> dict[str, str]:
     return {name: f">={floor}" for name, floor in floors.items()}
 
 
+_IMAGE_HELPERS = {
+    "pil_converter": "$lambda image: image.convert('L') if image.mode in ('LA', '1') else image "
+    "if image.mode in ('L', 'RGB', 'I;16', 'I;16L', 'I;16B', 'I;16N', 'I') else image.convert('RGB')",
+    "scale_intensity": "$lambda x: x.float() / 255.0 if x.dtype == torch.uint8 else (x.float() / 65535.0).clamp(0, 1)",
+    "resize_shorter_side": "$lambda x, side: x if min(x.shape[1:]) == side else torch.nn.functional.interpolate("
+    "x[None], size=[side, int(side * x.shape[2] / x.shape[1])] if x.shape[1] <= x.shape[2] else "
+    "[int(side * x.shape[1] / x.shape[2]), side], mode='bilinear', align_corners=False, antialias=True)[0]",
+}
+"""The expressions the 2D preprocessing of an exported ``inference.json`` calls by reference."""
+
+
 def _preprocessing(dataset: str, size: int, channels: int) -> list[dict[str, Any]]:
     """MONAI transforms equal to ``monai_ilm.transforms.eval_transforms(dataset, size, channels)`` on 2D images."""
     from monai_ilm.transforms.presets import get_preset
@@ -331,23 +348,77 @@ def _preprocessing(dataset: str, size: int, channels: int) -> list[dict[str, Any
     ]
 
 
-def inference_config(dataset: str, dataset_dir: str, size: int, channels: int, batch_size: int) -> dict[str, Any]:
+def _volume_preprocessing(volume: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """MONAI transforms equal to ``monai_ilm.transforms.eval_transforms("volumes", size, 1, volume=volume)`` on
+    NIfTI files: nibabel, channel first, ``Orientationd`` / ``Spacingd`` from the header, the intensity setting,
+    a trilinear resize to ``image_size`` on every axis."""
+    from monai_ilm.transforms.volumes import check_volume_options
+
+    options = check_volume_options(volume)
+    steps: list[dict[str, Any]] = [
+        {
+            "_target_": "LoadImaged",
+            "keys": "image",
+            "reader": "NibabelReader",
+            "dtype": "$numpy.float32",
+            "image_only": True,
+            "ensure_channel_first": True,
+        }
+    ]
+    if options["orientation"] is not None:
+        steps.append({"_target_": "Orientationd", "keys": "image", "axcodes": options["orientation"]})
+    if options["pixdim"] is not None:
+        steps.append({"_target_": "Spacingd", "keys": "image", "pixdim": list(options["pixdim"]), "mode": "bilinear"})
+    if options["intensity"] == "window":
+        a_min, a_max = options["window"]
+        scale = {"_target_": "ScaleIntensityRanged", "a_min": a_min, "a_max": a_max, "b_min": 0.0, "b_max": 1.0}
+        steps.append({**scale, "keys": "image", "clip": True})
+    elif options["intensity"] == "percentiles":
+        lower, upper = options["percentiles"]
+        scale = {"_target_": "ScaleIntensityRangePercentilesd", "lower": lower, "upper": upper, "b_min": 0.0}
+        steps.append({**scale, "b_max": 1.0, "keys": "image", "clip": True})
+    else:  # "auto" and "minmax" agree on float NIfTI data: min-max per volume
+        steps.append({"_target_": "ScaleIntensityd", "keys": "image", "minv": 0.0, "maxv": 1.0})
+    size = ["@image_size"] * 3
+    steps.append({"_target_": "Resized", "keys": "image", "spatial_size": size, "mode": "trilinear"})
+    steps.append({"_target_": "EnsureTyped", "keys": "image", "dtype": "$torch.float32", "track_meta": False})
+    return steps
+
+
+def inference_config(
+    dataset: str,
+    dataset_dir: str,
+    size: int,
+    channels: int,
+    batch_size: int,
+    volume: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The exported ``inference.json``: embeddings of every image under ``dataset_dir``, with MONAI and torch only.
 
     The network is ``models/model.ts`` (TorchScript needs no monai-ilm code); the preprocessing is the data set's
-    evaluation preprocessing written with MONAI transforms: Pillow in the image's own bit depth scaled to [0, 1]
-    (8-bit / 255, 16-bit / 65535), rows first, ``channels`` channels (grey repeated, or RGB to luma), the shorter
-    side resized (antialiased bilinear) and a centred ``size`` crop. The embeddings go to
-    ``<output_dir>/embeddings.csv``: one line per image, its path and the pooled representation.
+    evaluation preprocessing written with MONAI transforms. Images: Pillow in the image's own bit depth scaled to
+    [0, 1] (8-bit / 255, 16-bit / 65535), rows first, ``channels`` channels (grey repeated, or RGB to luma), the
+    shorter side resized (antialiased bilinear) and a centred ``size`` crop. Volumes (a 3D data set): every
+    ``.nii`` / ``.nii.gz`` file, made uniform by the run's ``volume`` settings (:func:`_volume_preprocessing`).
+    The embeddings go to ``<output_dir>/embeddings.csv``: one line per file, its path and the pooled
+    representation.
     """
-    from monai_ilm.data.files import IMAGE_EXTENSIONS
+    from monai_ilm.data.files import IMAGE_EXTENSIONS, NIFTI_EXTENSIONS
+    from monai_ilm.transforms.presets import get_preset
 
+    volumes = get_preset(dataset).spatial_dims == 3
+    if volumes:
+        helpers: dict[str, Any] = {}
+        preprocessing = _volume_preprocessing(volume)
+    else:
+        helpers = _IMAGE_HELPERS
+        preprocessing = _preprocessing(dataset, size, channels)
     return {
-        "imports": ["$import glob", "$import os"],
+        "imports": ["$import glob", "$import os", *(["$import numpy"] if volumes else [])],
         "bundle_root": ".",
         "dataset_dir": dataset_dir,
         "output_dir": "$os.path.join(@bundle_root, 'eval')",
-        "image_suffixes": list(IMAGE_EXTENSIONS),
+        "image_suffixes": list(NIFTI_EXTENSIONS if volumes else IMAGE_EXTENSIONS),
         "images": "$sorted(p for p in glob.glob(os.path.join(@dataset_dir, '**', '*'), recursive=True) "
         "if p.lower().endswith(tuple(@image_suffixes)))",
         "datalist": "$[{'image': path, 'path': path} for path in @images]",
@@ -362,14 +433,8 @@ def inference_config(dataset: str, dataset_dir: str, size: int, channels: int, b
             "map_location": "cpu",
         },
         "network": "$@network_def.to(@device)",
-        "pil_converter": "$lambda image: image.convert('L') if image.mode in ('LA', '1') else image "
-        "if image.mode in ('L', 'RGB', 'I;16', 'I;16L', 'I;16B', 'I;16N', 'I') else image.convert('RGB')",
-        "scale_intensity": "$lambda x: x.float() / 255.0 if x.dtype == torch.uint8 else "
-        "(x.float() / 65535.0).clamp(0, 1)",
-        "resize_shorter_side": "$lambda x, side: x if min(x.shape[1:]) == side else torch.nn.functional.interpolate("
-        "x[None], size=[side, int(side * x.shape[2] / x.shape[1])] if x.shape[1] <= x.shape[2] else "
-        "[int(side * x.shape[1] / x.shape[2]), side], mode='bilinear', align_corners=False, antialias=True)[0]",
-        "preprocessing": {"_target_": "Compose", "transforms": _preprocessing(dataset, size, channels)},
+        **helpers,
+        "preprocessing": {"_target_": "Compose", "transforms": preprocessing},
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
         "dataloader": {
             "_target_": "DataLoader",
@@ -676,12 +741,12 @@ def _save_torchscript(state: Mapping[str, torch.Tensor], network: Mapping[str, A
 
     from monai_ilm.networks import MoCoQueryNetwork, resnet_encoder
 
-    eager = MoCoQueryNetwork(
-        resnet_encoder(network["backbone"], in_channels=network["channels"]), network["embedding_dim"], network["head"]
-    )
+    dims = network["spatial_dims"]
+    encoder = resnet_encoder(network["backbone"], dims, in_channels=network["channels"])
+    eager = MoCoQueryNetwork(encoder, network["embedding_dim"], network["head"])
     eager.load_state_dict(state)
     eager.eval()
-    probe = [torch.rand(1, network["channels"], size, size)]
+    probe = [torch.rand(1, network["channels"], *[size] * dims)]
     scripted = convert_to_torchscript(eager, inputs=probe, use_trace=False)  # compares outputs with the eager network
     extra = {name: (target / "configs" / name).read_bytes() for name in ("metadata.json", "inference.json")}
     meta = json.loads(extra["metadata.json"])
@@ -764,7 +829,12 @@ def export_bundle(
     )
     _write_json(configs / "evaluate.json", evaluate)
     inference = inference_config(
-        dataset, shipped_inference["dataset_dir"], size, network["channels"], int(shipped_inference["batch_size"])
+        dataset,
+        shipped_inference["dataset_dir"],
+        size,
+        network["channels"],
+        int(shipped_inference["batch_size"]),
+        volume=settings.get("volume"),
     )
     _write_json(configs / "inference.json", inference)
 
@@ -785,8 +855,8 @@ def export_bundle(
     metadata["description"] = _description(about, label)
     metadata["pred_classes"] = f"{network['feature_dim']}-d pooled {network['backbone']} representation"
     image = metadata["network_data_format"]["inputs"]["image"]
-    image["num_channels"], image["spatial_shape"] = network["channels"], [size, size]
-    if network["channels"] == 1:
+    image["num_channels"], image["spatial_shape"] = network["channels"], [size] * network["spatial_dims"]
+    if network["channels"] == 1 and network["spatial_dims"] == 2:
         image["channel_def"] = {"0": "grey"}
     metadata["network_data_format"]["outputs"]["pred"]["num_channels"] = network["feature_dim"]
 

@@ -22,8 +22,8 @@ What each workflow checks (docs/method.md §4-§6 for what the settings mean):
   (or creatable) folder; ``nih_split`` ``"official"``, ``"chexnet"`` or ``"seeded"``, for ``dataset_name``
   ``"nih"`` only (other data sets accept only the default, which they ignore); ``val_fraction`` null (each data
   set's own default) or in (0, 1); ``require_all_classes`` and ``skip_unreadable`` true or false;
-  ``num_workers`` >= 0; ``backbone`` of :data:`monai_ilm.networks.backbones.BACKBONES`; ``channels`` 1 or 3;
-  ``image_size`` a positive integer up to 16384.
+  ``num_workers`` >= 0; ``backbone`` of :data:`monai_ilm.networks.backbones.BACKBONES` (3D data:
+  ``VOLUME_BACKBONES``); ``channels`` 1 or 3; ``image_size`` a positive integer up to 16384.
 * ``pretraining`` (``pretrain.json``, ``multi_gpu.json``): ``method`` of :data:`monai_ilm.methods.METHODS`;
   ``layers`` distinct stage names of ``layer1`` ... ``layer4``; ``mse_weights`` and ``barlow_weights`` one
   finite weight >= 0 or one per layer; ``mse_pool_sizes`` ``"reference"`` or a positive size or null per layer;
@@ -39,6 +39,8 @@ What each workflow checks (docs/method.md §4-§6 for what the settings mean):
   ``checkpoint_iterations`` >= 0 and a multiple of ``nan_check_interval`` (so every iteration checkpoint
   follows a NaN check); ``knn_interval`` >= 0 (0: off), ``knn_bank_size`` and ``knn_val_size`` positive,
   ``knn_cache_rate`` in [0, 1]; ``health_samples`` >= 2, ``collapse_rank`` >= 0, ``collapse_patience`` >= 0.
+* every workflow: ``volume`` null for a 2D data set, else
+  :func:`~monai_ilm.transforms.volumes.check_volume_options` (orientation, spacing, intensity of volumes).
 * ``evaluation`` (``evaluate.json``): ``protocol`` of :data:`monai_ilm.results.schema.PROTOCOLS`; ``method`` a
   pretraining method or ``"supervised"`` (no pretraining); ``label_fraction`` in (0, 1];
   ``evaluation_epochs``, ``evaluation_linear_epochs``, ``evaluation_batch_size``, ``n_resamples`` positive;
@@ -83,11 +85,13 @@ from monai_ilm.evaluation.cka import KERNELS
 from monai_ilm.evaluation.protocols import LINEAR_FEATURES
 from monai_ilm.handlers.momentum_update import SCHEDULES
 from monai_ilm.methods import METHODS
-from monai_ilm.networks.backbones import BACKBONES, STAGE_NAMES
+from monai_ilm.networks.backbones import BACKBONES, STAGE_NAMES, VOLUME_BACKBONES
 from monai_ilm.networks.moco import BATCH_NORM_MODES, HEADS
 from monai_ilm.results.schema import PROTOCOLS
 from monai_ilm.statistics.intervals import METHODS as CI_METHODS
 from monai_ilm.transforms.device_augment import AUGMENT_ON
+from monai_ilm.transforms.presets import get_preset
+from monai_ilm.transforms.volumes import check_volume_options
 
 __all__ = [
     "AMP_DTYPES",
@@ -111,9 +115,8 @@ EVALUATION_METHODS = (*METHODS, "supervised")
 Check = Callable[[str, object], object]
 
 DATA_SETTINGS = ("seed", "dataset_name", "dataset_dir", "output_dir", "nih_split", "val_fraction")
-DATA_SETTINGS += ("require_all_classes", "skip_unreadable", "num_workers")
+DATA_SETTINGS += ("require_all_classes", "skip_unreadable", "num_workers", "volume")
 MODEL_SETTINGS: dict[str, Check] = {
-    "backbone": partial(check_choice, allowed=BACKBONES),
     "channels": partial(check_choice, allowed=CHANNELS),
     "image_size": partial(check_int, maximum=MAX_IMAGE_SIZE),
 }
@@ -178,7 +181,7 @@ INFERENCE_SETTINGS: dict[str, Check] = {
     "head": partial(check_choice, allowed=HEADS),
 }
 
-_SHARED = (*DATA_SETTINGS, *MODEL_SETTINGS)
+_SHARED = (*DATA_SETTINGS, "backbone", *MODEL_SETTINGS)
 WORKFLOW_SETTINGS: dict[str, tuple[str, ...]] = {
     "pretraining": tuple(
         dict.fromkeys(
@@ -227,6 +230,25 @@ def _check_data(s: Mapping[str, object]) -> None:
     )
     check_data_settings(name, s.get("nih_split"), s.get("val_fraction"), s.get("require_all_classes"))
     _check_given(s, {"skip_unreadable": check_bool, "num_workers": partial(check_int, minimum=0)})
+    _check_volume(name, s.get("volume"))
+
+
+def _check_model(s: Mapping[str, object]) -> None:
+    """The backbone (a torchvision ResNet in 2D, a MONAI ``ResNetFeatures`` depth in 3D), channels and size."""
+    name = s.get("dataset_name")
+    volumes = name in DATASETS and DATASETS[name].preset is not None and get_preset(name).spatial_dims == 3
+    if s.get("backbone") is not None:
+        check_choice("backbone", s["backbone"], VOLUME_BACKBONES if volumes else BACKBONES)
+    _check_given(s, MODEL_SETTINGS)
+
+
+def _check_volume(dataset_name: object, volume: object) -> None:
+    """A 3D data set's ``volume`` settings (orientation, spacing, intensity); a 2D data set takes none."""
+    if volume is None or dataset_name not in DATASETS:
+        return
+    if get_preset(dataset_name).spatial_dims != 3:
+        raise fail("volume", f"null for the 2D data set '{dataset_name}' (volume settings are for 3D data)", volume)
+    check_volume_options(volume)
 
 
 def _check_intermediate_loss(s: Mapping[str, object]) -> None:
@@ -299,7 +321,7 @@ def _check_nan_checks(s: Mapping[str, object]) -> None:
 def _check_pretraining(s: Mapping[str, object]) -> None:
     _check_intermediate_loss(s)
     _check_data(s)
-    _check_given(s, MODEL_SETTINGS)
+    _check_model(s)
     _check_given(s, NETWORK_SETTINGS)
     _check_cache(s)
     _check_given(s, SCHEDULE_SETTINGS)
@@ -313,13 +335,13 @@ def _check_pretraining(s: Mapping[str, object]) -> None:
 def _check_evaluation(s: Mapping[str, object]) -> None:
     _check_given(s, EVALUATION_SETTINGS)
     _check_data(s)
-    _check_given(s, MODEL_SETTINGS)
+    _check_model(s)
 
 
 def _check_inference(s: Mapping[str, object]) -> None:
     _check_given(s, INFERENCE_SETTINGS)
     _check_data(s)
-    _check_given(s, MODEL_SETTINGS)
+    _check_model(s)
 
 
 _CHECKS = {"pretraining": _check_pretraining, "evaluation": _check_evaluation, "inference": _check_inference}

@@ -357,6 +357,99 @@ def make_medmnist_sample(
     return path
 
 
+def _ball_volumes(rng: np.random.Generator, labels: np.ndarray, size: int) -> np.ndarray:
+    """uint8 volumes ``(N, size, size, size)``: a bright ball on noise, in one half of the volume for class 1 and
+    in the other for class 0."""
+    axis = (np.arange(size, dtype=np.float32) + 0.5) / size
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+    volumes = []
+    for label in labels:
+        centre = (rng.uniform(0.35, 0.65), rng.uniform(0.35, 0.65), 0.3 + 0.4 * label)
+        ball = np.exp(-((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2) / (2 * 0.12**2))
+        noise = rng.standard_normal((size,) * 3).astype(np.float32)
+        volumes.append(to_uint(0.2 + 0.05 * noise + 0.6 * ball, 8))
+    return np.stack(volumes)
+
+
+def make_medmnist3d_sample(
+    path: PathLike,
+    split_sizes: Sequence[int] = (24, 8, 12),
+    volume_size: int = 16,
+    seed: int = 0,
+) -> Path:
+    """Write a MedMNIST 3D-style ``.npz`` (as AdrenalMNIST3D): ``{split}_images`` uint8 ``(N, D, H, W)``, binary
+    ``{split}_labels`` ``(N, 1)``.
+
+    Args:
+        path: the ``.npz`` file to write (its folder is created).
+        split_sizes: volumes in train, val and test.
+        volume_size: the cube side in voxels.
+        seed: the random seed.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        ValueError: for non-positive sizes.
+    """
+    _check_positive(volume_size=volume_size, **{f"split_sizes[{i}]": s for i, s in enumerate(split_sizes)})
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, size in zip(("train", "val", "test"), split_sizes):
+        labels = np.arange(size) % 2
+        rng.shuffle(labels)
+        arrays[f"{split}_images"] = _ball_volumes(rng, labels, volume_size)
+        arrays[f"{split}_labels"] = labels.astype(np.uint8)[:, None]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def make_volume_csv_sample(
+    root: PathLike,
+    n_patients: int = 24,
+    volumes_per_patient: int = 2,
+    volume_size: int = 16,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    seed: int = 0,
+) -> Path:
+    """Write the NIfTI layout of the volume bundle: ``<root>/volumes/p<k>_<j>.nii.gz`` and ``<root>/labels.csv``
+    (``image,label,patient``), one label per patient.
+
+    Args:
+        root: the output folder (created).
+        n_patients: number of patients (classes alternate).
+        volumes_per_patient: volumes of each patient.
+        volume_size: the cube side in voxels.
+        spacing: the voxel spacing in mm written to each header (the affine's diagonal).
+        seed: the random seed.
+
+    Returns:
+        ``root`` as a Path.
+
+    Raises:
+        ValueError: for non-positive counts or sizes.
+    """
+    import nibabel
+
+    _check_positive(n_patients=n_patients, volumes_per_patient=volumes_per_patient, volume_size=volume_size)
+    root = Path(root)
+    (root / "volumes").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_patients) % 2, volumes_per_patient)
+    volumes = _ball_volumes(rng, labels, volume_size)
+    affine = np.diag([*map(float, spacing), 1.0])
+    lines = ["image,label,patient"]
+    for index, (volume, label) in enumerate(zip(volumes, labels)):
+        patient, visit = divmod(index, volumes_per_patient)
+        name = f"volumes/p{patient:03d}_{visit}.nii.gz"
+        nibabel.save(nibabel.Nifti1Image(volume, affine), str(root / name))
+        lines.append(f"{name},{label},p{patient:03d}")
+    _write_lines(root / "labels.csv", lines)
+    return root
+
+
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if int(value) <= 0:

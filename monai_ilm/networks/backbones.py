@@ -15,6 +15,7 @@ from torchvision import models
 
 __all__ = [
     "BACKBONES",
+    "VOLUME_BACKBONES",
     "STAGE_NAMES",
     "StageEncoder",
     "TorchvisionResNetEncoder",
@@ -28,6 +29,8 @@ _TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet
 BACKBONES: tuple[str, ...] = _TORCHVISION_RESNETS
 """The 2D backbones of the bundles (``backbone`` setting): torchvision ResNets."""
 _MONAI_RESNETS = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet200")
+VOLUME_BACKBONES: tuple[str, ...] = _MONAI_RESNETS
+"""The 3D backbones (``backbone`` setting of a volume data set): MONAI ``ResNetFeatures`` depths."""
 
 
 def global_pool(feature: torch.Tensor) -> torch.Tensor:
@@ -144,7 +147,7 @@ def resnet_encoder(
     name: str = "resnet50",
     spatial_dims: int = 2,
     in_channels: int = 3,
-    backend: str = "torchvision",
+    backend: str | None = None,
     zero_init_residual: bool = False,
 ) -> StageEncoder:
     """Build a stage-feature ResNet encoder.
@@ -153,12 +156,15 @@ def resnet_encoder(
         name: ResNet depth, e.g. ``resnet18`` or ``resnet50``.
         spatial_dims: 2 for images, 3 for volumes (3 requires ``backend="monai"``).
         in_channels: channels of the input.
-        backend: ``"torchvision"`` (2D, the paper's ResNet v1.5) or ``"monai"`` (``ResNetFeatures``).
+        backend: ``"torchvision"`` (2D, the paper's ResNet v1.5) or ``"monai"`` (``ResNetFeatures``); None:
+            torchvision for 2D, MONAI for 3D, so a recipe only names ``spatial_dims``.
         zero_init_residual: torchvision backend only, see :class:`TorchvisionResNetEncoder`.
 
     Raises:
         ValueError: for an unknown ``backend`` or a 3D torchvision request.
     """
+    if backend is None:
+        backend = "torchvision" if spatial_dims == 2 else "monai"
     if backend == "torchvision":
         if spatial_dims != 2:
             raise ValueError(

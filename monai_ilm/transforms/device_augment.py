@@ -416,6 +416,7 @@ def pretrain_pipeline(
     image_key: str = "image",
     intensity: str = "auto",
     cache_channels: int | None = None,
+    volume: Mapping | None = None,
 ) -> tuple[Compose, DeviceAugment | None]:
     """The pretraining data pipeline for ``augment_on``: the loader transform and the device stage (or None).
 
@@ -440,6 +441,8 @@ def pretrain_pipeline(
         cache_channels: with ``"device"``, the channels of the loader's image (what a cache holds): by
             default 1 for the grey NIH X-rays when ``channels`` is 3 (a third of the bytes; the device
             stage repeats the grey channel, as the reference's ``convert("RGB")``), else ``channels``.
+        volume: a 3D preset's ``volume`` settings (orientation, spacing, intensity; see
+            :func:`~monai_ilm.transforms.volumes.check_volume_options`), None for the defaults; None for 2D.
 
     Raises:
         ValueError: for an ``augment_on`` outside :data:`AUGMENT_ON`, an unknown preset, or ``"device"``
@@ -448,9 +451,9 @@ def pretrain_pipeline(
     if augment_on not in AUGMENT_ON:
         raise ValueError(f"augment_on: expected one of {list(AUGMENT_ON)}, got {augment_on!r}.")
     if augment_on == "loader":
-        return pretrain_transforms(preset, image_size, channels, True, normalize, image_key, intensity), None
+        return pretrain_transforms(preset, image_size, channels, True, normalize, image_key, intensity, volume), None
     if cache_channels is None:
         cache_channels = 1 if preset in _GREY_PRESETS and channels == 3 else channels
     stage = DeviceAugment.from_preset(preset, image_size, normalize, channels, seed, image_key)
-    steps: list[Transform] = deterministic_transforms(preset, image_size, cache_channels, image_key, intensity)
+    steps: list[Transform] = deterministic_transforms(preset, image_size, cache_channels, image_key, intensity, volume)
     return Compose([*steps, ToUint8d(image_key), SelectItemsd([image_key])]), stage

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monai_ilm.data.synthetic import make_dr_sample, make_idc_sample, make_nih_sample
+from monai_ilm.data.synthetic import make_dr_sample, make_idc_sample, make_nih_sample, make_volume_csv_sample
 
 BUNDLES_DIR = Path(__file__).resolve().parents[2] / "bundles"
 SHARED_SCHEMAS = (Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "monai_bundle_schema").resolve()
@@ -15,6 +15,19 @@ BUNDLE_DATA = {
     "nih_chestxray_ilm": lambda root: make_nih_sample(root, n_patients=30, image_size=64, seed=0),
     "breast_histopathology_ilm": lambda root: make_idc_sample(root, n_patients=12, patches_per_patient=10, seed=0),
     "diabetic_retinopathy_ilm": lambda root: make_dr_sample(root, n_patients=40, image_size=64, seed=0),
+    # a NIfTI folder with a labels CSV: what users bring (the MedMNIST 3D route is the experiment's, on real data)
+    "ct_mr_volumes_ilm": lambda root: make_volume_csv_sample(
+        root, n_patients=40, volumes_per_patient=3, volume_size=16, seed=0
+    ),
+}
+
+# what each bundle's quick.json trains, written out here rather than read from the configs under test:
+# (backbone, spatial dimensions, input shape without the batch axis)
+QUICK_NETWORK = {
+    "nih_chestxray_ilm": ("resnet18", 2, (3, 64, 64)),
+    "breast_histopathology_ilm": ("resnet18", 2, (3, 64, 64)),
+    "diabetic_retinopathy_ilm": ("resnet18", 2, (3, 64, 64)),
+    "ct_mr_volumes_ilm": ("resnet10", 3, (1, 28, 28, 28)),
 }
 
 
@@ -58,7 +71,10 @@ def exported_bundles(quick_mse_runs, tmp_path_factory) -> dict[str, Path]:
 
     return {
         bundle: export_bundle(
-            bundle, output / "pretrain" / "mse_seed0", tmp_path_factory.mktemp(bundle) / "export", image_size=64
+            bundle,
+            output / "pretrain" / "mse_seed0",
+            tmp_path_factory.mktemp(bundle) / "export",
+            image_size=QUICK_NETWORK[bundle][2][-1],
         )
         for bundle, output in quick_mse_runs.items()
     }

@@ -18,12 +18,13 @@ from monai.bundle import ConfigWorkflow
 from monai.bundle import run as bundle_run
 
 from monai_ilm.data import load_datalist
+from monai_ilm.datasets import bundle_datasets
 from monai_ilm.experiment import bundle_command
 from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR
 from tests.helpers import error_chain
 
 BUNDLES = sorted(BUNDLE_DATA)
-DATASET = {"nih_chestxray_ilm": "nih", "breast_histopathology_ilm": "idc", "diabetic_retinopathy_ilm": "dr"}
+DATASET = bundle_datasets()
 ENV = {key: value for key, value in os.environ.items() if key != "MONAI_ILM_TRACEBACK"} | {"OMP_NUM_THREADS": "1"}
 
 

@@ -24,7 +24,7 @@ from packaging.version import Version
 import monai_ilm
 from monai_ilm.networks import MoCo, resnet_encoder
 from monai_ilm.results import make_row, write_results
-from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR, SHARED_SCHEMAS
+from tests.bundles.conftest import BUNDLE_DATA, BUNDLES_DIR, QUICK_NETWORK, SHARED_SCHEMAS
 
 BUNDLES = sorted(BUNDLE_DATA)
 SCHEMA_URL = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
@@ -95,8 +95,10 @@ def test_exported_bundle_layout_version_and_metadata(bundle, exported_bundles):
     assert schema_errors(metadata) == []
     assert Version(metadata["version"]) > Version(shipped["version"])
     assert metadata["version"] in metadata["changelog"] and "mse_seed0" in metadata["changelog"][metadata["version"]]
-    # the quick recipe: ResNet-18 at 64 px, 512 features
-    assert metadata["network_data_format"]["inputs"]["image"]["spatial_shape"] == [64, 64]
+    # the quick recipe: ResNet-18 at 64 px (volumes: ResNet-10 at 28^3 voxels), 512 features
+    channels, *spatial = QUICK_NETWORK[bundle][2]
+    assert metadata["network_data_format"]["inputs"]["image"]["spatial_shape"] == spatial
+    assert metadata["network_data_format"]["inputs"]["image"]["num_channels"] == channels
     assert metadata["network_data_format"]["outputs"]["pred"]["num_channels"] == 512
     # large_files.yml lists both weight files with their md5, as the zoo downloads and checks them
     listed = (exported / "large_files.yml").read_text()
@@ -123,14 +125,15 @@ def test_exported_bundle_net_in_out_and_torchscript_script_and_trace(
         meta_file=meta,
         config_file=config,
         use_trace=True,
-        input_shape=[1, 3, 64, 64],
+        input_shape=[1, *QUICK_NETWORK[bundle][2]],
         bundle_root=root,
     )
     # the reference: the full pretraining network, eager, with the run's own weights
-    eager = MoCo(resnet_encoder("resnet18"), queue_size=256).eval()
+    backbone, spatial_dims, shape = QUICK_NETWORK[bundle]
+    eager = MoCo(resnet_encoder(backbone, spatial_dims, shape[0]), queue_size=256).eval()
     run_weights = quick_mse_runs[bundle] / "pretrain" / "mse_seed0" / "models" / "model.pt"
     eager.load_state_dict(torch.load(run_weights, map_location="cpu", weights_only=True))
-    x = torch.rand(3, 3, 64, 64)
+    x = torch.rand(3, *shape)
     scripted = torch.jit.load(str(exported / "models" / "model.ts"))  # written by the export in script mode
     assert isinstance(scripted, torch.jit.RecursiveScriptModule) and hasattr(scripted, "embed")
     with torch.no_grad():
@@ -160,7 +163,8 @@ def test_exported_bundle_infers_on_sample_data_with_complete_properties(
     lines = [line.split(",") for line in (tmp_path / "embeddings.csv").read_text().splitlines()]
     embeddings = np.array([[float(v) for v in line[1:]] for line in lines])
     # one line per image file of the data set, each with the 512-d ResNet-18 representation
-    images = {str(p) for p in bundle_data[bundle].rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")}
+    suffixes = (".png", ".jpg", ".jpeg", ".nii", ".nii.gz")
+    images = {str(p) for p in bundle_data[bundle].rglob("*") if p.name.lower().endswith(suffixes)}
     assert {line[0] for line in lines} == images and embeddings.shape == (len(images), 512)
     assert np.isfinite(embeddings).all()
 
@@ -270,3 +274,34 @@ def test_licence_is_the_full_apache_text(bundle):
         "APPENDIX: How to apply the Apache License to your work.",
     ):
         assert heading in text, heading
+
+
+def test_exported_volume_inference_equals_monai_ilm_preprocessing_and_network(exported_bundles, bundle_data, tmp_path):
+    """The exported 3D ``inference.json`` (MONAI transforms and TorchScript only) gives, for each NIfTI file, the
+    representation of monai-ilm's own evaluation preprocessing through the eager query network."""
+    from monai_ilm.networks import MoCoQueryNetwork
+    from monai_ilm.transforms import eval_transforms
+
+    bundle = "ct_mr_volumes_ilm"
+    exported, data = exported_bundles[bundle], bundle_data[bundle]
+    bundle_run(
+        config_file=str(exported / "configs" / "inference.json"),
+        logging_file=False,
+        meta_file=str(exported / "configs" / "metadata.json"),
+        bundle_root=str(exported),
+        dataset_dir=str(data),
+        output_dir=str(tmp_path),
+        num_workers=0,
+    )
+    lines = [line.split(",") for line in (tmp_path / "embeddings.csv").read_text().splitlines()]
+    paths = [line[0] for line in lines]
+    assert len(paths) == len(list(data.rglob("*.nii.gz")))
+    backbone, spatial_dims, shape = QUICK_NETWORK[bundle]
+    network = MoCoQueryNetwork(resnet_encoder(backbone, spatial_dims, shape[0]), 128, "linear").eval()
+    network.load_state_dict(torch.load(exported / "models" / "model.pt", map_location="cpu", weights_only=True))
+    transform = eval_transforms("volumes", image_size=shape[-1], channels=shape[0])
+    with torch.no_grad():
+        reference = network(torch.stack([transform({"image": path})["image"] for path in paths])).numpy()
+    embeddings = np.array([[float(v) for v in line[1:]] for line in lines])
+    # the same MONAI operations in both (nibabel, RAS, min-max, trilinear resize): float32 rounding only
+    np.testing.assert_allclose(embeddings, reference, rtol=1e-4, atol=1e-5)
