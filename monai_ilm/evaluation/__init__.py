@@ -33,7 +33,7 @@ __all__ = lazy_package(
             "score_predictions",
         ),
         "probing": ("FeatureBatches", "probe_blocks", "probe_features", "probe_rows"),
-        "protocols": ("DATASET_TASKS", "EVALUATION_PROTOCOLS", "EvaluationRun"),
+        "protocols": ("DATASET_TASKS", "EvaluationRun"),
         "rows": ("downstream_rows",),
         "tasks": ("DownstreamTask", "PAPER_TASKS", "TASKS", "get_task"),
         "training": ("FitResult", "fit_downstream", "task_metric"),

@@ -43,38 +43,16 @@ PROTOCOL_SPLITS = {
 
 # the fields that do not change the numbers of a cell (paths and placement): left out of its fingerprint
 _NOT_SETTINGS = ("dataset_dir", "output_dir", "pretrained_checkpoint", "device")
-# fields a protocol does not use, so changing them does not re-run it (feature reuse and KS read what
-# finetune wrote, whose content is part of their fingerprint)
+# fields a protocol does not use, so changing them does not re-run it
+_TRAINING = ("linear_features", "linear_epochs", "batch_size", "max_epochs", "lr", "num_workers", "n_resamples")
+# feature reuse and KS train nothing: they read what finetune wrote, whose content is part of their fingerprint
+_READS_FINETUNE = (*_TRAINING, "ci_method", "amp")
 _UNUSED_SETTINGS = {
     "linear": ("cka_kernel",),
     "finetune": ("cka_kernel", "linear_features", "linear_epochs"),
     "probe": ("cka_kernel", "linear_features", "max_epochs"),
-    "feature_reuse": (
-        "linear_features",
-        "linear_epochs",
-        "batch_size",
-        "max_epochs",
-        "lr",
-        "num_workers",
-        "n_resamples",
-        "ci_method",
-        "amp",
-    ),
-    "ks": (
-        "linear_features",
-        "linear_epochs",
-        "backbone",
-        "channels",
-        "image_size",
-        "batch_size",
-        "max_epochs",
-        "lr",
-        "num_workers",
-        "n_resamples",
-        "ci_method",
-        "cka_kernel",
-        "amp",
-    ),
+    "feature_reuse": _READS_FINETUNE,
+    "ks": (*_READS_FINETUNE, "backbone", "channels", "image_size", "cka_kernel"),
 }
 
 

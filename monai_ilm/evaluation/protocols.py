@@ -62,11 +62,10 @@ from monai_ilm.results import PROTOCOLS, replicate_key, utc_now, write_results
 from monai_ilm.results.embeddings import write_embeddings
 from monai_ilm.transforms import eval_transforms, finetune_transforms, get_preset
 
-__all__ = ["DATASET_TASKS", "EVALUATION_PROTOCOLS", "EvaluationRun", "evaluation_run_id", "run_dir_name"]
+__all__ = ["DATASET_TASKS", "EvaluationRun", "evaluation_run_id", "run_dir_name"]
 
 logger = logging.getLogger("monai_ilm.evaluation")
 
-EVALUATION_PROTOCOLS = PROTOCOLS  # owned by the results table: monai_ilm.results.schema
 # data set -> (task preset of monai_ilm.evaluation.tasks, number of outputs)
 DATASET_TASKS = {d.name: (d.task, d.num_classes) for d in DATASETS.values() if d.task is not None}
 _PROTOCOL_SPLITS = PROTOCOL_SPLITS  # the splits each protocol reads images from (owned by cell_identity)
@@ -81,7 +80,7 @@ class EvaluationRun:
     """One evaluation cell; ``run()`` computes it and appends its rows to the results table.
 
     Args:
-        protocol: one of :data:`EVALUATION_PROTOCOLS`.
+        protocol: one of :data:`monai_ilm.results.schema.PROTOCOLS` (the results table owns the names).
         dataset_name: ``"nih"``, ``"dr"`` or ``"idc"`` (also the transform preset).
         dataset_dir: the data set as published.
         output_dir: the bundle's output folder: pretraining runs under ``pretrain/``, cells under
@@ -148,8 +147,8 @@ class EvaluationRun:
     linear_epochs: int = 100
 
     def __post_init__(self) -> None:
-        if self.protocol not in EVALUATION_PROTOCOLS:
-            raise ValueError(f"protocol: expected one of {list(EVALUATION_PROTOCOLS)}, got {self.protocol!r}.")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol: expected one of {list(PROTOCOLS)}, got {self.protocol!r}.")
         if self.dataset_name not in DATASET_TASKS:
             raise ValueError(f"dataset_name: expected one of {list(DATASET_TASKS)}, got {self.dataset_name!r}.")
         if not 0.0 < float(self.label_fraction) <= 1.0:

@@ -7,12 +7,14 @@ or ``python -m monai_ilm experiment``.
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from monai.bundle import ConfigWorkflow
 from monai.bundle import run as bundle_run
@@ -139,6 +141,34 @@ def test_unreadable_image_stops_pretraining_before_caching_or_is_skipped(bundle_
     rows = load_datalist("dr", data, "train")
     dataset = workflow.parser.get_parsed_content("train#dataset")
     assert len(dataset) == len(rows) - 1 and victim not in [row["image"] for row in dataset.data]
+
+
+def a_2d_slice(raw: bytes) -> bytes:
+    """A complete, readable NIfTI file whose header describes one 2D slice, not a volume."""
+    import nibabel
+
+    return gzip.compress(nibabel.Nifti1Image(np.zeros((8, 8), dtype=np.uint8), affine=np.eye(4)).to_bytes())
+
+
+@pytest.mark.parametrize("damage", [cut_in_half, a_2d_slice], ids=["truncated", "header_of_a_2d_slice"])
+def test_a_bad_volume_is_named_before_3d_pretraining_caches_anything(damage, bundle_data, tmp_path):
+    """The NIfTI folder + labels.csv layout: a truncated file or an unusable header stops ``initialize``."""
+    bundle = "ct_mr_volumes_ilm"
+    data, victim = damaged_copy(bundle_data[bundle], tmp_path / "volumes", "volumes", "train", damage)
+    workflow = ConfigWorkflow(
+        config_file=configs(bundle, "pretrain.json", "quick.json"),
+        meta_file=configs(bundle, "metadata.json")[0],
+        logging_file=False,
+        workflow_type="train",
+        bundle_root=str(BUNDLES_DIR / bundle),
+        dataset_dir=str(data),
+        output_dir=str(tmp_path / "out"),
+    )
+    with pytest.raises(Exception) as error:
+        workflow.initialize()
+    chain = error_chain(error.value)
+    assert victim in chain and "skip_unreadable" in chain, chain
+    assert "CacheDataset" not in chain and not (tmp_path / "out" / "cache").exists()
 
 
 @pytest.mark.parametrize(

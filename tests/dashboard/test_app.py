@@ -258,3 +258,21 @@ def test_embedding_explorer_notes_missing_images(sample: SampleLayout, monkeypat
     picker.set_value(picker.options).run()
     assert not at.exception and _count(at, "image") == 1
     assert "2 image(s) not shown" in _texts(at.caption)
+
+
+def test_embedding_explorer_shows_the_middle_slice_of_each_volume(monkeypatch, tmp_path: Path) -> None:
+    """Volumes have no picture file: the explorer shows the stored middle slice (3D evaluation's ``pictures``)."""
+    import numpy as np
+
+    from monai_ilm.results.embeddings import write_embeddings
+
+    results = tmp_path / "results"
+    ids = ["volumes/p000_0.nii.gz", "volumes/p001_0.nii.gz", "volumes/p002_0.nii.gz"]  # relative: no file to open
+    slices = np.stack([np.full((16, 16), 60 * k, dtype=np.uint8) for k in range(3)])
+    features = np.eye(3) + 0.1
+    write_embeddings(results, "probe-volumes-mse-s0", features, ids, labels=np.array([0, 1, 1]), pictures=slices)
+    at = _open("views/embeddings.py", results, monkeypatch)
+    picker = at.multiselect(key="emb_pick")
+    picker.set_value(picker.options).run()
+    assert not at.exception and _count(at, "image") == 3
+    assert "not shown" not in _texts(at.caption)

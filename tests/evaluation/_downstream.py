@@ -35,3 +35,23 @@ def tiny_encoder(seed: int = 0):
 
 def states_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def sample_nih_cell(tmp_path, patients: int, side: int, **fields):
+    """An ``EvaluationRun`` on a sample NIH folder (``patients`` patients, ``side`` px images) written once under
+    ``tmp_path`` (a cell's fingerprint reads the data's identity, so the folder must exist); ``fields`` override
+    the defaults (finetune of ``mse``)."""
+    from monai_ilm.data.synthetic import make_nih_sample
+    from monai_ilm.evaluation import EvaluationRun
+
+    data = tmp_path / "nih"
+    if not data.exists():
+        make_nih_sample(data, n_patients=patients, image_size=side, seed=0)
+    defaults = dict(
+        protocol="finetune",
+        dataset_name="nih",
+        dataset_dir=str(data),
+        output_dir=str(tmp_path / "out"),
+        method="mse",
+    )
+    return EvaluationRun(**{**defaults, **fields})

@@ -9,19 +9,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from monai_ilm.data.synthetic import make_nih_sample
 from monai_ilm.evaluation import EvaluationRun, extract_stage_features
+from tests.evaluation._downstream import sample_nih_cell
 
 
 def _cell(tmp_path, **kwargs) -> EvaluationRun:
-    data = tmp_path / "nih"
-    if not data.exists():
-        make_nih_sample(data, n_patients=40, image_size=32, seed=0)
     fields = dict(
         protocol="linear",
-        dataset_name="nih",
-        dataset_dir=str(data),
-        output_dir=str(tmp_path / "out"),
         method="supervised",
         backbone="resnet18",
         image_size=32,
@@ -29,7 +23,7 @@ def _cell(tmp_path, **kwargs) -> EvaluationRun:
         n_resamples=0,
         device="cpu",
     )
-    return EvaluationRun(**{**fields, **kwargs})
+    return sample_nih_cell(tmp_path, 40, 32, **{**fields, **kwargs})
 
 
 def _mean_auc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -4,22 +4,12 @@ import hashlib
 
 import pytest
 
-from monai_ilm.data.synthetic import make_nih_sample
 from monai_ilm.evaluation import EvaluationRun
+from tests.evaluation._downstream import sample_nih_cell
 
 
 def make(tmp_path, **kwargs):
-    data = tmp_path / "nih"  # a fingerprint reads the identity of the data set (#23)
-    if not data.exists():
-        make_nih_sample(data, n_patients=10, image_size=8, seed=0)
-    fields = dict(
-        protocol="finetune",
-        dataset_name="nih",
-        dataset_dir=str(data),
-        output_dir=str(tmp_path / "out"),
-        method="mse",
-    )
-    return EvaluationRun(**{**fields, **kwargs})
+    return sample_nih_cell(tmp_path, 10, 8, **kwargs)  # a fingerprint reads the identity of the data set (#23)
 
 
 @pytest.mark.parametrize(
