@@ -233,20 +233,25 @@ def _check_data(s: Mapping[str, object]) -> None:
     _check_volume(name, s.get("volume"))
 
 
+def _is_volume_data(dataset_name: object) -> bool:
+    """Whether ``dataset_name`` is a data set of 3D volumes (its preset's ``spatial_dims``)."""
+    spec = DATASETS.get(dataset_name) if isinstance(dataset_name, str) else None
+    return spec is not None and spec.preset is not None and get_preset(spec.preset).spatial_dims == 3
+
+
 def _check_model(s: Mapping[str, object]) -> None:
     """The backbone (a torchvision ResNet in 2D, a MONAI ``ResNetFeatures`` depth in 3D), channels and size."""
-    name = s.get("dataset_name")
-    volumes = name in DATASETS and DATASETS[name].preset is not None and get_preset(name).spatial_dims == 3
     if s.get("backbone") is not None:
-        check_choice("backbone", s["backbone"], VOLUME_BACKBONES if volumes else BACKBONES)
+        allowed = VOLUME_BACKBONES if _is_volume_data(s.get("dataset_name")) else BACKBONES
+        check_choice("backbone", s["backbone"], allowed)
     _check_given(s, MODEL_SETTINGS)
 
 
 def _check_volume(dataset_name: object, volume: object) -> None:
     """A 3D data set's ``volume`` settings (orientation, spacing, intensity); a 2D data set takes none."""
-    if volume is None or dataset_name not in DATASETS:
+    if volume is None or not isinstance(dataset_name, str) or dataset_name not in DATASETS:
         return
-    if get_preset(dataset_name).spatial_dims != 3:
+    if not _is_volume_data(dataset_name):
         raise fail("volume", f"null for the 2D data set '{dataset_name}' (volume settings are for 3D data)", volume)
     check_volume_options(volume)
 

@@ -109,3 +109,15 @@ def test_check_recipe_in_initialize_names_the_bad_override():
     assert str(error.value.__cause__) == (
         "queue_size: expected an integer of at least batch_size (8): a batch of keys must fit, got 4."
     )
+
+
+def test_volume_settings_and_3d_backbones_belong_to_volume_data_sets():
+    """``volume`` is for 3D data only and checked there; MONAI's 3D depths (``resnet10``) only for volumes."""
+    good = {"intensity": "window", "window": [-1000, 400], "pixdim": [1.5, 1.5, 2.0]}
+    check_settings("pretraining", {"dataset_name": "volumes", "volume": good, "backbone": "resnet10"})
+    with pytest.raises(ValueError, match=r"volume: expected null for the 2D data set 'nih'"):
+        check_settings("pretraining", {"dataset_name": "nih", "volume": good})
+    with pytest.raises(ValueError, match=r"volume.window: expected \[a_min, a_max\] in HU"):
+        check_settings("evaluation", {"dataset_name": "volumes", "volume": {"intensity": "window"}})
+    with pytest.raises(ValueError, match=r"backbone: expected one of \['resnet18'"):
+        check_settings("inference", {"dataset_name": "nih", "backbone": "resnet10"})

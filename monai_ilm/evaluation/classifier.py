@@ -277,7 +277,7 @@ def downstream_network(
     encoder_name: str = "resnet50",
     in_channels: int = 3,
     spatial_dims: int = 2,
-    backend: str = "torchvision",
+    backend: str | None = None,
     zero_init_residual: bool = False,
     block: int | None = None,
     freeze_bn: bool = True,

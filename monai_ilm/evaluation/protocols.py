@@ -180,11 +180,6 @@ class EvaluationRun:
         return get_preset(self.dataset_name).spatial_dims
 
     @property
-    def backend(self) -> str:
-        """The encoder's implementation: torchvision's 2D ResNet (the paper's), MONAI's ``ResNetFeatures`` for 3D."""
-        return "monai" if self.spatial_dims == 3 else "torchvision"
-
-    @property
     def run_id(self) -> str:
         return evaluation_run_id(self.dataset_name, self.protocol, self.method, self.seed, self.label_fraction)
 
@@ -232,7 +227,7 @@ class EvaluationRun:
         )
 
     def encoder(self, checkpoint: str | os.PathLike | None, prefix: str = "encoder_q.") -> torch.nn.Module:
-        encoder = resnet_encoder(self.backbone, self.spatial_dims, self.channels, self.backend)
+        encoder = resnet_encoder(self.backbone, self.spatial_dims, self.channels)
         return load_pretrained_encoder(checkpoint, encoder, prefix=prefix)
 
     def check_data(self) -> None:
@@ -328,7 +323,6 @@ class EvaluationRun:
             encoder_name=self.backbone,
             in_channels=self.channels,
             spatial_dims=self.spatial_dims,
-            backend=self.backend,
             seed=self.seed,
             standardize_features=self._head()["standardize"],
             head_init=self._head()["head_init"],

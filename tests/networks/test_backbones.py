@@ -63,8 +63,14 @@ def test_errors():
     with pytest.raises(ValueError, match="name"):
         TorchvisionResNetEncoder("resnet99")
     with pytest.raises(ValueError, match="spatial_dims"):
-        resnet_encoder("resnet18", spatial_dims=3)
+        resnet_encoder("resnet18", spatial_dims=3, backend="torchvision")
     with pytest.raises(ValueError, match="backend"):
         resnet_encoder("resnet18", backend="timm")
     with pytest.raises(ValueError, match="spatial_dims"):
         MonaiResNetEncoder("resnet18", spatial_dims=4)
+
+
+def test_the_backend_follows_the_spatial_dims_unless_named():
+    """No backend named: torchvision's ResNet in 2D (the paper's), MONAI's ``ResNetFeatures`` in 3D."""
+    assert isinstance(resnet_encoder("resnet18", spatial_dims=2), TorchvisionResNetEncoder)
+    assert isinstance(resnet_encoder("resnet10", spatial_dims=3, in_channels=1), MonaiResNetEncoder)
