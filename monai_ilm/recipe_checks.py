@@ -23,7 +23,7 @@ What each workflow checks (docs/method.md §4-§6 for what the settings mean):
   ``"nih"`` only (other data sets accept only the default, which they ignore); ``val_fraction`` null (each data
   set's own default) or in (0, 1); ``require_all_classes`` and ``skip_unreadable`` true or false;
   ``num_workers`` >= 0; ``backbone`` of :data:`monai_ilm.networks.backbones.BACKBONES` (3D data:
-  ``VOLUME_BACKBONES``); ``channels`` 1 or 3; ``image_size`` a positive integer up to 16384.
+  ``MONAI_BACKBONES``); ``channels`` 1 or 3; ``image_size`` a positive integer up to 16384.
 * ``pretraining`` (``pretrain.json``, ``multi_gpu.json``): ``method`` of :data:`monai_ilm.methods.METHODS`;
   ``layers`` distinct stage names of ``layer1`` ... ``layer4``; ``mse_weights`` and ``barlow_weights`` one
   finite weight >= 0 or one per layer; ``mse_pool_sizes`` ``"reference"`` or a positive size or null per layer;
@@ -85,7 +85,7 @@ from monai_ilm.evaluation.cka import KERNELS
 from monai_ilm.evaluation.protocols import LINEAR_FEATURES
 from monai_ilm.handlers.momentum_update import SCHEDULES
 from monai_ilm.methods import METHODS
-from monai_ilm.networks.backbones import BACKBONES, STAGE_NAMES, VOLUME_BACKBONES
+from monai_ilm.networks.backbones import BACKBONES, MONAI_BACKBONES, STAGE_NAMES
 from monai_ilm.networks.moco import BATCH_NORM_MODES, HEADS
 from monai_ilm.results.schema import PROTOCOLS
 from monai_ilm.statistics.intervals import METHODS as CI_METHODS
@@ -242,7 +242,7 @@ def _is_volume_data(dataset_name: object) -> bool:
 def _check_model(s: Mapping[str, object]) -> None:
     """The backbone (a torchvision ResNet in 2D, a MONAI ``ResNetFeatures`` depth in 3D), channels and size."""
     if s.get("backbone") is not None:
-        allowed = VOLUME_BACKBONES if _is_volume_data(s.get("dataset_name")) else BACKBONES
+        allowed = MONAI_BACKBONES if _is_volume_data(s.get("dataset_name")) else BACKBONES
         check_choice("backbone", s["backbone"], allowed)
     _check_given(s, MODEL_SETTINGS)
 

@@ -15,7 +15,7 @@ from torchvision import models
 
 __all__ = [
     "BACKBONES",
-    "VOLUME_BACKBONES",
+    "MONAI_BACKBONES",
     "STAGE_NAMES",
     "StageEncoder",
     "TorchvisionResNetEncoder",
@@ -28,9 +28,9 @@ STAGE_NAMES: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
 _TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 BACKBONES: tuple[str, ...] = _TORCHVISION_RESNETS
 """The 2D backbones of the bundles (``backbone`` setting): torchvision ResNets."""
-_MONAI_RESNETS = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet200")
-VOLUME_BACKBONES: tuple[str, ...] = _MONAI_RESNETS
-"""The 3D backbones (``backbone`` setting of a volume data set): MONAI ``ResNetFeatures`` depths."""
+MONAI_BACKBONES: tuple[str, ...] = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+MONAI_BACKBONES += ("resnet200",)
+"""MONAI ``ResNetFeatures`` depths: the ``backbone`` setting of a volume data set."""
 
 
 def global_pool(feature: torch.Tensor) -> torch.Tensor:
@@ -130,8 +130,8 @@ class MonaiResNetEncoder(StageEncoder):
 
     def __init__(self, name: str = "resnet18", spatial_dims: int = 3, in_channels: int = 1) -> None:
         super().__init__()
-        if name not in _MONAI_RESNETS:
-            raise ValueError(f"name: expected a MONAI ResNet, one of {list(_MONAI_RESNETS)}, got {name!r}.")
+        if name not in MONAI_BACKBONES:
+            raise ValueError(f"name: expected a MONAI ResNet, one of {list(MONAI_BACKBONES)}, got {name!r}.")
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims: expected 2 or 3, got {spatial_dims}.")
         # pretrained MedicalNet weights would need a download and exist for 3D single-channel input only
@@ -154,7 +154,7 @@ def resnet_encoder(
 
     Args:
         name: ResNet depth, e.g. ``resnet18`` or ``resnet50``.
-        spatial_dims: 2 for images, 3 for volumes (3 requires ``backend="monai"``).
+        spatial_dims: 2 for images, 3 for volumes (MONAI's backend only).
         in_channels: channels of the input.
         backend: ``"torchvision"`` (2D, the paper's ResNet v1.5) or ``"monai"`` (``ResNetFeatures``); None:
             torchvision for 2D, MONAI for 3D, so a recipe only names ``spatial_dims``.
