@@ -39,6 +39,7 @@ def test_the_readers_runner_evaluation_and_presets_read_the_table(tmp_path):
             "nih_chestxray_ilm": "nih",
             "breast_histopathology_ilm": "idc",
             "diabetic_retinopathy_ilm": "dr",
+            "ct_mr_volumes_ilm": "volumes",
         }
     )
     assert DATASET_TASKS == {
