@@ -639,6 +639,37 @@ def _settings_table(about: Mapping[str, Any]) -> list[str]:
     return ["| setting | value |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)]
 
 
+def _is_volume(net: Mapping[str, Any]) -> bool:
+    return net.get("spatial_dims") == 3
+
+
+def _item(net: Mapping[str, Any]) -> str:
+    return "volume" if _is_volume(net) else "image"
+
+
+def _items(net: Mapping[str, Any]) -> str:
+    return f"{_item(net)}s"
+
+
+def _shape(net: Mapping[str, Any], size: int) -> str:
+    """``"C x S x S"`` (2D) or ``"C x S x S x S"`` (3D), the network's input."""
+    return " x ".join(str(n) for n in (net["channels"], *[size] * (3 if _is_volume(net) else 2)))
+
+
+def _preprocessing_text(net: Mapping[str, Any], size: int) -> str:
+    """What the exported ``preprocessing`` does to a file, as :func:`_volume_preprocessing` / :func:`_preprocessing`."""
+    if _is_volume(net):
+        return (
+            "NIfTI volumes (`.nii`, `.nii.gz`): re-oriented and resampled from their header and intensity-scaled as "
+            f"the run's `volume` setting says, then resized trilinearly to {size} x {size} x {size}"
+        )
+    grey = "grey repeated over 3 channels" if net["channels"] == 3 else "RGB to luma"
+    return (
+        f"8- or 16-bit image files: scaled by their bit depth, {grey}, the shorter side resized (antialiased "
+        f"bilinear) and a centred {size} x {size} crop"
+    )
+
+
 def _readme(
     shipped: str,
     about: Mapping[str, Any],
@@ -673,27 +704,26 @@ def _readme(
         f"`models/model.pt` and its TorchScript export `models/model.ts` hold the query encoder and projection head "
         f"of pretraining run `{run_name}`: a {net['backbone']} pretrained with "
         f"{_METHOD_NAMES.get(s.get('method'), s.get('method') or 'an unrecorded method')} on "
-        f"{net['channels']} x {size} x {size} images. The network's single-input forward returns the pooled "
+        f"{_shape(net, size)} {_items(net)}. The network's single-input forward returns the pooled "
         f"{net['feature_dim']}-d representation. The run's settings:\n\n" + "\n".join(_settings_table(about)) + "\n\n"
         "`configs/pretrain.json` holds this recipe (without monai-ilm's paths and machine settings).\n\n",
         sections.get("Data", ""),
         "## Input\n\n"
-        f"`image`: {net['channels']} x {size} x {size} float32 in [0, 1] (`metadata.json`, `network_data_format`), "
-        "made by `inference.json`'s `preprocessing` from 8- or 16-bit image files: scaled by their bit depth, "
-        f"{'grey repeated over 3 channels' if net['channels'] == 3 else 'RGB to luma'}, the shorter side resized "
-        f"(antialiased bilinear) and a centred {size} x {size} crop, as the data set's evaluation preprocessing.\n\n",
+        f"`image`: {_shape(net, size)} float32 in [0, 1] (`metadata.json`, `network_data_format`), made by "
+        f"`inference.json`'s `preprocessing` from {_preprocessing_text(net, size)}, as the data set's evaluation "
+        "preprocessing.\n\n",
         "## Output\n\n"
         f"`pred`: (N, {net['feature_dim']}) float32, the globally average-pooled output of the query encoder's last "
-        f"stage ({net['backbone']}). `inference.json` writes one line per image to `<output_dir>/embeddings.csv` "
-        f"(the image path, then the {net['feature_dim']} values); `models/model.ts`'s `embed` gives the "
-        f"{net['embedding_dim']}-d contrastive embedding.\n\n",
+        f"stage ({net['backbone']}). `inference.json` writes one line per {_item(net)} to "
+        f"`<output_dir>/embeddings.csv` (the file's path, then the {net['feature_dim']} values); `models/model.ts`'s "
+        f"`embed` gives the {net['embedding_dim']}-d contrastive embedding.\n\n",
         performance,
         "## MONAI Bundle Commands\n\n"
         "Run from this folder. Inference needs only the packages of `metadata.json` (MONAI, PyTorch, numpy, "
         "pytorch-ignite, fire, Pillow); evaluating and pretraining need monai-ilm too (its wheel, or `pip install .` "
         "in its repository).\n\n"
         "```bash\n"
-        "# embeddings of every image in a folder (and below it) with models/model.ts -> eval/embeddings.csv\n"
+        f"# embeddings of every {_item(net)} in a folder (and below it) with models/model.ts -> eval/embeddings.csv\n"
         f"python -m monai.bundle run --config_file configs/inference.json --dataset_dir {dataset_dir}\n\n"
         "# evaluate these weights (models/model.pt) on the data set's splits (needs monai-ilm)\n"
         f"python -m monai.bundle run --config_file {evaluate} --dataset_dir {dataset_dir} --output_dir runs "

@@ -305,3 +305,16 @@ def test_exported_volume_inference_equals_monai_ilm_preprocessing_and_network(ex
     embeddings = np.array([[float(v) for v in line[1:]] for line in lines])
     # the same MONAI operations in both (nibabel, RAS, min-max, trilinear resize): float32 rounding only
     np.testing.assert_allclose(embeddings, reference, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_exported_readme_describes_the_input_the_network_takes(bundle, exported_bundles):
+    """The exported README's Input section gives the network's input shape and what its files are: NIfTI volumes
+    resized trilinearly for the 3D bundle, image files with a centred crop for the 2D ones."""
+    readme = (exported_bundles[bundle] / "docs" / "README.md").read_text()
+    section = readme.split("## Input", 1)[1].split("\n## ", 1)[0]
+    shape = " x ".join(str(n) for n in QUICK_NETWORK[bundle][2])
+    assert f"`image`: {shape} float32" in section
+    volumes = QUICK_NETWORK[bundle][1] == 3
+    assert ("NIfTI volumes" in section) is volumes and ("image files" in section) is not volumes
+    assert ("resized trilinearly" in section) is volumes and ("centred" in section) is not volumes
