@@ -94,8 +94,10 @@ _WHOLE_MODEL_PROTOCOLS = ("linear", "finetune")
 # What the exported inference.json imports besides MONAI, torch and numpy (which metadata.json names apart), with
 # the lowest version it needs: MONAI's engines and handlers need pytorch-ignite from the version MONAI's optional
 # import asks for (monai.utils.IgniteInfo.OPT_IMPORT_VERSION); `python -m monai.bundle` needs fire (its Fire()
-# command line, unchanged since 0.4.0); MONAI's PILReader needs Pillow (MONAI excludes 8.3.0 only).
-_INFERENCE_PACKAGE_FLOORS = {"pytorch-ignite": None, "fire": "0.4.0", "pillow": "8.3.1"}
+# command line, unchanged since 0.4.0); MONAI's PILReader needs Pillow (MONAI excludes 8.3.0 only), the NibabelReader
+# of a 3D export nibabel (MONAI names no version: monai-ilm's own floor, setup.cfg, the oldest with numpy 2 tested).
+_INFERENCE_PACKAGE_FLOORS = {"pytorch-ignite": None, "fire": "0.4.0"}
+_IMAGE_READER_FLOORS = {2: {"pillow": "8.3.1"}, 3: {"nibabel": "5.2"}}
 
 
 def resolve_bundle(bundle: str | os.PathLike) -> Path:
@@ -296,15 +298,22 @@ def run_description(
     }
 
 
-def inference_requirements() -> dict[str, str]:
+def inference_requirements(spatial_dims: int = 2) -> dict[str, str]:
     """``required_packages_version`` of an exported bundle: what its inference.json needs besides monai/torch/numpy.
 
     Only published packages, each with the lowest version it needs as a range (``">=0.4.11"``), which the zoo's
     ``get_bundle_requirements.py`` keeps as is and pip resolves on any supported Python.
+
+    Args:
+        spatial_dims: 2 (image files, read with Pillow) or 3 (NIfTI volumes, read with nibabel).
     """
     from monai.utils import IgniteInfo
 
-    floors = {**_INFERENCE_PACKAGE_FLOORS, "pytorch-ignite": IgniteInfo.OPT_IMPORT_VERSION}
+    floors = {
+        **_INFERENCE_PACKAGE_FLOORS,
+        "pytorch-ignite": IgniteInfo.OPT_IMPORT_VERSION,
+        **_IMAGE_READER_FLOORS[spatial_dims],
+    }
     return {name: f">={floor}" for name, floor in floors.items()}
 
 
@@ -720,8 +729,8 @@ def _readme(
         performance,
         "## MONAI Bundle Commands\n\n"
         "Run from this folder. Inference needs only the packages of `metadata.json` (MONAI, PyTorch, numpy, "
-        "pytorch-ignite, fire, Pillow); evaluating and pretraining need monai-ilm too (its wheel, or `pip install .` "
-        "in its repository).\n\n"
+        f"pytorch-ignite, fire, {'nibabel' if _is_volume(net) else 'Pillow'}); evaluating and pretraining need "
+        "monai-ilm too (its wheel, or `pip install .` in its repository).\n\n"
         "```bash\n"
         f"# embeddings of every {_item(net)} in a folder (and below it) with models/model.ts -> eval/embeddings.csv\n"
         f"python -m monai.bundle run --config_file configs/inference.json --dataset_dir {dataset_dir}\n\n"
@@ -880,7 +889,7 @@ def export_bundle(
     metadata["monai_version"] = monai.__version__.split("+")[0]
     metadata["pytorch_version"] = torch.__version__.split("+")[0]
     metadata["numpy_version"] = numpy.__version__
-    metadata["required_packages_version"] = inference_requirements()
+    metadata["required_packages_version"] = inference_requirements(network["spatial_dims"])
     label = metadata.get("data_source", dataset).split(",")[0] if dataset in DATASETS else dataset
     metadata["description"] = _description(about, label)
     metadata["pred_classes"] = f"{network['feature_dim']}-d pooled {network['backbone']} representation"

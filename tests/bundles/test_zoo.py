@@ -318,3 +318,15 @@ def test_exported_readme_describes_the_input_the_network_takes(bundle, exported_
     volumes = QUICK_NETWORK[bundle][1] == 3
     assert ("NIfTI volumes" in section) is volumes and ("image files" in section) is not volumes
     assert ("resized trilinearly" in section) is volumes and ("centred" in section) is not volumes
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_exported_requirements_name_the_reader_of_its_files(bundle, exported_bundles):
+    """The exported inference reads NIfTI with MONAI's NibabelReader (3D) or image files with its PILReader (2D):
+    ``required_packages_version`` names that reader's package, so the zoo's CI installs it, and not the other."""
+    metadata = json.loads((exported_bundles[bundle] / "configs" / "metadata.json").read_text())
+    required = metadata["required_packages_version"]
+    inference = (exported_bundles[bundle] / "configs" / "inference.json").read_text()
+    volumes = QUICK_NETWORK[bundle][1] == 3
+    assert ("NibabelReader" in inference) is volumes
+    assert ("nibabel" in required) is volumes and ("pillow" in required) is not volumes, required
