@@ -656,10 +656,6 @@ def _item(net: Mapping[str, Any]) -> str:
     return "volume" if _is_volume(net) else "image"
 
 
-def _items(net: Mapping[str, Any]) -> str:
-    return f"{_item(net)}s"
-
-
 def _shape(net: Mapping[str, Any], size: int) -> str:
     """``"C x S x S"`` (2D) or ``"C x S x S x S"`` (3D), the network's input."""
     return " x ".join(str(n) for n in (net["channels"], *[size] * (3 if _is_volume(net) else 2)))
@@ -713,7 +709,7 @@ def _readme(
         f"`models/model.pt` and its TorchScript export `models/model.ts` hold the query encoder and projection head "
         f"of pretraining run `{run_name}`: a {net['backbone']} pretrained with "
         f"{_METHOD_NAMES.get(s.get('method'), s.get('method') or 'an unrecorded method')} on "
-        f"{_shape(net, size)} {_items(net)}. The network's single-input forward returns the pooled "
+        f"{_shape(net, size)} {_item(net)}s. The network's single-input forward returns the pooled "
         f"{net['feature_dim']}-d representation. The run's settings:\n\n" + "\n".join(_settings_table(about)) + "\n\n"
         "`configs/pretrain.json` holds this recipe (without monai-ilm's paths and machine settings).\n\n",
         sections.get("Data", ""),

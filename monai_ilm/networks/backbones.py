@@ -28,8 +28,15 @@ STAGE_NAMES: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
 _TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 BACKBONES: tuple[str, ...] = _TORCHVISION_RESNETS
 """The 2D backbones of the bundles (``backbone`` setting): torchvision ResNets."""
-MONAI_BACKBONES: tuple[str, ...] = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-MONAI_BACKBONES += ("resnet200",)
+MONAI_BACKBONES: tuple[str, ...] = (
+    "resnet10",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnet200",
+)
 """MONAI ``ResNetFeatures`` depths: the ``backbone`` setting of a volume data set."""
 
 
