@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,13 @@ def free_port() -> int:
 
 
 def launch(fn, out_dir: Path, timeout: float = SPAWN_TIMEOUT_S) -> None:
-    """Spawn ``WORLD`` processes running ``fn(rank, port, out_dir)``; kill them all past ``timeout``."""
+    """Spawn ``WORLD`` processes running ``fn(rank, port, out_dir)``, each saving ``rank<r>.pt`` last; kill them
+    all past ``timeout``.
+
+    A process killed by a signal after every rank saved its results (and none wrote ``rank<r>.error``) is
+    reported as a warning, not an error: that is the interpreter's teardown, after ``destroy_process_group``
+    (seen once on 2 cores: "terminate called without an active exception", SIGABRT, both results written).
+    """
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OMP_NUM_THREADS", "1")
         context = mp.start_processes(
@@ -48,7 +55,7 @@ def launch(fn, out_dir: Path, timeout: float = SPAWN_TIMEOUT_S) -> None:
         )
         deadline = time.monotonic() + timeout
         try:
-            while not context.join(timeout=max(deadline - time.monotonic(), 0.1)):
+            while not _joined(context, max(deadline - time.monotonic(), 0.1), out_dir):
                 if time.monotonic() > deadline:
                     errors = "\n".join(p.read_text() for p in out_dir.glob("*.error"))
                     pytest.fail(f"the {WORLD} processes did not finish within {timeout} s.\n{errors}")
@@ -56,6 +63,18 @@ def launch(fn, out_dir: Path, timeout: float = SPAWN_TIMEOUT_S) -> None:
             for process in context.processes:
                 if process.is_alive():
                     process.kill()
+
+
+def _joined(context, timeout: float, out_dir: Path) -> bool:
+    try:
+        return context.join(timeout=timeout)
+    except mp.ProcessExitedException as exited:
+        finished = all((out_dir / f"rank{r}.pt").is_file() for r in range(WORLD))
+        if exited.signal_name is None or not finished or any(out_dir.glob("*.error")):
+            raise
+        message = f"rank {exited.error_index} died of {exited.signal_name} after every rank saved its results"
+        warnings.warn(message, stacklevel=2)
+        return True
 
 
 @pytest.fixture(scope="module")
@@ -303,3 +322,26 @@ def test_handlers_that_only_log_save_or_monitor_run_on_rank_zero_only(monkeypatc
     assert distributed.rank_zero_only(handlers) == handlers  # one process is rank 0
     monkeypatch.setattr(distributed, "rank", lambda: 1)
     assert distributed.rank_zero_only(handlers) == [kept]
+
+
+def _abort_after_saving(rank: int, port: int, out_dir: str) -> None:
+    torch.save({"rank": rank}, Path(out_dir) / f"rank{rank}.pt")
+    if rank == 0:
+        while not all((Path(out_dir) / f"rank{r}.pt").is_file() for r in range(WORLD)):
+            time.sleep(0.05)
+        os.abort()  # as torch's teardown did once: SIGABRT with every rank's results written
+
+
+def _abort_before_saving(rank: int, port: int, out_dir: str) -> None:
+    if rank == 0:
+        os.abort()
+    torch.save({"rank": rank}, Path(out_dir) / f"rank{rank}.pt")
+
+
+def test_launch_tolerates_a_crash_only_after_every_rank_saved(tmp_path):
+    with pytest.warns(UserWarning, match="rank 0 died of SIGABRT after every rank saved its results"):
+        (tmp_path / "after").mkdir()
+        launch(_abort_after_saving, tmp_path / "after")
+    (tmp_path / "before").mkdir()
+    with pytest.raises(mp.ProcessExitedException, match="SIGABRT"):
+        launch(_abort_before_saving, tmp_path / "before")
