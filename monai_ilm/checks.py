@@ -1,19 +1,31 @@
-"""Small typed checkers of one setting each, shared by the recipe check and the components that check their arguments.
+"""Small typed checkers of one setting each, and the declaration by which a component checks its arguments.
 
 Each checker returns the value (converted where it says so) or raises with the one message form of the
 project, ``"<setting>: expected <what>, got <value>."``, so the user reads which setting is wrong and what
 is allowed. Only ``ValueError`` and ``FileNotFoundError`` are raised, whatever the input.
+
+A component declares the checks of its arguments once, with :func:`checks_arguments`; it runs them on every
+call, and a recipe that passes a setting to that argument (``"temperature": "@temperature"``) runs the same
+check on the setting, under the setting's name, before anything is built (:mod:`monai_ilm.recipe_checks`).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple, TypeVar
 
 __all__ = [
+    "ARGUMENT_CHECKS",
+    "ArgumentChecks",
+    "Check",
+    "JointCheck",
+    "argument_checks",
     "check_bool",
     "check_choice",
     "check_existing_path",
@@ -23,6 +35,7 @@ __all__ = [
     "check_real",
     "check_weights",
     "check_writable_dir",
+    "checks_arguments",
     "fail",
     "is_int",
     "is_real",
@@ -234,3 +247,89 @@ def _as_path(key: str, value: object) -> Path:
         return Path(value).expanduser().absolute()
     except (OSError, RuntimeError, ValueError) as error:  # e.g. '~unknown_user'
         raise fail(key, f"a path ({error})", value) from None
+
+
+Check = Callable[[str, object], object]
+"""A checker of one value: ``check(name, value)`` returns it or raises naming ``name``."""
+JointCheck = Callable[[Mapping[str, object]], None]
+"""A rule over several arguments of one component: ``check({argument: value})`` for those given."""
+ARGUMENT_CHECKS = "argument_checks"
+"""The attribute under which :func:`checks_arguments` declares a component's checks."""
+Target = TypeVar("Target", bound=Callable)
+
+
+class ArgumentChecks(NamedTuple):
+    """The declared checks of a component: one per argument, and a rule over several (or None)."""
+
+    single: Mapping[str, Check]
+    joint: JointCheck | None = None
+
+
+def argument_checks(target: object) -> ArgumentChecks | None:
+    """The checks ``target`` declares with :func:`checks_arguments`, or None."""
+    declared = getattr(target, ARGUMENT_CHECKS, None)
+    return declared if isinstance(declared, ArgumentChecks) else None
+
+
+def checks_arguments(joint: JointCheck | None = None, **checks: Check) -> Callable[[Target], Target]:
+    """Declare the checks of a component's arguments, once, where the component is defined.
+
+    The decorated function (or class, whose ``__init__`` is wrapped) checks each argument given in a call and
+    not None (a default or None is not checked) with ``checks[argument](argument, value)``, then ``joint`` on
+    ``{argument: value}`` of all those given, before its body runs; it declares them as
+    ``target.argument_checks`` (:class:`ArgumentChecks`), so a recipe checks the setting it passes to the
+    argument with the same rule and message before anything is built.
+
+    Args:
+        joint: a rule over several arguments, e.g. one weight per entry of ``layers``.
+        checks: ``argument=check`` with ``check(name, value)`` one of this module's checkers (``functools.partial``
+            for its options).
+
+    Example::
+
+        @checks_arguments(temperature=partial(check_real, low=0.0, low_open=True))
+        class InfoNCELoss(nn.Module): ...
+    """
+
+    def decorate(target: Target) -> Target:
+        earlier = argument_checks(target) if not isinstance(target, type) else None
+        if earlier is not None:  # stacked declarations: one wrapper with both
+            return checks_arguments(_both(earlier.joint, joint), **{**earlier.single, **checks})(target.__wrapped__)
+        function = target.__init__ if isinstance(target, type) else target
+        signature = inspect.signature(function)
+        instance = next(iter(signature.parameters)) if isinstance(target, type) else None  # ``self``
+
+        @functools.wraps(function)
+        def checked(*args: object, **kwargs: object) -> object:
+            try:
+                given = signature.bind_partial(*args, **kwargs).arguments
+            except TypeError:  # a wrong call: the function's own error says it best
+                return function(*args, **kwargs)
+            given = {name: value for name, value in given.items() if value is not None and name != instance}
+            for name, check in checks.items():
+                if name in given:
+                    check(name, given[name])
+            if joint is not None:
+                joint(given)
+            return function(*args, **kwargs)
+
+        declared = ArgumentChecks(dict(checks), joint)
+        if isinstance(target, type):
+            target.__init__ = checked
+            setattr(target, ARGUMENT_CHECKS, declared)
+            return target
+        setattr(checked, ARGUMENT_CHECKS, declared)
+        return checked  # type: ignore[return-value]
+
+    return decorate
+
+
+def _both(first: JointCheck | None, second: JointCheck | None) -> JointCheck | None:
+    if first is None or second is None:
+        return first or second
+
+    def joint(given: Mapping[str, object]) -> None:
+        first(given)
+        second(given)
+
+    return joint

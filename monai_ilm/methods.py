@@ -7,15 +7,27 @@ encoders (Kaku et al., NeurIPS 2021). Bundles pick one with ``--method``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import partial
 
 from torch import nn
 
+from monai_ilm.checks import (
+    as_list,
+    check_choice,
+    check_layers,
+    check_pool_sizes,
+    check_real,
+    check_weights,
+    checks_arguments,
+    fail,
+    is_int,
+)
 from monai_ilm.losses.barlow_twins import REFERENCE_SCALE, REFERENCE_WEIGHT, IntermediateBarlowTwinsLoss
 from monai_ilm.losses.intermediate_mse import IntermediateMSELoss
 from monai_ilm.networks.backbones import STAGE_NAMES
 
-__all__ = ["METHODS", "check_method", "intermediate_loss", "trainable_parameters"]
+__all__ = ["METHODS", "check_intermediate_loss", "check_method", "intermediate_loss", "trainable_parameters"]
 
 METHODS: tuple[str, ...] = ("moco", "mse", "barlow")
 
@@ -29,11 +41,47 @@ def check_method(method: str) -> str:
     Raises:
         ValueError: naming the ``method`` setting and the allowed values.
     """
-    if method not in METHODS:
-        raise ValueError(f"method: expected one of {list(METHODS)}, got {method!r}.")
-    return method
+    return check_choice("method", method, METHODS)
 
 
+def check_intermediate_loss(given: Mapping[str, object]) -> None:
+    """The settings of the intermediate-layer loss that ``given["method"]`` uses (none for plain MoCo).
+
+    The per-layer settings (``mse_weights``, ``mse_pool_sizes``, ``barlow_weights``) take one value or one per
+    entry of ``layers`` (all four stages when ``layers`` is not given).
+
+    Args:
+        given: ``{argument: value}`` of :func:`intermediate_loss`, those given.
+
+    Raises:
+        ValueError: for the first bad setting, naming it and what is allowed.
+    """
+    method = given.get("method")
+    if method is not None:
+        check_method(method)
+    layers = STAGE_NAMES if given.get("layers") is None else check_layers("layers", given["layers"], STAGE_NAMES)
+    if method is None or method == "moco":
+        return
+    per_layer = partial(check_weights, num_layers=len(layers))
+    rules = {
+        "mse": {"mse_weights": per_layer, "mse_pool_sizes": partial(check_pool_sizes, num_layers=len(layers))},
+        "barlow": {
+            "barlow_weights": per_layer,
+            "barlow_scale": partial(check_real, low=0.0, low_open=True),
+            "barlow_offdiag_weight": partial(check_real, low=0.0),
+        },
+    }[method]
+    for name, check in rules.items():
+        if given.get(name) is not None:
+            check(name, given[name])
+    dims = given.get("barlow_projector_dims") if method == "barlow" else None
+    if dims is not None:
+        listed = as_list("barlow_projector_dims", dims, "positive layer widths")
+        if not listed or not all(is_int(d) and d >= 1 for d in listed):
+            raise fail("barlow_projector_dims", "a non-empty list of positive layer widths", dims)
+
+
+@checks_arguments(joint=check_intermediate_loss)
 def intermediate_loss(
     method: str,
     stage_channels: Sequence[int] = (256, 512, 1024, 2048),
@@ -59,14 +107,9 @@ def intermediate_loss(
     Raises:
         ValueError: for an unknown method or inconsistent sizes.
     """
-    check_method(method)
     layers = (layers,) if isinstance(layers, str) else tuple(layers)
-    unknown = [name for name in layers if name not in STAGE_NAMES]
-    if unknown or len(stage_channels) != len(STAGE_NAMES):
-        raise ValueError(
-            f"layers: expected names from {list(STAGE_NAMES)} and 4 stage_channels, "
-            f"got {list(layers)} and {list(stage_channels)}."
-        )
+    if len(stage_channels) != len(STAGE_NAMES):
+        raise ValueError(f"stage_channels: expected {len(STAGE_NAMES)} channel counts, got {list(stage_channels)}.")
     if method == "mse":
         if mse_pool_sizes == "reference":
             mse_pool_sizes = [REFERENCE_POOL_SIZES[name] for name in layers]

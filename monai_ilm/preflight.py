@@ -428,7 +428,7 @@ def run_preflight(
     try:
         _check_override_keys(path, (), overrides)
         user = _parser(path, Path(dataset_dir).resolve(), Path(output_dir).resolve(), overrides)
-        report.settings = check_settings("pretraining", parsed_settings(user, "pretraining"))
+        report.settings = check_settings("pretraining", parsed_settings(user, "pretraining"), user.get())
     except (ValueError, FileNotFoundError) as error:
         report.add(_setting_of(error, "settings"), str(error))
         return report

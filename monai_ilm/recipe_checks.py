@@ -1,4 +1,4 @@
-"""The one check of a bundle recipe's settings, read from its resolved configuration, called first in ``initialize``.
+"""The check of a bundle recipe's settings, read from its resolved configuration, called first in ``initialize``.
 
 A recipe declares each setting once, as a top-level key of its config (``"queue_size": 65536``), and uses it
 by reference (``"@queue_size"``) in the components that need it. Its ``initialize`` list starts with::
@@ -11,200 +11,117 @@ setting otherwise surfaces late and far from its cause: a typo in ``layers`` as 
 after the data has been cached, ``queue_size < batch_size`` at the first enqueue, an unwritable ``output_dir``
 when the first checkpoint is saved. Every message has the form ``"<setting>: expected <what>, got <value>."``
 and only ``ValueError`` and ``FileNotFoundError`` are raised, whatever the input; a setting the configuration
-leaves out (or sets to null) is not checked. The components check their own arguments again where they are
-built (the network, the losses, the handlers, the datalist options).
+leaves out (or sets to null) is not checked.
 
-What each workflow checks (docs/method.md §4-§6 for what the settings mean):
+The rules are not written here. Each component of the package declares the checks of its arguments where it
+is defined (:func:`monai_ilm.checks.checks_arguments`) and runs them when built; :func:`component_routes`
+follows the recipe from what it runs to the components it builds, and a setting passed whole to an argument
+(``"temperature": "@temperature"`` in ``InfoNCELoss``) is checked by that argument's rule, under the setting's
+name, before anything is built. So a component edited in a ``--config`` file brings its own rules, and a new
+setting costs one template line, its use and the one check of the argument it feeds. What is left here:
 
-* every workflow (:data:`DATA_SETTINGS`, :data:`MODEL_SETTINGS`): ``seed`` in [0, 2**32 - 1] (numpy's global
-  seed, which MONAI's ``set_determinism`` sets); ``dataset_name`` of :data:`monai_ilm.datasets.DATASETS`;
-  ``dataset_dir`` an existing file or folder (the error quotes the data set's layout); ``output_dir`` a writable
-  (or creatable) folder; ``nih_split`` ``"official"``, ``"chexnet"`` or ``"seeded"``, for ``dataset_name``
-  ``"nih"`` only (other data sets accept only the default, which they ignore); ``val_fraction`` null (each data
-  set's own default) or in (0, 1); ``require_all_classes`` and ``skip_unreadable`` true or false;
-  ``num_workers`` >= 0; ``backbone`` of :data:`monai_ilm.networks.backbones.BACKBONES` (3D data:
-  ``MONAI_BACKBONES``); ``channels`` 1 or 3; ``image_size`` a positive integer up to 16384.
-* ``pretraining`` (``pretrain.json``, ``multi_gpu.json``): ``method`` of :data:`monai_ilm.methods.METHODS`;
-  ``layers`` distinct stage names of ``layer1`` ... ``layer4``; ``mse_weights`` and ``barlow_weights`` one
-  finite weight >= 0 or one per layer; ``mse_pool_sizes`` ``"reference"`` or a positive size or null per layer;
-  ``barlow_scale`` > 0, ``barlow_offdiag_weight`` >= 0, ``barlow_projector_dims`` positive widths;
-  ``zero_init_residual``, ``amp``, ``channels_last``, ``compile`` true or false; ``head`` and ``batch_norm`` of
-  :mod:`monai_ilm.networks.moco`; ``embedding_dim``, ``batch_size``, ``max_epochs``, ``val_interval``,
-  ``log_interval``, ``nan_check_interval`` positive integers, ``epoch_length`` null or positive; ``cache`` of
-  :data:`monai_ilm.data.CACHE_MODES` (``"memory"`` and ``"disk"`` need ``augment_on`` ``"device"``, whose loader
-  gives uint8 images), ``cache_dir`` a writable folder, ``cache_rate`` in [0, 1]; ``learning_rate`` > 0,
-  ``weight_decay`` >= 0, ``temperature`` > 0, ``momentum`` in [0, 1], ``momentum_schedule`` ``"constant"`` or
-  ``"cosine"``; ``queue_size`` at least ``batch_size`` (a batch of keys must fit in the queue);
-  ``amp_dtype`` ``"bfloat16"`` or ``"float16"``; ``augment_on`` of :data:`monai_ilm.transforms.AUGMENT_ON`;
-  ``checkpoint_iterations`` >= 0 and a multiple of ``nan_check_interval`` (so every iteration checkpoint
-  follows a NaN check); ``knn_interval`` >= 0 (0: off), ``knn_bank_size`` and ``knn_val_size`` positive,
-  ``knn_cache_rate`` in [0, 1]; ``health_samples`` >= 2, ``collapse_rank`` >= 0, ``collapse_patience`` >= 0.
-* every workflow: ``volume`` null for a 2D data set, else
-  :func:`~monai_ilm.transforms.volumes.check_volume_options` (orientation, spacing, intensity of volumes).
-* ``evaluation`` (``evaluate.json``): ``protocol`` of :data:`monai_ilm.results.schema.PROTOCOLS`; ``method`` a
-  pretraining method or ``"supervised"`` (no pretraining); ``label_fraction`` in (0, 1];
-  ``evaluation_epochs``, ``evaluation_linear_epochs``, ``evaluation_batch_size``, ``n_resamples`` positive;
-  ``evaluation_lr`` > 0; ``evaluation_linear_features`` of :data:`monai_ilm.evaluation.protocols.LINEAR_FEATURES`;
-  ``ci_method`` and ``cka_kernel`` of :mod:`monai_ilm.evaluation`; ``amp``, ``standardize_features`` booleans.
-* ``inference`` (``inference.json``): ``split`` ``"train"``, ``"val"`` or ``"test"``; ``batch_size`` and
-  ``embedding_dim`` positive; ``head`` of :data:`monai_ilm.networks.moco.HEADS`.
+* the data and output settings (:data:`DATA_SETTINGS`): ``seed`` in [0, 2**32 - 1] (numpy's global seed, which
+  MONAI's ``set_determinism`` sets), ``dataset_name`` before ``dataset_dir`` (whose error quotes that data set's
+  layout), ``output_dir`` writable, the split settings (:func:`monai_ilm.data.dispatch.check_data_settings`),
+  ``num_workers`` >= 0, ``volume`` null for a 2D data set, else
+  :func:`~monai_ilm.transforms.volumes.check_volume_options`;
+* the settings only torch's and MONAI's classes or the recipe's expressions receive (:data:`UNOWNED_SETTINGS`);
+* the rules across settings: ``backbone`` by the data set's dimensions (a torchvision ResNet in 2D, MONAI's
+  ``ResNetFeatures`` depths in 3D), ``queue_size`` at least ``batch_size`` (a batch of keys must fit),
+  ``cache`` ``"memory"`` or ``"disk"`` only with ``augment_on`` ``"device"`` (whose loader gives uint8 images),
+  ``checkpoint_iterations`` a multiple of ``nan_check_interval`` (every iteration checkpoint follows a NaN
+  check), and ``n_resamples`` at least 1 in a bundle's evaluation cell (``EvaluationRun`` takes 0, no interval;
+  the runner's seed intervals and paired differences resample each cell's bootstrap replicates).
 
-Inside ``monai.bundle run``, :func:`check_recipe` first refuses a setting given to the run that the workflow
-does not read (:func:`monai_ilm.bundle_usage.check_given_settings_used`).
+docs/method.md §4-§6 say what the settings mean. Inside ``monai.bundle run``, :func:`check_recipe` first refuses a
+setting given to the run that the workflow does not read (:func:`monai_ilm.bundle_usage.check_given_settings_used`).
 """
 
 from __future__ import annotations
 
+import json
+import pydoc
 import sys
-from collections.abc import Callable, Mapping
-from functools import partial
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import cache, partial
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from monai.bundle import ConfigParser
+from monai.bundle.reference_resolver import ReferenceResolver
 
 from monai_ilm.bundle_usage import check_given_settings_used
 from monai_ilm.checks import (
-    as_list,
+    ArgumentChecks,
+    Check,
+    argument_checks,
     check_bool,
     check_choice,
     check_existing_path,
     check_int,
-    check_layers,
-    check_pool_sizes,
     check_real,
-    check_weights,
     check_writable_dir,
     fail,
     is_int,
 )
-from monai_ilm.data.compact_cache import CACHE_MODES
 from monai_ilm.data.dispatch import check_data_settings
-from monai_ilm.data.splits import SPLIT_NAMES
 from monai_ilm.datasets import DATASETS
-from monai_ilm.evaluation.cka import KERNELS
-from monai_ilm.evaluation.protocols import LINEAR_FEATURES
-from monai_ilm.handlers.momentum_update import SCHEDULES
-from monai_ilm.methods import METHODS
-from monai_ilm.networks.backbones import BACKBONES, MONAI_BACKBONES, STAGE_NAMES
-from monai_ilm.networks.moco import BATCH_NORM_MODES, HEADS
-from monai_ilm.results.schema import PROTOCOLS
-from monai_ilm.statistics.intervals import METHODS as CI_METHODS
-from monai_ilm.transforms.device_augment import AUGMENT_ON
+from monai_ilm.networks.backbones import BACKBONES, MONAI_BACKBONES
 from monai_ilm.transforms.presets import get_preset
 from monai_ilm.transforms.volumes import check_volume_options
 
 __all__ = [
     "AMP_DTYPES",
-    "CHANNELS",
-    "EVALUATION_METHODS",
-    "MAX_IMAGE_SIZE",
     "MAX_SEED",
+    "UNOWNED_SETTINGS",
+    "WORKFLOW_CONFIGS",
     "WORKFLOW_SETTINGS",
+    "Route",
     "check_recipe",
     "check_settings",
+    "component_routes",
     "parsed_settings",
     "recipe_settings",
 ]
 
 MAX_SEED = 2**32 - 1  # numpy's global seed, which MONAI's set_determinism sets, must fit in 32 bits
-MAX_IMAGE_SIZE = 16384  # pixels per side; larger is a typo (or a units mix-up), not a chest X-ray
-CHANNELS = (1, 3)
 AMP_DTYPES = ("bfloat16", "float16")
-EVALUATION_METHODS = (*METHODS, "supervised")
 
-Check = Callable[[str, object], object]
 
 DATA_SETTINGS = ("seed", "dataset_name", "dataset_dir", "output_dir", "nih_split", "val_fraction")
 DATA_SETTINGS += ("require_all_classes", "skip_unreadable", "num_workers", "volume")
-MODEL_SETTINGS: dict[str, Check] = {
-    "channels": partial(check_choice, allowed=CHANNELS),
-    "image_size": partial(check_int, maximum=MAX_IMAGE_SIZE),
-}
-LOSS_SETTINGS = ("method", "layers", "mse_weights", "mse_pool_sizes", "barlow_weights", "barlow_scale")
-LOSS_SETTINGS += ("barlow_offdiag_weight", "barlow_projector_dims")
-NETWORK_SETTINGS: dict[str, Check] = {
-    "zero_init_residual": check_bool,
-    "embedding_dim": check_int,
-    "head": partial(check_choice, allowed=HEADS),
-    "batch_norm": partial(check_choice, allowed=BATCH_NORM_MODES),
-    "batch_size": check_int,
-}
-SCHEDULE_SETTINGS: dict[str, Check] = {
-    "cache_rate": partial(check_real, low=0.0, high=1.0),
-    "max_epochs": check_int,
-    "epoch_length": check_int,
-    "val_interval": check_int,
-    "learning_rate": partial(check_real, low=0.0, low_open=True),
-    "weight_decay": partial(check_real, low=0.0),
-}
-CONTRAST_SETTINGS: dict[str, Check] = {
-    "temperature": partial(check_real, low=0.0, low_open=True),
-    "momentum": partial(check_real, low=0.0, high=1.0),
-    "momentum_schedule": partial(check_choice, allowed=SCHEDULES),
-}
-SPEED_SETTINGS: dict[str, Check] = {
-    "amp": check_bool,
-    "channels_last": check_bool,
-    "compile": check_bool,
-    "amp_dtype": partial(check_choice, allowed=AMP_DTYPES),
-    "augment_on": partial(check_choice, allowed=AUGMENT_ON),
-    "log_interval": check_int,
-}
-MONITORING_SETTINGS: dict[str, Check] = {  # those of OnlineKNNHandler and RepresentationHealthHandler
-    "knn_interval": partial(check_int, minimum=0),
-    "knn_bank_size": check_int,
-    "knn_val_size": check_int,
-    "health_samples": partial(check_int, minimum=2),
-    "collapse_patience": partial(check_int, minimum=0),
-    "knn_cache_rate": partial(check_real, low=0.0, high=1.0),
-    "collapse_rank": partial(check_real, low=0.0),
-}
-EVALUATION_SETTINGS: dict[str, Check] = {
-    "protocol": partial(check_choice, allowed=PROTOCOLS),
-    "method": partial(check_choice, allowed=EVALUATION_METHODS),
-    "label_fraction": partial(check_real, low=0.0, high=1.0, low_open=True),
-    "evaluation_epochs": check_int,
-    "evaluation_batch_size": check_int,
-    "n_resamples": check_int,
-    "evaluation_lr": partial(check_real, low=0.0, low_open=True),
-    "evaluation_linear_features": partial(check_choice, allowed=LINEAR_FEATURES),
-    "evaluation_linear_epochs": check_int,
-    "ci_method": partial(check_choice, allowed=CI_METHODS),
-    "cka_kernel": partial(check_choice, allowed=KERNELS),
-    "amp": check_bool,
-    "standardize_features": check_bool,
-}
-INFERENCE_SETTINGS: dict[str, Check] = {
-    "split": partial(check_choice, allowed=SPLIT_NAMES),
-    "batch_size": check_int,
-    "embedding_dim": check_int,
-    "head": partial(check_choice, allowed=HEADS),
-}
-
-_SHARED = (*DATA_SETTINGS, "backbone", *MODEL_SETTINGS)
+_SHARED = (*DATA_SETTINGS, "backbone", "channels", "image_size")
 WORKFLOW_SETTINGS: dict[str, tuple[str, ...]] = {
-    "pretraining": tuple(
-        dict.fromkeys(
-            (
-                *_SHARED,
-                *LOSS_SETTINGS,
-                *NETWORK_SETTINGS,
-                "cache",
-                "cache_dir",
-                *SCHEDULE_SETTINGS,
-                "queue_size",
-                *CONTRAST_SETTINGS,
-                *SPEED_SETTINGS,
-                "nan_check_interval",
-                "checkpoint_iterations",
-                *MONITORING_SETTINGS,
-            )
-        )
+    "pretraining": (
+        *_SHARED,
+        *("method", "layers", "mse_weights", "mse_pool_sizes", "barlow_weights", "barlow_scale"),
+        *("barlow_offdiag_weight", "barlow_projector_dims", "zero_init_residual", "embedding_dim", "head"),
+        *("batch_norm", "batch_size", "cache", "cache_dir", "cache_rate", "max_epochs", "epoch_length"),
+        *("val_interval", "learning_rate", "weight_decay", "queue_size", "temperature", "momentum"),
+        *("momentum_schedule", "amp", "channels_last", "compile", "amp_dtype", "augment_on", "log_interval"),
+        *("nan_check_interval", "checkpoint_iterations", "knn_interval", "knn_bank_size", "knn_val_size"),
+        *("health_samples", "collapse_patience", "knn_cache_rate", "collapse_rank"),
     ),
-    "evaluation": (*_SHARED, *EVALUATION_SETTINGS),
-    "inference": (*_SHARED, *INFERENCE_SETTINGS),
+    "evaluation": (
+        *_SHARED,
+        *("protocol", "method", "label_fraction", "evaluation_epochs", "evaluation_batch_size", "n_resamples"),
+        *("evaluation_lr", "evaluation_linear_features", "evaluation_linear_epochs", "ci_method", "cka_kernel"),
+        *("amp", "standardize_features"),
+    ),
+    "inference": (*_SHARED, "split", "batch_size", "embedding_dim", "head"),
 }
 """The settings each workflow checks (and a pretraining run records), by the names the recipes give them."""
+
+UNOWNED_SETTINGS: dict[str, Check] = {
+    "batch_size": check_int,  # torch's DataLoader
+    "learning_rate": partial(check_real, low=0.0, low_open=True),  # torch's SGD
+    "weight_decay": partial(check_real, low=0.0),
+    "val_interval": check_int,  # MONAI's ValidationHandler
+    "log_interval": check_int,  # MONAI's StatsHandler and TensorBoardStatsHandler, through expressions
+    "amp_dtype": partial(check_choice, allowed=AMP_DTYPES),  # getattr(torch, amp_dtype) in an expression
+}
+"""The rules of the settings that only torch's and MONAI's classes or the recipe's expressions receive: no
+component of the package declares them (:func:`component_routes`), and those classes check them late or not."""
 
 
 def _check_given(settings: Mapping[str, object], checks: Mapping[str, Check]) -> None:
@@ -239,12 +156,11 @@ def _is_volume_data(dataset_name: object) -> bool:
     return spec is not None and spec.preset is not None and get_preset(spec.preset).spatial_dims == 3
 
 
-def _check_model(s: Mapping[str, object]) -> None:
-    """The backbone (a torchvision ResNet in 2D, a MONAI ``ResNetFeatures`` depth in 3D), channels and size."""
+def _check_backbone(s: Mapping[str, object]) -> None:
+    """The backbone by the data set: a torchvision ResNet in 2D, a MONAI ``ResNetFeatures`` depth in 3D."""
     if s.get("backbone") is not None:
         allowed = MONAI_BACKBONES if _is_volume_data(s.get("dataset_name")) else BACKBONES
         check_choice("backbone", s["backbone"], allowed)
-    _check_given(s, MODEL_SETTINGS)
 
 
 def _check_volume(dataset_name: object, volume: object) -> None:
@@ -256,47 +172,14 @@ def _check_volume(dataset_name: object, volume: object) -> None:
     check_volume_options(volume)
 
 
-def _check_intermediate_loss(s: Mapping[str, object]) -> None:
-    """The settings of the intermediate-layer loss that ``method`` uses (none for plain MoCo)."""
-    method = s.get("method")
-    if method is not None:
-        check_choice("method", method, METHODS)
-    if s.get("layers") is not None:
-        check_layers("layers", s["layers"], STAGE_NAMES)
-    if method is None or method == "moco":
-        return
-    layers = STAGE_NAMES if s.get("layers") is None else check_layers("layers", s["layers"], STAGE_NAMES)
-    per_layer = partial(check_weights, num_layers=len(layers))
-    if method == "mse":
-        _check_given(s, {"mse_weights": per_layer, "mse_pool_sizes": partial(check_pool_sizes, num_layers=len(layers))})
-        return
-    _check_given(
-        s,
-        {
-            "barlow_weights": per_layer,
-            "barlow_scale": partial(check_real, low=0.0, low_open=True),
-            "barlow_offdiag_weight": partial(check_real, low=0.0),
-        },
-    )
-    dims = s.get("barlow_projector_dims")
-    if dims is not None:
-        listed = as_list("barlow_projector_dims", dims, "positive layer widths")
-        if not listed or not all(is_int(d) and d >= 1 for d in listed):
-            raise fail("barlow_projector_dims", "a non-empty list of positive layer widths", dims)
-
-
 def _check_cache(s: Mapping[str, object]) -> None:
-    cache = s.get("cache")
-    if cache is not None:
-        check_choice("cache", cache, CACHE_MODES)
-        if s.get("augment_on") == "loader" and cache in ("memory", "disk"):
-            raise fail(
-                "cache",
-                "'auto' or 'cache_rate' with augment_on 'loader' (its loader gives float views, not uint8 images)",
-                cache,
-            )
-    if s.get("cache_dir") is not None:
-        check_writable_dir("cache_dir", s["cache_dir"])
+    """The compact cache needs the uint8 images of the device stage's loader."""
+    if s.get("augment_on") == "loader" and s.get("cache") in ("memory", "disk"):
+        raise fail(
+            "cache",
+            "'auto' or 'cache_rate' with augment_on 'loader' (its loader gives float views, not uint8 images)",
+            s["cache"],
+        )
 
 
 def _check_queue(s: Mapping[str, object]) -> None:
@@ -323,30 +206,29 @@ def _check_nan_checks(s: Mapping[str, object]) -> None:
             )
 
 
-def _check_pretraining(s: Mapping[str, object]) -> None:
-    _check_intermediate_loss(s)
+def _check_pretraining(s: Mapping[str, object], routes: Sequence[Route]) -> None:
     _check_data(s)
-    _check_model(s)
-    _check_given(s, NETWORK_SETTINGS)
+    _check_backbone(s)
+    _check_components(s, routes)
+    _check_given(s, UNOWNED_SETTINGS)
     _check_cache(s)
-    _check_given(s, SCHEDULE_SETTINGS)
     _check_queue(s)
-    _check_given(s, CONTRAST_SETTINGS)
-    _check_given(s, SPEED_SETTINGS)
     _check_nan_checks(s)
-    _check_given(s, MONITORING_SETTINGS)
 
 
-def _check_evaluation(s: Mapping[str, object]) -> None:
-    _check_given(s, EVALUATION_SETTINGS)
+def _check_evaluation(s: Mapping[str, object], routes: Sequence[Route]) -> None:
+    _check_components(s, routes)
+    if s.get("n_resamples") is not None:  # EvaluationRun takes 0 (no interval); a bundle's cell keeps replicates
+        check_int("n_resamples", s["n_resamples"])  # for the seed intervals and paired differences
     _check_data(s)
-    _check_model(s)
+    _check_backbone(s)
 
 
-def _check_inference(s: Mapping[str, object]) -> None:
-    _check_given(s, INFERENCE_SETTINGS)
+def _check_inference(s: Mapping[str, object], routes: Sequence[Route]) -> None:
+    _check_components(s, routes)
+    _check_given(s, UNOWNED_SETTINGS)
     _check_data(s)
-    _check_model(s)
+    _check_backbone(s)
 
 
 _CHECKS = {"pretraining": _check_pretraining, "evaluation": _check_evaluation, "inference": _check_inference}
@@ -358,13 +240,135 @@ def _workflow(workflow: object) -> str:
     return str(workflow)
 
 
-def check_settings(workflow: str, settings: Mapping[str, object]) -> dict[str, Any]:
+TEMPLATE_CONFIGS = Path(__file__).resolve().parent / "bundle_template" / "recipe" / "configs"
+WORKFLOW_CONFIGS: dict[str, tuple[str, ...]] = {
+    "pretraining": ("pretrain.json",),
+    "evaluation": ("pretrain.json", "evaluate.json"),
+    "inference": ("inference.json",),
+}
+"""The recipe files each workflow runs, merged in this order (as ``monai.bundle run --config_file``)."""
+RUN_ITEMS = ("initialize", "run", "finalize")  # what a ConfigWorkflow runs; the components it uses hang off them
+
+
+class Route(NamedTuple):
+    """A setting passed whole to an argument of a component that declares its checks (``"arg": "@setting"``)."""
+
+    setting: str
+    target: str
+    argument: str
+    checks: ArgumentChecks
+
+
+def _item(config: Mapping[str, Any], ref: str) -> object:
+    node: object = config
+    for key in ReferenceResolver.split_id(ref):
+        if isinstance(node, Mapping) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return None
+    return node
+
+
+def _nodes(node: object) -> Iterator[object]:
+    """``node`` and everything nested in it."""
+    yield node
+    children = node.values() if isinstance(node, Mapping) else node if isinstance(node, list) else ()
+    for child in children:
+        yield from _nodes(child)
+
+
+def _used_items(config: Mapping[str, Any]) -> Iterator[object]:
+    """The items the run uses: :data:`RUN_ITEMS` and whatever they reach by reference, each once."""
+    pending, seen = [key for key in RUN_ITEMS if key in config], set()
+    while pending:
+        ref = pending.pop()
+        if ref in seen:
+            continue
+        seen.add(ref)
+        item = _item(config, ref)
+        yield item
+        for node in _nodes(item):
+            if isinstance(node, str):
+                pending.extend(ReferenceResolver.match_refs_pattern(node))
+
+
+@cache
+def _declared_checks(target: str) -> ArgumentChecks | None:
+    # only the package's own components declare checks; locating another (torch, MONAI) would import it for nothing
+    return argument_checks(pydoc.locate(target)) if target.startswith("monai_ilm.") else None
+
+
+def component_routes(config: Mapping[str, Any]) -> list[Route]:
+    """Where the components a run uses take a setting as a whole argument, with the checks they declare.
+
+    A component of the package declares the checks of its arguments once
+    (:func:`monai_ilm.checks.checks_arguments`); following the recipe from what it runs
+    (:data:`RUN_ITEMS`) to the components it builds, a setting given as ``"arg": "@setting"`` is checked
+    by the rule of that argument, under the setting's name, before anything is built. A component the run
+    does not use (a disabled handler is still used) adds no rule.
+
+    Args:
+        config: a recipe's configuration, its files merged (and the overrides applied).
+    """
+    routes: dict[tuple[str, str, str], Route] = {}
+    for item in _used_items(config):
+        for node in _nodes(item):
+            if not (isinstance(node, Mapping) and isinstance(node.get("_target_"), str)):
+                continue
+            checks = _declared_checks(node["_target_"])
+            if checks is None:
+                continue
+            for argument, value in node.items():
+                setting = value[1:] if isinstance(value, str) and value.startswith("@") else None
+                if setting in config and setting not in RUN_ITEMS:
+                    routes[setting, node["_target_"], argument] = Route(setting, node["_target_"], argument, checks)
+    return list(routes.values())
+
+
+@cache
+def _template_config(workflow: str) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for name in WORKFLOW_CONFIGS[workflow]:
+        merged.update(json.loads((TEMPLATE_CONFIGS / name).read_text()))
+    return merged
+
+
+def _check_components(settings: Mapping[str, object], routes: Sequence[Route]) -> None:
+    """Each routed setting by its argument's check; then each component's rule over several arguments, on
+    those it takes under their own names (``"layers": "@layers"``), so that its message names the setting."""
+    joint: dict[str, tuple[ArgumentChecks, dict[str, object]]] = {}
+    for route in routes:
+        value = settings.get(route.setting)
+        if value is None:
+            continue
+        check = route.checks.single.get(route.argument)
+        if check is not None:
+            check(route.setting, value)
+        if route.checks.joint is not None and route.argument == route.setting:
+            joint.setdefault(route.target, (route.checks, {}))[1][route.setting] = value
+    for checks, values in joint.values():
+        checks.joint(values)
+
+
+def check_settings(
+    workflow: str, settings: Mapping[str, object], config: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Check the settings of ``workflow``; a setting absent from ``settings`` (or None) is not checked.
+
+    Each setting the workflow passes to a component of the package is checked by the rule that component
+    declares for that argument (:func:`component_routes`); then the data and output settings, the settings
+    only torch's or MONAI's classes receive (:data:`UNOWNED_SETTINGS`) and the rules across settings
+    (``queue_size`` >= ``batch_size``, the compact cache and ``augment_on``, checkpoints after NaN checks,
+    ``volume`` and ``backbone`` by the data set's dimensions).
 
     Args:
         workflow: ``"pretraining"``, ``"evaluation"`` or ``"inference"``.
         settings: ``{setting: resolved value}``, e.g. :func:`recipe_settings`; keys the workflow does not
             check are ignored.
+        config: the recipe's configuration, which decides which component receives which setting; None: the
+            package's recipe template of the workflow (:data:`WORKFLOW_CONFIGS`).
 
     Returns:
         ``{setting: value or None}`` for every setting of :data:`WORKFLOW_SETTINGS` ``[workflow]``, in order.
@@ -373,7 +377,9 @@ def check_settings(workflow: str, settings: Mapping[str, object]) -> dict[str, A
         ValueError: for the first bad setting, naming it and the allowed values.
         FileNotFoundError: when ``dataset_dir`` does not exist (naming it and the expected layout).
     """
-    _CHECKS[_workflow(workflow)](settings)
+    workflow = _workflow(workflow)
+    routes = component_routes(_template_config(workflow) if config is None else config)
+    _CHECKS[workflow](settings, [route for route in routes if route.setting in WORKFLOW_SETTINGS[workflow]])
     return {name: settings.get(name) for name in WORKFLOW_SETTINGS[workflow]}
 
 
@@ -437,4 +443,4 @@ def check_recipe(workflow: str) -> dict[str, Any]:
         FileNotFoundError: when ``dataset_dir`` does not exist (naming it and the expected layout).
     """
     check_given_settings_used(workflow)
-    return check_settings(workflow, recipe_settings(workflow))
+    return check_settings(workflow, recipe_settings(workflow), _parser_being_parsed().get())

@@ -6,8 +6,13 @@ from __future__ import annotations
 import pytest
 from monai.bundle import ConfigParser
 
+from monai_ilm.data import load_datalist
+from monai_ilm.evaluation import EvaluationRun
+from monai_ilm.handlers import MomentumUpdateHandler, NaNGuard, RepresentationHealthHandler
+from monai_ilm.losses import InfoNCELoss
+from monai_ilm.methods import intermediate_loss
 from monai_ilm.networks.moco import BATCH_NORM_MODES, HEADS
-from monai_ilm.recipe_checks import WORKFLOW_SETTINGS, check_settings, recipe_settings
+from monai_ilm.recipe_checks import WORKFLOW_SETTINGS, check_settings, component_routes, recipe_settings
 
 
 @pytest.mark.parametrize(
@@ -121,3 +126,64 @@ def test_volume_settings_and_3d_backbones_belong_to_volume_data_sets():
         check_settings("evaluation", {"dataset_name": "volumes", "volume": {"intensity": "window"}})
     with pytest.raises(ValueError, match=r"backbone: expected one of \['resnet18'"):
         check_settings("inference", {"dataset_name": "nih", "backbone": "resnet10"})
+
+
+NESTED_EMPTY = [[]]  # a value no setting allows: a setting without a rule would let it through
+
+
+@pytest.mark.parametrize("workflow", sorted(WORKFLOW_SETTINGS))
+def test_every_setting_of_a_workflow_has_a_rule(workflow):
+    """Each setting is checked by the component the recipe passes it to, or by the recipe's own short rules."""
+    for setting in WORKFLOW_SETTINGS[workflow]:
+        context = {"method": "barlow"} if setting.startswith("barlow_") else {"method": "mse"}
+        context = {} if setting == "method" or workflow != "pretraining" else context
+        context = {"dataset_name": "volumes"} if setting == "volume" else context  # volume settings are for 3D
+        with pytest.raises((ValueError, FileNotFoundError)) as error:
+            check_settings(workflow, {**context, setting: NESTED_EMPTY})
+        assert str(error.value).startswith(f"{setting}: expected "), (workflow, setting, str(error.value))
+
+
+@pytest.mark.parametrize(
+    "build, setting, value, workflow",
+    [
+        (lambda v: InfoNCELoss(temperature=v), "temperature", 0.0, "pretraining"),
+        (lambda v: MomentumUpdateHandler(momentum=v), "momentum", 1.5, "pretraining"),
+        (lambda v: NaNGuard(check_every=v), "nan_check_interval", 0, "pretraining"),
+        (lambda v: RepresentationHealthHandler(collapse_rank=v), "collapse_rank", -1.0, "pretraining"),
+        (lambda v: intermediate_loss("mse", layers=["layer4"], mse_weights=v), "mse_weights", [1.0, 1.0], None),
+        (lambda v: EvaluationRun("linear", "nih", ".", ".", "moco", label_fraction=v), "label_fraction", 0.0, None),
+        (lambda v: EvaluationRun("linear", "nih", ".", ".", "moco", max_epochs=v), "evaluation_epochs", 0, None),
+        (lambda v: load_datalist("nih", ".", v), "split", "dev", "inference"),
+    ],
+)
+def test_a_component_and_its_recipe_refuse_a_bad_value_by_one_rule(build, setting, value, workflow):
+    """The rule is declared once, by the component; the recipe check applies it under the setting's name."""
+    with pytest.raises(ValueError) as built:
+        build(value)
+    workflow = workflow or ("evaluation" if setting in WORKFLOW_SETTINGS["evaluation"] else "pretraining")
+    context = {"method": "mse", "layers": ["layer4"]} if setting == "mse_weights" else {}
+    with pytest.raises(ValueError) as checked:
+        check_settings(workflow, {**context, setting: value})
+    assert str(checked.value).startswith(f"{setting}: expected ")
+    assert str(built.value).split(": expected ", 1)[1] == str(checked.value).split(": expected ", 1)[1]
+
+
+def test_a_setting_is_checked_by_the_component_the_recipe_gives_it_to():
+    """Routes follow the recipe from what it runs: an edited component brings its own rule, an unused one none."""
+    config = {
+        "imports": ["$import monai_ilm.recipe_checks"],
+        "temperature": 0.0,
+        "loss": {"_target_": "monai_ilm.losses.InfoNCELoss", "temperature": "@temperature"},
+        "unused": {"_target_": "monai_ilm.handlers.MomentumUpdateHandler", "momentum": "@temperature"},
+        "run": ["$@loss"],
+    }
+    routes = component_routes(config)
+    assert [(r.setting, r.target, r.argument) for r in routes] == [
+        ("temperature", "monai_ilm.losses.InfoNCELoss", "temperature")
+    ]
+    with pytest.raises(ValueError, match=r"^temperature: expected a finite number > 0, got 0\.0\.$"):
+        check_settings("pretraining", {"temperature": 0.0}, config)
+    config["loss"] = {"_target_": "monai_ilm.handlers.MomentumUpdateHandler", "momentum": "@temperature"}
+    check_settings("pretraining", {"temperature": 0.0}, config)  # a momentum of 0 is allowed
+    with pytest.raises(ValueError, match=r"^temperature: expected a finite number in \[0, 1\], got 2\.0\.$"):
+        check_settings("pretraining", {"temperature": 2.0}, config)

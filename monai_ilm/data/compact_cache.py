@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from monai.data import CacheDataset
 from monai.transforms import Compose, RandomizableTrait, Transform, apply_transform
 from tqdm import tqdm
 
+from monai_ilm.checks import check_choice, check_real, check_writable_dir, checks_arguments
 from monai_ilm.data.identity import array_digest, row_entry
 from monai_ilm.utils import available_memory as _available_memory  # a module name the tests can replace
 
@@ -296,6 +298,11 @@ def _gives_uint8(transform: Callable, row: dict, image_key: str) -> bool:
     return isinstance(image, torch.Tensor) and image.dtype == torch.uint8
 
 
+@checks_arguments(
+    cache=partial(check_choice, allowed=CACHE_MODES),
+    cache_rate=partial(check_real, low=0.0, high=1.0),
+    cache_dir=check_writable_dir,
+)
 def training_dataset(
     data: Sequence,
     transform: Callable,
@@ -333,8 +340,6 @@ def training_dataset(
         ValueError: for a ``cache`` outside :data:`CACHE_MODES`, an empty datalist with a ``cache`` other than
             ``"cache_rate"``, or ``"memory"`` / ``"disk"`` with loader steps that do not end in a uint8 image.
     """
-    if cache not in CACHE_MODES:
-        raise ValueError(f"cache: expected one of {list(CACHE_MODES)}, got {cache!r}.")
     if cache == "cache_rate" or (cache == "auto" and len(data) and not _gives_uint8(transform, data[0], image_key)):
         return CacheDataset(data, transform, cache_rate=cache_rate, num_workers=num_workers)
     # the ranks of a multi-GPU run on one machine each keep a copy: they share its memory

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
-from monai_ilm.checks import check_bool, check_choice, fail, is_real
+from monai_ilm.checks import check_bool, check_choice, checks_arguments, fail, is_real
 from monai_ilm.data.csv_datalist import SPLIT_ALIASES, read_csv_datalist
 from monai_ilm.data.files import PathLike, list_subdirectories, read_text_lines
 from monai_ilm.data.nih import SPLIT_SOURCES as NIH_SPLITS
@@ -183,6 +184,11 @@ def _load_csv(
     return parts[SPLIT_NAMES.index(split)]
 
 
+@checks_arguments(
+    dataset=lambda key, value: check_choice(key, value, tuple(_TABLE)),  # the table as it is now: rows can be added
+    split=partial(check_choice, allowed=SPLIT_NAMES),
+    label_fraction=lambda key, value: validate_fraction(value, key),
+)
 def load_datalist(
     dataset: str,
     dataset_dir: PathLike,
@@ -235,11 +241,7 @@ def load_datalist(
             or a ``val_fraction`` outside (0, 1).
         FileNotFoundError: naming ``dataset_dir`` when it does not exist or lacks the expected layout.
     """
-    if dataset not in _TABLE:
-        raise ValueError(f"dataset: expected one of {list(_TABLE)}, got '{dataset}'.")
-    if split not in SPLIT_NAMES:
-        raise ValueError(f"split: expected one of {list(SPLIT_NAMES)}, got '{split}'.")
-    fraction = validate_fraction(label_fraction)
+    fraction = 1.0 if label_fraction is None else float(label_fraction)
     root = Path(dataset_dir).expanduser()
     if not root.exists():
         raise FileNotFoundError(

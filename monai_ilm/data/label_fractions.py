@@ -18,22 +18,21 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from monai_ilm.checks import check_real
 from monai_ilm.data.patients import PatientTable, coverage_columns, patient_table, stratified_order
 
 
-def validate_fraction(fraction: float) -> float:
-    """``fraction`` as a float after checking that it lies in (0, 1].
+def validate_fraction(fraction: float, key: str = "fraction") -> float:
+    """``fraction`` as a float after checking that it is a finite number in (0, 1].
+
+    Args:
+        fraction: the share of the labelled training data.
+        key: the name of the setting in the message (``label_fraction`` in a recipe).
 
     Raises:
-        ValueError: when ``fraction`` is not a number in (0, 1] (NaN included).
+        ValueError: naming ``key`` when ``fraction`` is not a finite number in (0, 1] (NaN, a string included).
     """
-    try:
-        value = float(fraction)
-    except (TypeError, ValueError):
-        raise ValueError(f"fraction: expected a number in (0, 1], got {fraction!r}.") from None
-    if not 0.0 < value <= 1.0:  # also rejects NaN
-        raise ValueError(f"fraction: expected a number in (0, 1], got {fraction!r}.")
-    return value
+    return check_real(key, fraction, low=0.0, high=1.0, low_open=True)
 
 
 def _covering_patients(table: PatientTable, keys: np.ndarray) -> list[int]:

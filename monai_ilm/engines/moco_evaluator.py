@@ -10,12 +10,14 @@ from monai.engines.utils import IterationEvents
 from monai.inferers import Inferer
 from torch.utils.data import DataLoader
 
+from monai_ilm.checks import check_bool, checks_arguments
 from monai_ilm.engines.utils import VIEW_KEYS, forward_views, scalar_output, to_channels_last
 from monai_ilm.losses.infonce import InfoNCELoss
 
 __all__ = ["MoCoEvaluator"]
 
 
+@checks_arguments(amp=check_bool, channels_last=check_bool)
 class MoCoEvaluator(SupervisedEvaluator):
     """Computes the pretraining loss on validation pairs without touching the queue or the key encoder.
 

@@ -15,6 +15,7 @@ from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
 from monai_ilm import distributed
+from monai_ilm.checks import check_bool, check_int, checks_arguments
 from monai_ilm.engines.utils import VIEW_KEYS, forward_views, scalar_output, to_channels_last
 from monai_ilm.losses.infonce import InfoNCELoss
 from monai_ilm.networks.moco import MoCo
@@ -24,6 +25,9 @@ from monai_ilm.utils import unwrap_network
 __all__ = ["MoCoTrainer"]
 
 
+@checks_arguments(
+    max_epochs=check_int, epoch_length=check_int, amp=check_bool, compile=check_bool, channels_last=check_bool
+)
 class MoCoTrainer(SupervisedTrainer):
     """MONAI trainer whose iteration is one MoCo step on a batch of two augmented views.
 

@@ -25,6 +25,7 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,10 @@ import numpy as np
 import torch
 from monai.data import DataLoader, Dataset
 
+from monai_ilm.checks import check_bool, check_choice, check_int, check_real, checks_arguments
 from monai_ilm.data import load_datalist
 from monai_ilm.data.integrity import check_datalists
+from monai_ilm.data.label_fractions import validate_fraction
 from monai_ilm.datasets import DATASETS
 from monai_ilm.evaluation.cell_identity import (
     PROTOCOL_SPLITS,
@@ -44,6 +47,7 @@ from monai_ilm.evaluation.cell_identity import (
     pretraining_record,
     run_dir_name,
 )
+from monai_ilm.evaluation.cka import KERNELS
 from monai_ilm.evaluation.classifier import downstream_network
 from monai_ilm.evaluation.feature_reuse import feature_reuse, feature_reuse_from_features, feature_reuse_rows
 from monai_ilm.evaluation.features import (
@@ -56,13 +60,16 @@ from monai_ilm.evaluation.ks import ks_distance, ks_rows
 from monai_ilm.evaluation.prediction import DownstreamResult, run_downstream
 from monai_ilm.evaluation.probing import probe_features, probe_rows
 from monai_ilm.evaluation.rows import downstream_rows
+from monai_ilm.methods import METHODS
 from monai_ilm.networks import resnet_encoder
 from monai_ilm.provenance import code_version, fingerprint
 from monai_ilm.results import PROTOCOLS, replicate_key, utc_now, write_results
 from monai_ilm.results.embeddings import write_embeddings
+from monai_ilm.statistics.intervals import METHODS as CI_METHODS
 from monai_ilm.transforms import eval_transforms, finetune_transforms, get_preset
+from monai_ilm.transforms.presets import IMAGE_CHECKS
 
-__all__ = ["DATASET_TASKS", "EvaluationRun", "evaluation_run_id", "run_dir_name"]
+__all__ = ["DATASET_TASKS", "EVALUATION_METHODS", "EvaluationRun", "evaluation_run_id", "run_dir_name"]
 
 logger = logging.getLogger("monai_ilm.evaluation")
 
@@ -73,8 +80,26 @@ _PROTOCOL_SPLITS = PROTOCOL_SPLITS  # the splits each protocol reads images from
 # what the ``linear`` head trains on (docs/method.md D23)
 LINEAR_FEATURES = ("cached", "augmented")
 DATASET_CLASS_NAMES = {d.name: d.classes for d in DATASETS.values() if d.class_names is not None}
+EVALUATION_METHODS = (*METHODS, "supervised")  # "supervised": no pretraining, the baseline of Tables 1-2
 
 
+@checks_arguments(
+    protocol=partial(check_choice, allowed=PROTOCOLS),
+    dataset_name=partial(check_choice, allowed=tuple(DATASET_TASKS)),
+    method=partial(check_choice, allowed=EVALUATION_METHODS),
+    label_fraction=lambda key, value: validate_fraction(value, key),
+    batch_size=check_int,
+    max_epochs=check_int,
+    lr=partial(check_real, low=0.0, low_open=True),
+    n_resamples=partial(check_int, minimum=0),
+    ci_method=partial(check_choice, allowed=CI_METHODS),
+    cka_kernel=partial(check_choice, allowed=KERNELS),
+    amp=check_bool,
+    standardize_features=check_bool,
+    linear_features=partial(check_choice, allowed=LINEAR_FEATURES),
+    linear_epochs=check_int,
+    **IMAGE_CHECKS,
+)
 @dataclass
 class EvaluationRun:
     """One evaluation cell; ``run()`` computes it and appends its rows to the results table.
@@ -115,8 +140,8 @@ class EvaluationRun:
             A 3D data set (its preset's ``spatial_dims``) gets MONAI's 3D ``ResNetFeatures`` as ``backbone``.
 
     Raises:
-        ValueError: for an unknown protocol or data set, a label fraction outside (0, 1], or a
-            ``standardize_features`` that is not a boolean.
+        ValueError: for an argument its declared check refuses (an unknown protocol, data set or method, a
+            label fraction outside (0, 1], a non-positive size, epoch count or learning rate...), naming it.
         FileNotFoundError: when a checkpoint or a finetune output the protocol needs is missing.
     """
 
@@ -147,18 +172,6 @@ class EvaluationRun:
     linear_epochs: int = 100
 
     def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol: expected one of {list(PROTOCOLS)}, got {self.protocol!r}.")
-        if self.dataset_name not in DATASET_TASKS:
-            raise ValueError(f"dataset_name: expected one of {list(DATASET_TASKS)}, got {self.dataset_name!r}.")
-        if not 0.0 < float(self.label_fraction) <= 1.0:
-            raise ValueError(f"label_fraction: expected a value in (0, 1], got {self.label_fraction}.")
-        if not isinstance(self.standardize_features, bool):
-            raise ValueError(f"standardize_features: expected true or false, got {self.standardize_features!r}.")
-        if self.linear_features not in LINEAR_FEATURES:
-            raise ValueError(f"linear_features: expected one of {list(LINEAR_FEATURES)}, got {self.linear_features!r}.")
-        if isinstance(self.linear_epochs, bool) or not isinstance(self.linear_epochs, int) or self.linear_epochs < 1:
-            raise ValueError(f"linear_epochs: expected a positive whole number, got {self.linear_epochs!r}.")
         if self.pretrained_checkpoint is not None and not Path(self.pretrained_checkpoint).is_file():
             raise FileNotFoundError(
                 f"pretrained_checkpoint: {self.pretrained_checkpoint} does not exist; pretrain '{self.method}' first."

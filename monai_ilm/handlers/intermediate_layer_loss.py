@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -10,6 +11,7 @@ from ignite.engine import Engine
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 
+from monai_ilm.checks import check_layers, checks_arguments
 from monai_ilm.distributed import average_gradients, world_size
 from monai_ilm.handlers.utils import attach_once
 from monai_ilm.networks.backbones import STAGE_NAMES
@@ -23,6 +25,7 @@ def moco_stages(output: dict) -> tuple[Sequence[torch.Tensor], Sequence[torch.Te
     return pred["query_stages"], pred["key_stages"]
 
 
+@checks_arguments(layers=partial(check_layers, allowed=STAGE_NAMES))
 class IntermediateLayerLossHandler:
     """The intermediate-layer loss of Kaku et al. (NeurIPS 2021) as a MONAI handler.
 
@@ -58,9 +61,6 @@ class IntermediateLayerLossHandler:
         output_transform: Callable[[Any], tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]]] = moco_stages,
     ) -> None:
         layers = (layers,) if isinstance(layers, str) else tuple(layers)
-        unknown = [name for name in layers if name not in STAGE_NAMES]
-        if unknown or not layers or len(set(layers)) != len(layers):
-            raise ValueError(f"layers: expected distinct names from {list(STAGE_NAMES)}, got {list(layers)}.")
         num_terms = getattr(loss, "num_layers", None)
         if num_terms is not None and num_terms != len(layers):
             raise ValueError(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 from ignite.engine import Engine, Events
 
+from monai_ilm.checks import check_choice, check_real, checks_arguments
 from monai_ilm.utils import unwrap_network
 
 __all__ = ["MomentumUpdateHandler", "momentum_at"]
@@ -25,6 +27,10 @@ def momentum_at(step: int, total_steps: int, base: float, final: float = 1.0, sc
     return final - (final - base) * (math.cos(math.pi * progress) + 1.0) / 2.0
 
 
+_FRACTION = partial(check_real, low=0.0, high=1.0)
+
+
+@checks_arguments(momentum=_FRACTION, final_momentum=_FRACTION, schedule=partial(check_choice, allowed=SCHEDULES))
 class MomentumUpdateHandler:
     """Updates the key encoder as θ_k ← m·θ_k + (1 − m)·θ_q after every optimiser step.
 
@@ -43,11 +49,6 @@ class MomentumUpdateHandler:
     """
 
     def __init__(self, momentum: float = 0.999, schedule: str = "constant", final_momentum: float = 1.0) -> None:
-        for name, value in (("momentum", momentum), ("final_momentum", final_momentum)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}: expected a value in [0, 1], got {value}.")
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule: expected one of {list(SCHEDULES)}, got {schedule!r}.")
         self.momentum = momentum
         self.schedule = schedule
         self.final_momentum = final_momentum

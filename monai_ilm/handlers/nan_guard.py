@@ -10,6 +10,7 @@ from ignite.engine import Engine, Events
 from monai.engines.utils import IterationEvents
 from torch import nn
 
+from monai_ilm.checks import check_int, checks_arguments
 from monai_ilm.handlers.utils import attach_once
 from monai_ilm.utils import unwrap_network
 
@@ -41,6 +42,7 @@ def _running_statistics(modules: Sequence[nn.Module]) -> list[torch.Tensor]:
     return stats
 
 
+@checks_arguments(check_every=check_int)
 class NaNGuard:
     """Raises :class:`NonFiniteLossError` when a loss entry of the iteration output is NaN or infinite.
 
@@ -87,8 +89,6 @@ class NaNGuard:
         modules: nn.Module | Sequence[nn.Module | None] | None = (),
         output_transform: Callable[[Any], Any] = lambda output: output,
     ) -> None:
-        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
-            raise ValueError(f"check_every: expected a positive integer, got {check_every!r}.")
         self.check_every = check_every
         self.prefix = prefix
         self.output_transform = output_transform

@@ -7,6 +7,7 @@ import logging
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import ClassVar
 
 import numpy as np
@@ -16,6 +17,7 @@ from monai.data import CacheDataset
 from torch import nn
 from torch.utils.data import DataLoader
 
+from monai_ilm.checks import check_int, check_real, checks_arguments
 from monai_ilm.datasets import DATASETS
 from monai_ilm.engines.utils import autocast_context, channels_last_format
 from monai_ilm.evaluation.knn import UndefinedScoreError, WeightedKNNScore
@@ -65,6 +67,13 @@ def _subsample(data: Sequence, size: int, seed: int) -> list:
     return [data[i] for i in keep]
 
 
+@checks_arguments(
+    interval=partial(check_int, minimum=0),
+    bank_size=check_int,
+    val_size=check_int,
+    batch_size=check_int,
+    cache_rate=partial(check_real, low=0.0, high=1.0),
+)
 class OnlineKNNHandler:
     """Scores the query encoder with a weighted kNN on labelled data every ``interval`` epochs.
 
@@ -125,9 +134,6 @@ class OnlineKNNHandler:
         label_key: str = "label",
     ) -> None:
         self.score = WeightedKNNScore(metric, k, temperature)
-        for name, value in (("bank_size", bank_size), ("val_size", val_size), ("batch_size", batch_size)):
-            if value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}.")
         self.train_data = _subsample(train_data, bank_size, seed)
         self.val_data = _subsample(val_data, val_size, seed + 1)
         self.transform, self.metric, self.interval = transform, metric, interval

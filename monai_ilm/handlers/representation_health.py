@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -12,6 +13,7 @@ from ignite.engine import Engine, Events
 from monai.engines.utils import IterationEvents
 from monai.metrics.embedding_collapse import compute_embedding_collapse
 
+from monai_ilm.checks import check_int, check_real, checks_arguments
 from monai_ilm.handlers.utils import attach_once
 from monai_ilm.networks.backbones import global_pool
 from monai_ilm.utils import unwrap_network
@@ -79,6 +81,11 @@ def moco_pred(output: Any) -> Any:
     return output.get("pred") if isinstance(output, dict) else None
 
 
+@checks_arguments(
+    samples=partial(check_int, minimum=2),
+    collapse_rank=partial(check_real, low=0.0),
+    collapse_patience=partial(check_int, minimum=0),
+)
 class RepresentationHealthHandler:
     """Logs, per epoch, whether MoCo's representation is healthy or collapsing; can stop a collapsed run.
 
@@ -122,12 +129,6 @@ class RepresentationHealthHandler:
         collapse_patience: int = 0,
         output_transform: Callable[[Any], Any] = moco_pred,
     ) -> None:
-        if samples < 2:
-            raise ValueError(f"samples: expected an integer of at least 2, got {samples!r}.")
-        if collapse_rank < 0:
-            raise ValueError(f"collapse_rank: expected a number >= 0, got {collapse_rank!r}.")
-        if collapse_patience < 0:
-            raise ValueError(f"collapse_patience: expected an integer >= 0, got {collapse_patience!r}.")
         self.samples, self.collapse_rank, self.collapse_patience = samples, collapse_rank, collapse_patience
         self.output_transform = output_transform
         self._rows: deque[dict[str, torch.Tensor]] = deque()

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
+from monai_ilm.checks import check_real, checks_arguments
+
 __all__ = ["InfoNCELoss"]
 
 
+@checks_arguments(temperature=partial(check_real, low=0.0, low_open=True))
 class InfoNCELoss(_Loss):
     """MoCo's InfoNCE loss with the positive key at index 0 and the queue as negatives.
 
@@ -29,8 +34,6 @@ class InfoNCELoss(_Loss):
 
     def __init__(self, temperature: float = 0.07) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature: expected a positive value, got {temperature}.")
         self.temperature = temperature
 
     def logits(self, q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:

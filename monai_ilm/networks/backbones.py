@@ -13,6 +13,8 @@ from monai.networks.nets import ResNetFeatures
 from torch import nn
 from torchvision import models
 
+from monai_ilm.checks import check_bool, checks_arguments
+
 __all__ = [
     "BACKBONES",
     "MONAI_BACKBONES",
@@ -150,6 +152,7 @@ class MonaiResNetEncoder(StageEncoder):
         return list(self.net(x)[1:])
 
 
+@checks_arguments(zero_init_residual=check_bool)
 def resnet_encoder(
     name: str = "resnet50",
     spatial_dims: int = 2,

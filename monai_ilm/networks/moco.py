@@ -7,11 +7,13 @@ by Kaku et al., NeurIPS 2021 (docs/method.md §4): linear 128-d head, K = 65,536
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from monai_ilm.checks import check_choice, check_int, checks_arguments
 from monai_ilm.distributed import (
     convert_to_global_batch_norm,
     gather_from_all_ranks,
@@ -21,12 +23,14 @@ from monai_ilm.distributed import (
 )
 from monai_ilm.networks.backbones import StageEncoder, global_pool
 
-__all__ = ["BATCH_NORM_MODES", "HEADS", "MoCo", "projection_head"]
+__all__ = ["BATCH_NORM_MODES", "HEADS", "MoCo", "check_head", "projection_head"]
 
 BATCH_NORM_MODES: tuple[str, ...] = ("shuffle", "sync", "local")
 HEADS: tuple[str, ...] = ("linear", "mlp")
+check_head = partial(check_choice, allowed=HEADS)
 
 
+@checks_arguments(head=check_head, hidden_dim=check_int)
 def projection_head(in_dim: int, out_dim: int = 128, head: str = "linear", hidden_dim: int | None = None) -> nn.Module:
     """The projection from the pooled representation to the contrastive embedding.
 
@@ -40,14 +44,18 @@ def projection_head(in_dim: int, out_dim: int = 128, head: str = "linear", hidde
     Raises:
         ValueError: for an unknown ``head``.
     """
-    if head == "linear":
-        return nn.Linear(in_dim, out_dim)
     if head == "mlp":
         hidden = hidden_dim or in_dim
         return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
-    raise ValueError(f"head: expected 'linear' or 'mlp', got {head!r}.")
+    return nn.Linear(in_dim, out_dim)
 
 
+@checks_arguments(
+    embedding_dim=check_int,
+    queue_size=check_int,
+    head=check_head,
+    batch_norm=partial(check_choice, allowed=BATCH_NORM_MODES),
+)
 class MoCo(nn.Module):
     """Momentum Contrast with access to the stage outputs of both encoders.
 
@@ -112,12 +120,6 @@ class MoCo(nn.Module):
                 "encoder: expected a StageEncoder with forward_stages() and stage_channels, "
                 f"got {type(encoder).__name__}."
             )
-        if embedding_dim < 1:
-            raise ValueError(f"embedding_dim: expected a positive size, got {embedding_dim}.")
-        if queue_size < 1:
-            raise ValueError(f"queue_size: expected a positive number of keys, got {queue_size}.")
-        if batch_norm not in BATCH_NORM_MODES:
-            raise ValueError(f"batch_norm: expected one of {list(BATCH_NORM_MODES)}, got {batch_norm!r}.")
         if batch_norm == "sync":
             encoder = convert_to_global_batch_norm(encoder)
         self.symmetric = symmetric

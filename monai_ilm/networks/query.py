@@ -14,8 +14,9 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from monai_ilm.checks import check_int, checks_arguments
 from monai_ilm.networks.backbones import StageEncoder
-from monai_ilm.networks.moco import projection_head
+from monai_ilm.networks.moco import check_head, projection_head
 
 __all__ = ["QUERY_PREFIXES", "MoCoQueryNetwork", "query_state_dict"]
 
@@ -41,6 +42,7 @@ def query_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     return query
 
 
+@checks_arguments(embedding_dim=check_int, head=check_head)
 class MoCoQueryNetwork(nn.Module):
     """The query encoder and projection head of MoCo, for inference and export.
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Hashable, Mapping, Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ from monai.config import KeysCollection
 from monai.transforms import Compose, MapTransform, RandFlipd, SelectItemsd, Transform
 from monai.utils import convert_to_tensor
 
+from monai_ilm.checks import check_choice, checks_arguments
 from monai_ilm.transforms import batched_ops as ops
 from monai_ilm.transforms.color import RandColorJitterd, RandGaussianBlurd, RandGrayscaled
 from monai_ilm.transforms.device_augment_3d import volume_device_steps
@@ -49,6 +51,7 @@ from monai_ilm.transforms.presets import (
     IMAGENET_STD,
     deterministic_transforms,
     get_preset,
+    image_arguments_checked,
     pretrain_transforms,
 )
 from monai_ilm.transforms.spatial import RandResizedCropd, RandRotationd, centre_crop_box
@@ -406,6 +409,8 @@ class DeviceAugment:
             self.generator.manual_seed(int.from_bytes(digest[:8], "little"))
 
 
+@image_arguments_checked
+@checks_arguments(augment_on=partial(check_choice, allowed=AUGMENT_ON))
 def pretrain_pipeline(
     preset: str = "nih",
     image_size: int | None = None,
@@ -448,8 +453,6 @@ def pretrain_pipeline(
         ValueError: for an ``augment_on`` outside :data:`AUGMENT_ON`, an unknown preset, or ``"device"``
             with a preset that has no device version.
     """
-    if augment_on not in AUGMENT_ON:
-        raise ValueError(f"augment_on: expected one of {list(AUGMENT_ON)}, got {augment_on!r}.")
     if augment_on == "loader":
         return pretrain_transforms(preset, image_size, channels, True, normalize, image_key, intensity, volume), None
     if cache_channels is None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -64,6 +65,7 @@ from monai.transforms import (
     Transform,
 )
 
+from monai_ilm.checks import check_choice, check_int, checks_arguments
 from monai_ilm.datasets import DATASETS
 from monai_ilm.transforms.channels import EnsureChannelsd
 from monai_ilm.transforms.color import RandColorJitterd, RandGaussianBlurd, RandGrayscaled
@@ -77,6 +79,14 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 # grey images: the luma-weighted mean and std of the three ImageNet channels
 IMAGENET_GREY_MEAN, IMAGENET_GREY_STD = 0.449, 0.226
+MAX_IMAGE_SIZE = 16384  # pixels per side; larger is a typo (or a units mix-up), not a chest X-ray
+CHANNELS = (1, 3)  # grey or RGB images
+IMAGE_CHECKS = {
+    "image_size": partial(check_int, maximum=MAX_IMAGE_SIZE),
+    "channels": partial(check_choice, allowed=CHANNELS),
+}
+"""The checks of ``image_size`` and ``channels``, which every pipeline of a preset declares."""
+image_arguments_checked = checks_arguments(**IMAGE_CHECKS)
 
 Steps = Callable[[str, int], list[Transform]]
 
@@ -228,10 +238,7 @@ def get_preset(preset: str) -> Preset:
 
 
 def _resolve_size(spec: Preset, image_size: int | None) -> int:
-    size = spec.image_size if image_size is None else int(image_size)
-    if size <= 0:
-        raise ValueError(f"image_size: expected a positive integer, got {image_size}.")
-    return size
+    return spec.image_size if image_size is None else check_int("image_size", image_size, maximum=MAX_IMAGE_SIZE)
 
 
 def _load_steps(spec: Preset, preset: str, image_key: str, intensity: str, volume: Mapping | None) -> list[Transform]:
@@ -246,6 +253,7 @@ def _load_steps(spec: Preset, preset: str, image_key: str, intensity: str, volum
     return [LoadImageWithPathd(image_key, intensity=intensity)]
 
 
+@image_arguments_checked
 def deterministic_transforms(
     preset: str = "nih",
     image_size: int | None = None,
@@ -300,6 +308,7 @@ def _finish(keys: Sequence[str], normalize: bool, channels: int | None) -> list[
     return steps + [EnsureTyped(list(keys), data_type="tensor", dtype=torch.float32, track_meta=False)]
 
 
+@image_arguments_checked
 def pretrain_transforms(
     preset: str = "nih",
     image_size: int | None = None,
@@ -400,6 +409,7 @@ def finetune_transforms(
     )
 
 
+@image_arguments_checked
 def eval_transforms(
     preset: str = "nih",
     image_size: int | None = None,

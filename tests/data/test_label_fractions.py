@@ -53,7 +53,7 @@ class TestLabelFraction:
 
     @pytest.mark.parametrize("fraction", [0, -0.5, 1.01, float("nan"), "half", None])
     def test_fraction_outside_unit_interval(self, fraction):
-        with pytest.raises(ValueError, match=r"^fraction: expected a number in \(0, 1\], got "):
+        with pytest.raises(ValueError, match=r"^fraction: expected a finite number in \(0, 1\], got "):
             label_fraction(single_label_rows(10), fraction)
 
     def test_priority_starts_with_coveringpatients_of(self):

@@ -89,7 +89,7 @@ class TestErrors:
 
     @pytest.mark.parametrize("fraction", [0.0, 1.5, -1])
     def test_fraction_outside_unit_interval(self, layouts, fraction):
-        with pytest.raises(ValueError, match=r"fraction: expected a number in \(0, 1\], got "):
+        with pytest.raises(ValueError, match=r"^label_fraction: expected a finite number in \(0, 1\], got "):
             load_datalist("idc", layouts["idc"][0], "train", label_fraction=fraction)
 
     def test_missing_split_folder(self, tmp_path, dr_jama16_dir):

@@ -112,5 +112,5 @@ def test_check_every_still_checks_at_every_epoch_end():
 
 @pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])
 def test_bad_check_every(value):
-    with pytest.raises(ValueError, match="check_every: expected a positive integer"):
+    with pytest.raises(ValueError, match="check_every: expected an integer of at least 1"):
         NaNGuard(check_every=value)

@@ -178,7 +178,7 @@ def test_view_transforms_factory_and_errors():
         pretrain_transforms("chexpert")
     with pytest.raises(ValueError, match="stage: expected 'pretrain' or 'finetune'"):
         view_transforms("nih", "view1", stage="probe")
-    with pytest.raises(ValueError, match="image_size: expected a positive integer"):
+    with pytest.raises(ValueError, match="image_size: expected an integer of at least 1"):
         eval_transforms("nih", image_size=0)
 
 
