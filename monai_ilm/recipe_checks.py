@@ -17,8 +17,10 @@ The rules are not written here. Each component of the package declares the check
 is defined (:func:`monai_ilm.checks.checks_arguments`) and runs them when built; :func:`component_routes`
 follows the recipe from what it runs to the components it builds, and a setting passed whole to an argument
 (``"temperature": "@temperature"`` in ``InfoNCELoss``) is checked by that argument's rule, under the setting's
-name, before anything is built. So a component edited in a ``--config`` file brings its own rules, and a new
-setting costs one template line, its use and the one check of the argument it feeds. What is left here:
+name, before anything is built. So a component edited in a ``--config`` file brings its own rules, a value
+written on a component's argument itself (``--contrastive_loss#temperature 0``) is checked by that rule under
+its id, and a new setting costs one template line, its use and the one check of the argument it feeds. What is
+left here:
 
 * the data and output settings (:data:`DATA_SETTINGS`): ``seed`` in [0, 2**32 - 1] (numpy's global seed, which
   MONAI's ``set_determinism`` sets), ``dataset_name`` before ``dataset_dir`` (whose error quotes that data set's
@@ -271,16 +273,16 @@ def _item(config: Mapping[str, Any], ref: str) -> object:
     return node
 
 
-def _nodes(node: object) -> Iterator[object]:
-    """``node`` and everything nested in it."""
-    yield node
-    children = node.values() if isinstance(node, Mapping) else node if isinstance(node, list) else ()
-    for child in children:
-        yield from _nodes(child)
+def _nodes(node: object, path: str) -> Iterator[tuple[str, object]]:
+    """``node`` and everything nested in it, with their ids as an override names them (``train#trainer``)."""
+    yield path, node
+    children = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in children:
+        yield from _nodes(child, f"{path}#{key}")
 
 
-def _used_items(config: Mapping[str, Any]) -> Iterator[object]:
-    """The items the run uses: :data:`RUN_ITEMS` and whatever they reach by reference, each once."""
+def _used_items(config: Mapping[str, Any]) -> Iterator[tuple[str, object]]:
+    """The items the run uses, with their ids: :data:`RUN_ITEMS` and whatever they reach by reference, each once."""
     pending, seen = [key for key in RUN_ITEMS if key in config], set()
     while pending:
         ref = pending.pop()
@@ -288,8 +290,8 @@ def _used_items(config: Mapping[str, Any]) -> Iterator[object]:
             continue
         seen.add(ref)
         item = _item(config, ref)
-        yield item
-        for node in _nodes(item):
+        yield ref.replace(ReferenceResolver.sep, "#"), item
+        for _, node in _nodes(item, ref):
             if isinstance(node, str):
                 pending.extend(ReferenceResolver.match_refs_pattern(node))
 
@@ -298,6 +300,18 @@ def _used_items(config: Mapping[str, Any]) -> Iterator[object]:
 def _declared_checks(target: str) -> ArgumentChecks | None:
     # only the package's own components declare checks; locating another (torch, MONAI) would import it for nothing
     return argument_checks(pydoc.locate(target)) if target.startswith("monai_ilm.") else None
+
+
+def _used_components(config: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any], ArgumentChecks]]:
+    """``(id, component, its declared checks)`` of each component of the package the run uses, once each."""
+    seen: set[int] = set()
+    for ref, item in _used_items(config):
+        for path, node in _nodes(item, ref):
+            if isinstance(node, Mapping) and isinstance(node.get("_target_"), str) and id(node) not in seen:
+                seen.add(id(node))
+                checks = _declared_checks(node["_target_"])
+                if checks is not None:
+                    yield path, node, checks
 
 
 def component_routes(config: Mapping[str, Any]) -> list[Route]:
@@ -313,18 +327,26 @@ def component_routes(config: Mapping[str, Any]) -> list[Route]:
         config: a recipe's configuration, its files merged (and the overrides applied).
     """
     routes: dict[tuple[str, str, str], Route] = {}
-    for item in _used_items(config):
-        for node in _nodes(item):
-            if not (isinstance(node, Mapping) and isinstance(node.get("_target_"), str)):
-                continue
-            checks = _declared_checks(node["_target_"])
-            if checks is None:
-                continue
-            for argument, value in node.items():
-                setting = value[1:] if isinstance(value, str) and value.startswith("@") else None
-                if setting in config and setting not in RUN_ITEMS:
-                    routes[setting, node["_target_"], argument] = Route(setting, node["_target_"], argument, checks)
+    for _, node, checks in _used_components(config):
+        for argument, value in node.items():
+            setting = value[1:] if isinstance(value, str) and value.startswith("@") else None
+            if setting in config and setting not in RUN_ITEMS:
+                routes[setting, node["_target_"], argument] = Route(setting, node["_target_"], argument, checks)
     return list(routes.values())
+
+
+def _check_literal_arguments(config: Mapping[str, Any]) -> None:
+    """A value written on a component's argument itself (``--contrastive_loss#temperature 0``, an edited
+    ``--config`` file) by that argument's rule, named by its id, before anything is built."""
+    for path, node, checks in _used_components(config):
+        for argument, check in checks.single.items():
+            value = node.get(argument)
+            if (
+                value is not None
+                and not isinstance(value, Mapping)
+                and not (isinstance(value, str) and value[:1] in "@$%")
+            ):
+                check(f"{path}#{argument}", value)
 
 
 @cache
@@ -358,7 +380,8 @@ def check_settings(
     """Check the settings of ``workflow``; a setting absent from ``settings`` (or None) is not checked.
 
     Each setting the workflow passes to a component of the package is checked by the rule that component
-    declares for that argument (:func:`component_routes`); then the data and output settings, the settings
+    declares for that argument (:func:`component_routes`), and so is a value written on the argument itself
+    (named by its id, ``contrastive_loss#temperature``); then the data and output settings, the settings
     only torch's or MONAI's classes receive (:data:`UNOWNED_SETTINGS`) and the rules across settings
     (``queue_size`` >= ``batch_size``, the compact cache and ``augment_on``, checkpoints after NaN checks,
     ``volume`` and ``backbone`` by the data set's dimensions).
@@ -378,8 +401,10 @@ def check_settings(
         FileNotFoundError: when ``dataset_dir`` does not exist (naming it and the expected layout).
     """
     workflow = _workflow(workflow)
-    routes = component_routes(_template_config(workflow) if config is None else config)
+    config = _template_config(workflow) if config is None else config
+    routes = component_routes(config)
     _CHECKS[workflow](settings, [route for route in routes if route.setting in WORKFLOW_SETTINGS[workflow]])
+    _check_literal_arguments(config)
     return {name: settings.get(name) for name in WORKFLOW_SETTINGS[workflow]}
 
 

@@ -187,3 +187,21 @@ def test_a_setting_is_checked_by_the_component_the_recipe_gives_it_to():
     check_settings("pretraining", {"temperature": 0.0}, config)  # a momentum of 0 is allowed
     with pytest.raises(ValueError, match=r"^temperature: expected a finite number in \[0, 1\], got 2\.0\.$"):
         check_settings("pretraining", {"temperature": 2.0}, config)
+
+
+def test_a_value_written_on_a_component_is_checked_by_its_rule_before_anything_is_built():
+    """A nested override (``--contrastive_loss#temperature 0``) is named by its id, as the user typed it."""
+    parser = ConfigParser(
+        {
+            "imports": ["$import monai_ilm", "$import monai_ilm.recipe_checks"],
+            "temperature": 0.07,
+            "contrastive_loss": {"_target_": "monai_ilm.losses.InfoNCELoss", "temperature": "@temperature"},
+            "initialize": ["$monai_ilm.recipe_checks.check_recipe('pretraining')"],
+            "run": ["$@contrastive_loss"],
+        }
+    )
+    parser.get_parsed_content("initialize", lazy=False)
+    parser.update({"contrastive_loss#temperature": 0})
+    with pytest.raises(RuntimeError) as error:
+        parser.get_parsed_content("initialize", lazy=False)
+    assert str(error.value.__cause__) == "contrastive_loss#temperature: expected a finite number > 0, got 0."
