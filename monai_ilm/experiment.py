@@ -37,7 +37,7 @@ from typing import Any
 
 from monai_ilm.bundle_usage import settings_read_by
 from monai_ilm.data.identity import data_changes
-from monai_ilm.data.splits import validate_fraction
+from monai_ilm.data.label_fractions import check_fraction
 from monai_ilm.datasets import bundle_datasets
 from monai_ilm.errors import show_trust_warning_once
 from monai_ilm.methods import check_method
@@ -176,7 +176,7 @@ def plan_cells(
     """
     for method in methods:
         check_method(method)
-    fractions = sorted({float(validate_fraction(f)) for f in fractions} | {1.0}, reverse=True)
+    fractions = sorted({check_fraction("fractions", f) for f in fractions} | {1.0}, reverse=True)
     low = [f for f in fractions if f < 1.0]
     cells = [Cell("pretrain", m, s) for s in seeds for m in methods]
     for seed in seeds:

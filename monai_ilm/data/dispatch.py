@@ -11,8 +11,9 @@ from pathlib import Path
 from monai_ilm.checks import check_bool, check_choice, checks_arguments, fail, is_real
 from monai_ilm.data.csv_datalist import SPLIT_ALIASES, read_csv_datalist
 from monai_ilm.data.files import PathLike, list_subdirectories, read_text_lines
+from monai_ilm.data.label_fractions import check_fraction
 from monai_ilm.data.nih import SPLIT_SOURCES as NIH_SPLITS
-from monai_ilm.data.splits import SPLIT_NAMES, patient_split, train_val_test_split, validate_fraction
+from monai_ilm.data.splits import SPLIT_NAMES, patient_split, train_val_test_split
 from monai_ilm.data.splits import label_fraction as take_label_fraction
 from monai_ilm.datasets import DATASETS as _TABLE
 
@@ -187,7 +188,7 @@ def _load_csv(
 @checks_arguments(
     dataset=lambda key, value: check_choice(key, value, tuple(_TABLE)),  # the table as it is now: rows can be added
     split=partial(check_choice, allowed=SPLIT_NAMES),
-    label_fraction=lambda key, value: validate_fraction(value, key),
+    label_fraction=check_fraction,
 )
 def load_datalist(
     dataset: str,

@@ -22,12 +22,12 @@ from monai_ilm.checks import check_real
 from monai_ilm.data.patients import PatientTable, coverage_columns, patient_table, stratified_order
 
 
-def validate_fraction(fraction: float, key: str = "fraction") -> float:
-    """``fraction`` as a float after checking that it is a finite number in (0, 1].
+def check_fraction(key: str, fraction: object) -> float:
+    """``fraction``, a share of the labelled training data, as a float if it is a finite number in (0, 1].
 
     Args:
-        fraction: the share of the labelled training data.
         key: the name of the setting in the message (``label_fraction`` in a recipe).
+        fraction: the value to check.
 
     Raises:
         ValueError: naming ``key`` when ``fraction`` is not a finite number in (0, 1] (NaN, a string included).
@@ -119,7 +119,7 @@ def label_fraction(
     Raises:
         ValueError: when ``fraction`` is not in (0, 1] or the datalist is empty.
     """
-    value = validate_fraction(fraction)
+    value = check_fraction("fraction", fraction)
     if len(datalist) == 0:
         raise ValueError("datalist: expected at least one row to take a label fraction of, got an empty datalist.")
     if value == 1.0:

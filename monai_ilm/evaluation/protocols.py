@@ -36,7 +36,7 @@ from monai.data import DataLoader, Dataset
 from monai_ilm.checks import check_bool, check_choice, check_int, check_real, checks_arguments
 from monai_ilm.data import load_datalist
 from monai_ilm.data.integrity import check_datalists
-from monai_ilm.data.label_fractions import validate_fraction
+from monai_ilm.data.label_fractions import check_fraction
 from monai_ilm.datasets import DATASETS
 from monai_ilm.evaluation.cell_identity import (
     PROTOCOL_SPLITS,
@@ -87,7 +87,7 @@ EVALUATION_METHODS = (*METHODS, "supervised")  # "supervised": no pretraining, t
     protocol=partial(check_choice, allowed=PROTOCOLS),
     dataset_name=partial(check_choice, allowed=tuple(DATASET_TASKS)),
     method=partial(check_choice, allowed=EVALUATION_METHODS),
-    label_fraction=lambda key, value: validate_fraction(value, key),
+    label_fraction=check_fraction,
     batch_size=check_int,
     max_epochs=check_int,
     lr=partial(check_real, low=0.0, low_open=True),
