@@ -12,9 +12,9 @@ from monai_ilm.checks import check_bool, check_choice, checks_arguments, fail, i
 from monai_ilm.data.csv_datalist import SPLIT_ALIASES, read_csv_datalist
 from monai_ilm.data.files import PathLike, list_subdirectories, read_text_lines
 from monai_ilm.data.label_fractions import check_fraction
+from monai_ilm.data.label_fractions import label_fraction as take_label_fraction
 from monai_ilm.data.nih import SPLIT_SOURCES as NIH_SPLITS
 from monai_ilm.data.splits import SPLIT_NAMES, patient_split, train_val_test_split
-from monai_ilm.data.splits import label_fraction as take_label_fraction
 from monai_ilm.datasets import DATASETS as _TABLE
 
 logger = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ def load_datalist(
         split: ``"train"``, ``"val"`` or ``"test"``.
         seed: the seed of every split and subset drawn (the same seed gives the same rows).
         label_fraction: keep this fraction of the split's rows, grouped by patient and stratified
-            (:func:`monai_ilm.data.splits.label_fraction`; nested across fractions for one seed).
+            (:func:`monai_ilm.data.label_fractions.label_fraction`; nested across fractions for one seed).
         options: reader options given as one mapping (the bundles pass :func:`datalist_options` here);
             ``kwargs`` override them.
         kwargs: passed to the reader (:func:`~monai_ilm.data.nih.read_nih`, :func:`~monai_ilm.data.idc.read_idc`,

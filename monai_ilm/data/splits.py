@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from monai_ilm.data.label_fractions import fraction_priority, label_fraction
 from monai_ilm.data.patients import PatientTable, coverage_columns, patient_ids, patient_table, stratified_order
 
 __all__ = [
@@ -31,9 +30,6 @@ __all__ = [
     "check_class_presence",
     "patient_split",
     "train_val_test_split",
-    # label fractions, importable from here as before they had their own module
-    "fraction_priority",
-    "label_fraction",
 ]
 
 logger = logging.getLogger(__name__)

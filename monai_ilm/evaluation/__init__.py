@@ -34,7 +34,7 @@ __all__ = lazy_package(
         ),
         "probing": ("FeatureBatches", "probe_blocks", "probe_features", "probe_rows"),
         "protocols": ("DATASET_TASKS", "EvaluationRun"),
-        "rows": ("downstream_rows",),
+        "downstream_rows": ("downstream_rows",),
         "tasks": ("DownstreamTask", "PAPER_TASKS", "TASKS", "get_task"),
         "training": ("FitResult", "fit_downstream", "task_metric"),
     },

@@ -42,9 +42,9 @@ import numpy as np
 import torch
 
 from monai_ilm.evaluation.classifier import LinearHead
+from monai_ilm.evaluation.downstream_rows import downstream_rows
 from monai_ilm.evaluation.features import StageFeatures, extract_stage_features
 from monai_ilm.evaluation.prediction import DownstreamResult, evaluate_downstream
-from monai_ilm.evaluation.rows import downstream_rows
 from monai_ilm.evaluation.tasks import DownstreamTask, get_task
 from monai_ilm.evaluation.training import LOGGER_NAME, fit_downstream
 from monai_ilm.networks.backbones import StageEncoder

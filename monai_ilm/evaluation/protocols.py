@@ -49,6 +49,7 @@ from monai_ilm.evaluation.cell_identity import (
 )
 from monai_ilm.evaluation.cka import KERNELS
 from monai_ilm.evaluation.classifier import downstream_network
+from monai_ilm.evaluation.downstream_rows import downstream_rows
 from monai_ilm.evaluation.feature_reuse import feature_reuse, feature_reuse_from_features, feature_reuse_rows
 from monai_ilm.evaluation.features import (
     _default_device,
@@ -59,7 +60,6 @@ from monai_ilm.evaluation.features import (
 from monai_ilm.evaluation.ks import ks_distance, ks_rows
 from monai_ilm.evaluation.prediction import DownstreamResult, run_downstream
 from monai_ilm.evaluation.probing import probe_features, probe_rows
-from monai_ilm.evaluation.rows import downstream_rows
 from monai_ilm.methods import METHODS
 from monai_ilm.networks import resnet_encoder
 from monai_ilm.provenance import code_version, fingerprint

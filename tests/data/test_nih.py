@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from monai_ilm.data.label_fractions import label_fraction
 from monai_ilm.data.nih import NIH_FINDINGS, parse_findings, read_nih, read_nih_metadata
-from monai_ilm.data.splits import SPLIT_NAMES, assert_patient_disjoint, label_fraction
+from monai_ilm.data.splits import SPLIT_NAMES, assert_patient_disjoint
 from monai_ilm.data.synthetic import NIH_HEADER, make_nih_sample
 from tests.data.helpers import shared_path
 

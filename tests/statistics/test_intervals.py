@@ -102,8 +102,8 @@ class TestStandardErrorValue:
 
     @pytest.mark.parametrize("ci_method", ["percentile", "standard_error"])
     def test_results_row_value_is_sklearns_metric_on_the_full_test_set(self, ci_method):
+        from monai_ilm.evaluation.downstream_rows import downstream_rows
         from monai_ilm.evaluation.prediction import Predictions, score_predictions
-        from monai_ilm.evaluation.rows import downstream_rows
 
         # a test set (seed 8) whose full-set AUC lies outside the paper's mean +/- 1.96 sd / sqrt(B) interval
         y = np.array([0, 1] * 12)
