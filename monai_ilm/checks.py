@@ -289,12 +289,15 @@ def checks_arguments(joint: JointCheck | None = None, **checks: Check) -> Callab
 
         @checks_arguments(temperature=partial(check_real, low=0.0, low_open=True))
         class InfoNCELoss(nn.Module): ...
+
+    Raises:
+        TypeError: for a second declaration on one function (stacked, the outer would hide the inner's checks from
+            a recipe): give all its checks in one.
     """
 
     def decorate(target: Target) -> Target:
-        earlier = argument_checks(target) if not isinstance(target, type) else None
-        if earlier is not None:  # stacked declarations: one wrapper with both
-            return checks_arguments(_both(earlier.joint, joint), **{**earlier.single, **checks})(target.__wrapped__)
+        if not isinstance(target, type) and argument_checks(target) is not None:  # the outer would hide the inner
+            raise TypeError(f"checks_arguments: expected one declaration per component, got a second on {target}.")
         function = target.__init__ if isinstance(target, type) else target
         signature = inspect.signature(function)
         instance = next(iter(signature.parameters)) if isinstance(target, type) else None  # ``self``
@@ -322,14 +325,3 @@ def checks_arguments(joint: JointCheck | None = None, **checks: Check) -> Callab
         return checked  # type: ignore[return-value]
 
     return decorate
-
-
-def _both(first: JointCheck | None, second: JointCheck | None) -> JointCheck | None:
-    if first is None or second is None:
-        return first or second
-
-    def joint(given: Mapping[str, object]) -> None:
-        first(given)
-        second(given)
-
-    return joint

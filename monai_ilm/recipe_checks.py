@@ -273,12 +273,12 @@ def _item(config: Mapping[str, Any], ref: str) -> object:
     return node
 
 
-def _nodes(node: object, path: str) -> Iterator[tuple[str, object]]:
-    """``node`` and everything nested in it, with their ids as an override names them (``train#trainer``)."""
-    yield path, node
-    children = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, list) else ()
-    for key, child in children:
-        yield from _nodes(child, f"{path}#{key}")
+def _nodes(node: object, id_: str) -> Iterator[tuple[str, object]]:
+    """``node`` and everything nested in it, with their config ids (``train::trainer``)."""
+    yield id_, node
+    if isinstance(node, (dict, list)):
+        for _, sub_id, child in ReferenceResolver.iter_subconfigs(id_, node):
+            yield from _nodes(child, sub_id)
 
 
 def _used_items(config: Mapping[str, Any]) -> Iterator[tuple[str, object]]:
@@ -290,10 +290,8 @@ def _used_items(config: Mapping[str, Any]) -> Iterator[tuple[str, object]]:
             continue
         seen.add(ref)
         item = _item(config, ref)
-        yield ref.replace(ReferenceResolver.sep, "#"), item
-        for _, node in _nodes(item, ref):
-            if isinstance(node, str):
-                pending.extend(ReferenceResolver.match_refs_pattern(node))
+        yield ref, item
+        pending.extend(ReferenceResolver.find_refs_in_config(item, ref))
 
 
 @cache
@@ -302,7 +300,10 @@ def _declared_checks(target: str) -> ArgumentChecks | None:
     return argument_checks(pydoc.locate(target)) if target.startswith("monai_ilm.") else None
 
 
-def _used_components(config: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any], ArgumentChecks]]:
+UsedComponent = tuple[str, Mapping[str, Any], ArgumentChecks]  # (config id, the component's config, its checks)
+
+
+def _used_components(config: Mapping[str, Any]) -> Iterator[UsedComponent]:
     """``(id, component, its declared checks)`` of each component of the package the run uses, once each."""
     seen: set[int] = set()
     for ref, item in _used_items(config):
@@ -326,8 +327,12 @@ def component_routes(config: Mapping[str, Any]) -> list[Route]:
     Args:
         config: a recipe's configuration, its files merged (and the overrides applied).
     """
+    return _routes(config, list(_used_components(config)))
+
+
+def _routes(config: Mapping[str, Any], components: Sequence[UsedComponent]) -> list[Route]:
     routes: dict[tuple[str, str, str], Route] = {}
-    for _, node, checks in _used_components(config):
+    for _, node, checks in components:
         for argument, value in node.items():
             setting = value[1:] if isinstance(value, str) and value.startswith("@") else None
             if setting in config and setting not in RUN_ITEMS:
@@ -335,10 +340,10 @@ def component_routes(config: Mapping[str, Any]) -> list[Route]:
     return list(routes.values())
 
 
-def _check_literal_arguments(config: Mapping[str, Any]) -> None:
+def _check_literal_arguments(components: Sequence[UsedComponent]) -> None:
     """A value written on a component's argument itself (``--contrastive_loss#temperature 0``, an edited
     ``--config`` file) by that argument's rule, named by its id, before anything is built."""
-    for path, node, checks in _used_components(config):
+    for id_, node, checks in components:
         for argument, check in checks.single.items():
             value = node.get(argument)
             if (
@@ -346,7 +351,7 @@ def _check_literal_arguments(config: Mapping[str, Any]) -> None:
                 and not isinstance(value, Mapping)
                 and not (isinstance(value, str) and value[:1] in "@$%")
             ):
-                check(f"{path}#{argument}", value)
+                check(f"{id_}#{argument}".replace(ReferenceResolver.sep, "#"), value)  # as an override names it
 
 
 @cache
@@ -402,9 +407,10 @@ def check_settings(
     """
     workflow = _workflow(workflow)
     config = _template_config(workflow) if config is None else config
-    routes = component_routes(config)
+    components = list(_used_components(config))
+    routes = _routes(config, components)
     _CHECKS[workflow](settings, [route for route in routes if route.setting in WORKFLOW_SETTINGS[workflow]])
-    _check_literal_arguments(config)
+    _check_literal_arguments(components)
     return {name: settings.get(name) for name in WORKFLOW_SETTINGS[workflow]}
 
 

@@ -52,12 +52,7 @@ def test_the_declaration_is_readable_and_checks_under_another_name():
     assert argument_checks(len) is None
 
 
-def test_stacked_declarations_make_one_wrapper_with_both():
-    both = checks_arguments(high=partial(check_int, maximum=100))(make_range)
-    assert set(argument_checks(both).single) == {"low", "high", "mode"}
-    assert argument_checks(both).joint is _sizes_fit
-    with pytest.raises(ValueError, match=r"^high: expected an integer of at least 1 and at most 100, got 101\.$"):
-        both(high=101)
-    with pytest.raises(ValueError, match=r"^low: expected an integer of at least 1"):
-        both(low=0)
-    assert both.__wrapped__ is make_range.__wrapped__  # not a wrapper of a wrapper
+def test_a_second_declaration_is_refused():
+    """Stacked, the outer declaration would hide the inner one from a recipe: one declaration per component."""
+    with pytest.raises(TypeError, match=r"^checks_arguments: expected one declaration per component"):
+        checks_arguments(high=partial(check_int, maximum=100))(make_range)

@@ -45,13 +45,13 @@ from monai_ilm.transforms import batched_ops as ops
 from monai_ilm.transforms.color import RandColorJitterd, RandGaussianBlurd, RandGrayscaled
 from monai_ilm.transforms.device_augment_3d import volume_device_steps
 from monai_ilm.transforms.presets import (
+    IMAGE_CHECKS,
     IMAGENET_GREY_MEAN,
     IMAGENET_GREY_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
     deterministic_transforms,
     get_preset,
-    image_arguments_checked,
     pretrain_transforms,
 )
 from monai_ilm.transforms.spatial import RandResizedCropd, RandRotationd, centre_crop_box
@@ -409,8 +409,7 @@ class DeviceAugment:
             self.generator.manual_seed(int.from_bytes(digest[:8], "little"))
 
 
-@image_arguments_checked
-@checks_arguments(augment_on=partial(check_choice, allowed=AUGMENT_ON))
+@checks_arguments(augment_on=partial(check_choice, allowed=AUGMENT_ON), **IMAGE_CHECKS)
 def pretrain_pipeline(
     preset: str = "nih",
     image_size: int | None = None,

@@ -86,7 +86,6 @@ IMAGE_CHECKS = {
     "channels": partial(check_choice, allowed=CHANNELS),
 }
 """The checks of ``image_size`` and ``channels``, which every pipeline of a preset declares."""
-image_arguments_checked = checks_arguments(**IMAGE_CHECKS)
 
 Steps = Callable[[str, int], list[Transform]]
 
@@ -253,7 +252,7 @@ def _load_steps(spec: Preset, preset: str, image_key: str, intensity: str, volum
     return [LoadImageWithPathd(image_key, intensity=intensity)]
 
 
-@image_arguments_checked
+@checks_arguments(**IMAGE_CHECKS)
 def deterministic_transforms(
     preset: str = "nih",
     image_size: int | None = None,
@@ -308,7 +307,7 @@ def _finish(keys: Sequence[str], normalize: bool, channels: int | None) -> list[
     return steps + [EnsureTyped(list(keys), data_type="tensor", dtype=torch.float32, track_meta=False)]
 
 
-@image_arguments_checked
+@checks_arguments(**IMAGE_CHECKS)
 def pretrain_transforms(
     preset: str = "nih",
     image_size: int | None = None,
@@ -409,7 +408,7 @@ def finetune_transforms(
     )
 
 
-@image_arguments_checked
+@checks_arguments(**IMAGE_CHECKS)
 def eval_transforms(
     preset: str = "nih",
     image_size: int | None = None,
